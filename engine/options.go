@@ -1,0 +1,178 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// Profile selects how much memory Pebble may use.
+type Profile uint8
+
+const (
+	// ProfileSmall targets edge devices: 4 MiB memtables and an 8 MiB block
+	// cache, about 64 MiB RSS under load. It is the default.
+	ProfileSmall Profile = iota
+	// ProfileThroughput uses 64 MiB memtables and a 256 MiB cache, tuned on
+	// 2-core machines for ~3x the ingest rate of ProfileSmall.
+	ProfileThroughput
+)
+
+// Options configure a DB. A nil *Options is valid and means all defaults;
+// Open never modifies the caller's struct.
+type Options struct {
+	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
+	// Tests use vfs.NewMem() or vfs.NewCrashableMem().
+	FS vfs.FS
+	// NoSync turns off fsync before acknowledging puts. Default false:
+	// every acknowledged put is on stable storage, and concurrent puts
+	// share fsyncs (group commit).
+	NoSync bool
+	// Clock returns the current time. Default time.Now. Tests inject a
+	// fake clock to move time without sleeping.
+	Clock func() time.Time
+	// IteratorTTL is how long a shard iterator token stays valid.
+	// Default 5 minutes, as Kinesis.
+	IteratorTTL time.Duration
+	// MaxRecordBytes caps data plus partition key of one record.
+	// Default 1 MiB (1,048,576), as Kinesis.
+	MaxRecordBytes int
+	// MaxPutRecordsEntries caps the entries of one PutRecords. Default 500.
+	MaxPutRecordsEntries int
+	// MaxPutRecordsBytes caps data plus keys of one PutRecords. Default 5 MiB.
+	MaxPutRecordsBytes int
+	// MaxGetRecords caps the records of one GetRecords. Default 10,000.
+	MaxGetRecords int
+	// MaxGetRecordsBytes caps the data of one GetRecords. Default 10 MiB.
+	MaxGetRecordsBytes int
+	// MinRetention is the shortest stream retention accepted. Default 1
+	// minute (Kinesis' own minimum is 24 hours; the server enforces that).
+	MinRetention time.Duration
+	// MaxShards caps open shards across all streams. Default 20,000 (the
+	// Kinesis default quota in us-east-1).
+	MaxShards int
+	// TrimInterval is how often the background trimmer deletes expired
+	// records. Default 30 seconds.
+	TrimInterval time.Duration
+	// Profile selects Pebble's memory budget. Default ProfileSmall.
+	Profile Profile
+	// Pebble, if set, is used as the base Pebble options (after the
+	// profile is applied). kvstream owns FS, FormatMajorVersion and
+	// Logger; other fields are the caller's to tune.
+	Pebble *pebble.Options
+}
+
+// Clone returns a copy of o (nil-safe).
+func (o *Options) Clone() *Options {
+	if o == nil {
+		return &Options{}
+	}
+	c := *o
+	return &c
+}
+
+// EnsureDefaults fills every zero field with its default and returns o.
+func (o *Options) EnsureDefaults() *Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.IteratorTTL == 0 {
+		o.IteratorTTL = 5 * time.Minute
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = 1 << 20
+	}
+	if o.MaxPutRecordsEntries == 0 {
+		o.MaxPutRecordsEntries = 500
+	}
+	if o.MaxPutRecordsBytes == 0 {
+		o.MaxPutRecordsBytes = 5 << 20
+	}
+	if o.MaxGetRecords == 0 {
+		o.MaxGetRecords = 10000
+	}
+	if o.MaxGetRecordsBytes == 0 {
+		o.MaxGetRecordsBytes = 10 << 20
+	}
+	if o.MinRetention == 0 {
+		o.MinRetention = time.Minute
+	}
+	if o.MaxShards == 0 {
+		o.MaxShards = 20000
+	}
+	if o.TrimInterval == 0 {
+		o.TrimInterval = 30 * time.Second
+	}
+	return o
+}
+
+// Validate reports the first invalid field, wrapping ErrInvalidOptions.
+func (o *Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return shard.Errorf(shard.ErrInvalidOptions, format, args...)
+	}
+	switch {
+	case o.IteratorTTL < 0:
+		return bad("IteratorTTL %v must be positive", o.IteratorTTL)
+	case o.MaxRecordBytes < 0 || o.MaxRecordBytes > 64<<20:
+		return bad("MaxRecordBytes %d must be in (0, 64 MiB]", o.MaxRecordBytes)
+	case o.MaxPutRecordsEntries < 0:
+		return bad("MaxPutRecordsEntries %d must be positive", o.MaxPutRecordsEntries)
+	case o.MaxPutRecordsBytes < 0:
+		return bad("MaxPutRecordsBytes %d must be positive", o.MaxPutRecordsBytes)
+	case o.MaxGetRecords < 0:
+		return bad("MaxGetRecords %d must be positive", o.MaxGetRecords)
+	case o.MaxGetRecordsBytes < 0:
+		return bad("MaxGetRecordsBytes %d must be positive", o.MaxGetRecordsBytes)
+	case o.MinRetention < 0:
+		return bad("MinRetention %v must be positive", o.MinRetention)
+	case o.MaxShards < 0:
+		return bad("MaxShards %d must be positive", o.MaxShards)
+	case o.TrimInterval < 0:
+		return bad("TrimInterval %v must be positive", o.TrimInterval)
+	case o.Profile > ProfileThroughput:
+		return bad("Profile %d is not ProfileSmall or ProfileThroughput", o.Profile)
+	}
+	return nil
+}
+
+func (o *Options) nowMs() int64 { return o.Clock().UnixMilli() }
+
+// pebbleOptions builds Pebble's options for dir from the profile.
+func (o *Options) pebbleOptions() *pebble.Options {
+	var po *pebble.Options
+	if o.Pebble != nil {
+		po = o.Pebble.Clone()
+	} else {
+		po = &pebble.Options{}
+		if o.Profile == ProfileThroughput {
+			po.MemTableSize = 64 << 20
+			po.MemTableStopWritesThreshold = 4
+			po.L0StopWritesThreshold = 1000
+			po.L0CompactionThreshold = 4
+			po.CompactionConcurrencyRange = func() (int, int) { return 1, 1 }
+			po.Cache = pebble.NewCache(256 << 20)
+			po.Levels[0].BlockSize = 32 << 10
+		} else {
+			po.MemTableSize = 4 << 20
+			po.Cache = pebble.NewCache(8 << 20)
+		}
+	}
+	po.FS = o.FS
+	po.FormatMajorVersion = pebble.FormatNewest
+	po.Logger = quietLogger{}
+	return po
+}
+
+// quietLogger drops Pebble's informational logs and keeps fatal ones.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Errorf(format string, a ...any) {}
+func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }

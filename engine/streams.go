@@ -1,0 +1,470 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// CreateStream creates a stream of cfg.ShardCount shards whose hash ranges
+// split the space exactly as Kinesis does. It fails with ErrStreamExists if
+// the name is taken and ErrValidation/ErrInvalidArgument on bad config.
+func (db *DB) CreateStream(name string, cfg StreamConfig) error {
+	if err := db.check(); err != nil {
+		return err
+	}
+	if err := validateStreamName(name); err != nil {
+		return err
+	}
+	if cfg.ShardCount < 1 {
+		return validationf("ShardCount %d must be at least 1", cfg.ShardCount)
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = defaultRetention
+	}
+	if err := db.validateRetention(cfg.Retention); err != nil {
+		return err
+	}
+	if !cfg.Partitioner.Valid() {
+		return validationf("Partitioner %d is not xxhash or md5", cfg.Partitioner)
+	}
+	if err := validateLimits(cfg.Limits); err != nil {
+		return err
+	}
+	if cfg.MaxBytes < 0 || cfg.Discard > DiscardNew {
+		return validationf("MaxBytes %d must be ≥ 0 and Discard one of DiscardOld, DiscardNew", cfg.MaxBytes)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeProvisioned
+	}
+	if cfg.Mode != ModeProvisioned && cfg.Mode != ModeOnDemand {
+		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", cfg.Mode)
+	}
+	if err := validateTags(cfg.Tags, 0); err != nil {
+		return err
+	}
+
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if _, ok := db.mu.streams[name]; ok {
+		return shard.Errorf(shard.ErrStreamExists, "Stream %s already exists.", name)
+	}
+	if open := db.openShardsLocked(); open+cfg.ShardCount > db.opts.MaxShards {
+		return shard.Errorf(shard.ErrLimitExceeded,
+			"This request would exceed the shard limit for the account. Current shard count: %d, limit: %d; requested: %d.", open, db.opts.MaxShards, cfg.ShardCount)
+	}
+	now := db.opts.Clock()
+	secs := db.allocSecsLocked(now)
+	m := &streamMeta{
+		Name:        name,
+		ID:          db.mu.nextStream,
+		CreatedMs:   now.UnixMilli(),
+		ActiveMs:    now.Add(cfg.ActivationDelay).UnixMilli(),
+		RetentionMs: cfg.Retention.Milliseconds(),
+		Partitioner: cfg.Partitioner,
+		Limits:      cfg.Limits,
+		MaxBytes:    cfg.MaxBytes,
+		Discard:     cfg.Discard,
+		Mode:        cfg.Mode,
+		Encryption:  "NONE",
+		Tags:        maps.Clone(cfg.Tags),
+		NextShard:   uint32(cfg.ShardCount),
+	}
+	for i, r := range shard.SplitHashSpace(cfg.ShardCount) {
+		m.Shards = append(m.Shards, shardMeta{ID: shard.ShardID(i), Range: r, Created: secs})
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if err := db.putMetaLocked(b, m); err != nil {
+		return err
+	}
+	_ = b.Set(shard.MetaKey(metaNextStream), binary.BigEndian.AppendUint32(nil, m.ID+1), nil)
+	// Clear anything a crashed DeleteStream of this id might have left.
+	start, end := shard.StreamRecordsSpan(m.ID)
+	_ = b.DeleteRange(start, end, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create stream " + name, Cause: err}
+	}
+	s, err := db.newStreamState(m)
+	if err != nil {
+		return err
+	}
+	db.mu.nextStream = m.ID + 1
+	db.mu.streams[name] = s
+	db.mu.byID[m.ID] = s
+	return nil
+}
+
+// allocSecsLocked returns a shard-creation second that no earlier shard of
+// this DB used, so (created, index) identifies a shard across stream
+// incarnations. It is persisted with the catalog change that uses it.
+func (db *DB) allocSecsLocked(now time.Time) uint64 {
+	secs := uint64(now.Unix())
+	if secs <= db.mu.lastSecs {
+		secs = db.mu.lastSecs + 1
+	}
+	db.mu.lastSecs = secs
+	return secs
+}
+
+// putMetaLocked stages m and the time allocator in b.
+func (db *DB) putMetaLocked(b *pebble.Batch, m *streamMeta) error {
+	enc, err := encodeStreamMeta(m)
+	if err != nil {
+		return err
+	}
+	_ = b.Set(shard.CatalogKey(m.Name), enc, nil)
+	_ = b.Set(shard.MetaKey(metaLastSecs), binary.BigEndian.AppendUint64(nil, db.mu.lastSecs), nil)
+	return nil
+}
+
+func (db *DB) openShardsLocked() int {
+	n := 0
+	for _, s := range db.mu.streams {
+		s.mu.RLock()
+		n += len(s.open)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// DeleteStream deletes a stream and all its records (with DeleteRange:
+// the cost does not grow with the record count). A stream created later
+// with the same name never sees the old records.
+func (db *DB) DeleteStream(ctx context.Context, name string) error {
+	if err := db.check(); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	s := db.mu.streams[name]
+	if s == nil {
+		return notFound(name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.Delete(shard.CatalogKey(name), nil)
+	for _, prefix := range []byte{shard.PrefixRecords, shard.PrefixConsumers, shard.PrefixShardState} {
+		start, end := shard.StreamSpan(prefix, s.id)
+		_ = b.DeleteRange(start, end, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete stream " + name, Cause: err}
+	}
+	s.deleted = true
+	for _, l := range s.logs {
+		l.Close()
+	}
+	delete(db.mu.streams, name)
+	delete(db.mu.byID, s.id)
+	return nil
+}
+
+// ListStreams returns the stream names in lexical order.
+func (db *DB) ListStreams() ([]string, error) {
+	if err := db.check(); err != nil {
+		return nil, err
+	}
+	db.mu.RLock()
+	names := slices.Collect(maps.Keys(db.mu.streams))
+	db.mu.RUnlock()
+	slices.Sort(names)
+	return names, nil
+}
+
+// status returns the stream's status at nowMs. The caller holds s.mu.
+func (s *stream) statusLocked(nowMs int64) StreamStatus {
+	switch {
+	case nowMs < s.meta.ActiveMs:
+		return StatusCreating
+	case nowMs < s.meta.UpdatingMs:
+		return StatusUpdating
+	}
+	return StatusActive
+}
+
+// DescribeStream returns the stream's configuration, status and shards
+// (open and closed ones still holding data, by shard id).
+func (db *DB) DescribeStream(name string) (StreamDescription, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return StreamDescription{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := s.meta
+	d := StreamDescription{
+		Name:              m.Name,
+		Status:            s.statusLocked(db.opts.nowMs()),
+		CreatedAt:         time.UnixMilli(m.CreatedMs),
+		Retention:         m.retention(),
+		Partitioner:       m.Partitioner,
+		Limits:            m.Limits,
+		MaxBytes:          m.MaxBytes,
+		Discard:           m.Discard,
+		Mode:              m.Mode,
+		EncryptionType:    m.Encryption,
+		KeyID:             m.KeyID,
+		ShardLevelMetrics: slices.Clone(m.Metrics),
+		OpenShardCount:    len(s.open),
+	}
+	if d.Status != StatusCreating {
+		d.Shards = s.describeShardsLocked()
+	}
+	for _, sd := range d.Shards {
+		d.Bytes += sd.Bytes
+		d.Records += sd.Records
+	}
+	return d, nil
+}
+
+func (s *stream) describeShardsLocked() []ShardDescription {
+	out := make([]ShardDescription, 0, len(s.meta.Shards))
+	for _, sm := range s.meta.Shards {
+		l := s.logs[sm.ID]
+		d := ShardDescription{
+			ShardID:                sm.ID,
+			ParentShardID:          sm.Parent,
+			AdjacentParentShardID:  sm.AdjacentParent,
+			HashKeyRange:           sm.Range,
+			StartingSequenceNumber: shard.SequenceNumber{ShardCreated: sm.Created, Shard: uint32(sm.ID), Written: sm.Created},
+			Bytes:                  l.Bytes.Load(),
+			Records:                l.Records.Load(),
+		}
+		if sm.Closed {
+			d.EndingSequenceNumber = shard.SequenceNumber{ShardCreated: sm.Created, Shard: uint32(sm.ID), Counter: shard.MaxCounter, Written: uint64(sm.ClosedMs / 1000)}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// ListShards returns the stream's shards (open and closed ones still
+// holding data), ordered by shard id.
+func (db *DB) ListShards(name string) ([]ShardDescription, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.statusLocked(db.opts.nowMs()) == StatusCreating {
+		return nil, nil
+	}
+	return s.describeShardsLocked(), nil
+}
+
+// updateMeta applies fn to a copy of the stream's catalog entry under the
+// stream's exclusive lock and persists it; fn may return an error to
+// abort. It is the one path for control-plane changes.
+func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) error {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deleted {
+		return notFound(name)
+	}
+	m := s.meta.clone()
+	if err := fn(s, m); err != nil {
+		return err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	db.mu.Lock()
+	err = db.putMetaLocked(b, m)
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "update stream " + name, Cause: err}
+	}
+	s.meta = m
+	s.retentionMs.Store(m.RetentionMs)
+	return nil
+}
+
+// SetRetention sets the stream's retention period without Kinesis'
+// direction rules (see IncreaseRetention and DecreaseRetention). Lowering
+// it hides older records at once; raising it never brings back records
+// that already expired.
+func (db *DB) SetRetention(name string, d time.Duration) error {
+	if err := db.validateRetention(d); err != nil {
+		return err
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		m.RetentionMs = d.Milliseconds()
+		return nil
+	})
+}
+
+// IncreaseRetention raises the retention period; d must not be less than
+// the current one (Kinesis' IncreaseStreamRetentionPeriod rules).
+func (db *DB) IncreaseRetention(name string, d time.Duration) error {
+	if err := db.validateRetention(d); err != nil {
+		return err
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		if d.Milliseconds() < m.RetentionMs {
+			return shard.Errorf(shard.ErrInvalidArgument,
+				"Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.",
+				int64(d.Hours()), name, m.RetentionMs/3600000)
+		}
+		m.RetentionMs = d.Milliseconds()
+		return nil
+	})
+}
+
+// DecreaseRetention lowers the retention period; d must not be more than
+// the current one (Kinesis' DecreaseStreamRetentionPeriod rules).
+func (db *DB) DecreaseRetention(name string, d time.Duration) error {
+	if err := db.validateRetention(d); err != nil {
+		return err
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		if d.Milliseconds() > m.RetentionMs {
+			return shard.Errorf(shard.ErrInvalidArgument,
+				"Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
+				int64(d.Hours()), name, m.RetentionMs/3600000)
+		}
+		m.RetentionMs = d.Milliseconds()
+		return nil
+	})
+}
+
+// SetLimits changes the stream's per-shard throughput limits at run time.
+func (db *DB) SetLimits(name string, l Limits) error {
+	if err := validateLimits(l); err != nil {
+		return err
+	}
+	return db.updateMeta(name, func(s *stream, m *streamMeta) error {
+		m.Limits = l
+		return nil
+	})
+}
+
+// SetMaxBytes changes the stream's size bound and discard policy.
+func (db *DB) SetMaxBytes(name string, maxBytes int64, discard DiscardPolicy) error {
+	if maxBytes < 0 || discard > DiscardNew {
+		return validationf("MaxBytes %d must be ≥ 0 and Discard one of DiscardOld, DiscardNew", maxBytes)
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		m.MaxBytes, m.Discard = maxBytes, discard
+		return nil
+	})
+}
+
+// SetEncryption records the stream's encryption type ("NONE" or "KMS")
+// and key id. kvstream does not encrypt; the setting is reported.
+func (db *DB) SetEncryption(name, encryptionType, keyID string) error {
+	if encryptionType != "NONE" && encryptionType != "KMS" {
+		return validationf("EncryptionType %q must be NONE or KMS", encryptionType)
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		m.Encryption, m.KeyID = encryptionType, keyID
+		if encryptionType == "NONE" {
+			m.KeyID = ""
+		}
+		return nil
+	})
+}
+
+// SetStreamMode records the stream's capacity mode.
+func (db *DB) SetStreamMode(name string, mode StreamMode) error {
+	if mode != ModeProvisioned && mode != ModeOnDemand {
+		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", mode)
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		m.Mode = mode
+		return nil
+	})
+}
+
+// SetShardLevelMetrics records the enhanced-monitoring metric names and
+// returns the previous and new sets.
+func (db *DB) SetShardLevelMetrics(name string, metrics []string) (before, after []string, err error) {
+	err = db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		before = slices.Clone(m.Metrics)
+		m.Metrics = slices.Clone(metrics)
+		slices.Sort(m.Metrics)
+		m.Metrics = slices.Compact(m.Metrics)
+		after = slices.Clone(m.Metrics)
+		return nil
+	})
+	return before, after, err
+}
+
+const maxTags = 50
+
+func validateTags(tags map[string]string, existing int) error {
+	if len(tags)+existing > maxTags {
+		return shard.Errorf(shard.ErrInvalidArgument, "A stream cannot have more than %d tags (it would have %d).", maxTags, len(tags)+existing)
+	}
+	for k, v := range tags {
+		if len(k) < 1 || len(k) > 128 {
+			return validationf("tag key %q must be 1 to 128 characters long", k)
+		}
+		if len(v) > 256 {
+			return validationf("tag value of %q must be at most 256 characters long", k)
+		}
+	}
+	return nil
+}
+
+// AddTags adds or overwrites tags (at most 50 per stream).
+func (db *DB) AddTags(name string, tags map[string]string) error {
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		added := 0
+		for k := range tags {
+			if _, ok := m.Tags[k]; !ok {
+				added++
+			}
+		}
+		if err := validateTags(tags, len(m.Tags)-len(tags)+added); err != nil {
+			return err
+		}
+		if m.Tags == nil {
+			m.Tags = make(map[string]string, len(tags))
+		}
+		maps.Copy(m.Tags, tags)
+		return nil
+	})
+}
+
+// RemoveTags removes the given tag keys; absent keys are ignored.
+func (db *DB) RemoveTags(name string, keys []string) error {
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		for _, k := range keys {
+			delete(m.Tags, k)
+		}
+		return nil
+	})
+}
+
+// Tags returns the stream's tags.
+func (db *DB) Tags(name string) (map[string]string, error) {
+	s, err := db.streamByName(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.meta.Tags), nil
+}
+
+func validateLimits(l Limits) error {
+	if l.WriteRecordsPerSec < 0 || l.WriteBytesPerSec < 0 || l.ReadBytesPerSec < 0 || l.ReadCallsPerSec < 0 {
+		return validationf("Limits %+v must not be negative (0 means unlimited)", l)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/kvstream/kvstream/iterator"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// Types re-exported from the lower packages, so users import only engine.
+type (
+	// Record is one record as readers see it.
+	Record = shard.Record
+	// SequenceNumber is a record's position; String gives the Kinesis form.
+	SequenceNumber = shard.SequenceNumber
+	// ShardID is a shard's index; String gives "shardId-000000000000".
+	ShardID = shard.ShardID
+	// HashKey is a point in the 128-bit hash-key space.
+	HashKey = shard.HashKey
+	// HashRange is an inclusive range of hash keys.
+	HashRange = shard.HashRange
+	// Partitioner maps partition keys to hash keys.
+	Partitioner = shard.Partitioner
+	// StartPosition says where reading starts; see TrimHorizon and friends.
+	StartPosition = iterator.StartPosition
+	// Iterator reads one shard in order; see DB.Iterate.
+	Iterator = iterator.Iterator
+	// Error is the concrete type of engine errors.
+	Error = shard.Error
+)
+
+// Partitioners.
+const (
+	PartitionerXXHash = shard.PartitionerXXHash
+	PartitionerMD5    = shard.PartitionerMD5
+)
+
+// MaxHashKey is 2^128-1.
+var MaxHashKey = shard.MaxHashKey
+
+// Start positions (see the iterator package).
+var (
+	TrimHorizon         = iterator.TrimHorizon
+	Latest              = iterator.Latest
+	AtSequenceNumber    = iterator.AtSequenceNumber
+	AfterSequenceNumber = iterator.AfterSequenceNumber
+	AtTimestamp         = iterator.AtTimestamp
+)
+
+// Parsers for the external forms.
+var (
+	ParseSequenceNumber = shard.ParseSequenceNumber
+	ParseShardID        = shard.ParseShardID
+	ParseHashKey        = shard.ParseHashKey
+	Message             = shard.Message
+	IsCorruptionError   = shard.IsCorruptionError
+)
+
+// Sentinel errors; see the shard package for each one's contract.
+var (
+	ErrClosed             = shard.ErrClosed
+	ErrStreamNotFound     = shard.ErrStreamNotFound
+	ErrStreamExists       = shard.ErrStreamExists
+	ErrShardNotFound      = shard.ErrShardNotFound
+	ErrConsumerNotFound   = shard.ErrConsumerNotFound
+	ErrValidation         = shard.ErrValidation
+	ErrInvalidArgument    = shard.ErrInvalidArgument
+	ErrExpiredIterator    = shard.ErrExpiredIterator
+	ErrThroughputExceeded = shard.ErrThroughputExceeded
+	ErrStreamFull         = shard.ErrStreamFull
+	ErrResourceInUse      = shard.ErrResourceInUse
+	ErrLimitExceeded      = shard.ErrLimitExceeded
+	ErrInvalidOptions     = shard.ErrInvalidOptions
+	ErrLocked             = shard.ErrLocked
+	ErrCorruption         = shard.ErrCorruption
+	ErrWriteFailed        = shard.ErrWriteFailed
+)
+
+// Limits are per-shard throughput limits; zero means unlimited.
+type Limits struct {
+	WriteRecordsPerSec int `json:"write_records_per_sec,omitempty"`
+	WriteBytesPerSec   int `json:"write_bytes_per_sec,omitempty"`
+	ReadBytesPerSec    int `json:"read_bytes_per_sec,omitempty"`
+	ReadCallsPerSec    int `json:"read_calls_per_sec,omitempty"`
+}
+
+// KinesisLimits are AWS's provisioned per-shard limits.
+var KinesisLimits = Limits{WriteRecordsPerSec: 1000, WriteBytesPerSec: 1 << 20, ReadBytesPerSec: 2 << 20, ReadCallsPerSec: 5}
+
+// DiscardPolicy says what a stream at MaxBytes does with new records.
+type DiscardPolicy uint8
+
+const (
+	// DiscardOld drops the oldest records to make room (the default).
+	DiscardOld DiscardPolicy = iota
+	// DiscardNew rejects new records with ErrStreamFull.
+	DiscardNew
+)
+
+// StreamMode is Kinesis' capacity mode; it is recorded and reported.
+type StreamMode string
+
+const (
+	ModeProvisioned StreamMode = "PROVISIONED"
+	ModeOnDemand    StreamMode = "ON_DEMAND"
+)
+
+// StreamStatus is a stream's lifecycle state, as Kinesis names it.
+type StreamStatus string
+
+const (
+	StatusCreating StreamStatus = "CREATING"
+	StatusActive   StreamStatus = "ACTIVE"
+	StatusUpdating StreamStatus = "UPDATING"
+	StatusDeleting StreamStatus = "DELETING"
+)
+
+// StreamConfig configures a new stream. The zero value of every field but
+// ShardCount is a sensible default.
+type StreamConfig struct {
+	// ShardCount is the number of shards, ≥ 1. Required.
+	ShardCount int
+	// Retention is how long records stay readable. Default 24 hours;
+	// accepted range [Options.MinRetention, 8760h].
+	Retention time.Duration
+	// Partitioner maps partition keys to hash keys. Default
+	// PartitionerXXHash; PartitionerMD5 places keys exactly as Kinesis.
+	Partitioner Partitioner
+	// Limits are per-shard throughput limits. Default unlimited.
+	Limits Limits
+	// MaxBytes bounds the stream's stored record bytes (0: unbounded).
+	MaxBytes int64
+	// Discard says what happens at MaxBytes. Default DiscardOld.
+	Discard DiscardPolicy
+	// Mode is recorded and reported. Default PROVISIONED.
+	Mode StreamMode
+	// ActivationDelay keeps the stream CREATING for this long, to mimic
+	// AWS. Default 0: ACTIVE at once.
+	ActivationDelay time.Duration
+	// Tags are stored with the stream.
+	Tags map[string]string
+}
+
+// Entry is one record to put.
+type Entry struct {
+	// PartitionKey routes the record; 1–256 characters. Required.
+	PartitionKey string
+	// ExplicitHashKey, if set, overrides the partition key's hash: a
+	// decimal in [0, 2^128-1].
+	ExplicitHashKey string
+	// Data is the payload; data plus key ≤ Options.MaxRecordBytes.
+	Data []byte
+	// SequenceNumberForOrdering, if set, must be a number this shard
+	// issued; the new record's number is then guaranteed greater.
+	SequenceNumberForOrdering SequenceNumber
+}
+
+// PutResult is the outcome of one entry.
+type PutResult struct {
+	ShardID        ShardID
+	SequenceNumber SequenceNumber
+	// Err is set when this entry alone failed (PutRecords only): a
+	// throttle (ErrThroughputExceeded) or a full stream (ErrStreamFull).
+	Err error
+}
+
+// ShardDescription describes one shard.
+type ShardDescription struct {
+	ShardID               ShardID
+	ParentShardID         *ShardID
+	AdjacentParentShardID *ShardID
+	HashKeyRange          HashRange
+	// StartingSequenceNumber is the number just below the shard's first record.
+	StartingSequenceNumber SequenceNumber
+	// EndingSequenceNumber is set (non-zero) once the shard is closed.
+	EndingSequenceNumber SequenceNumber
+	// Beyond Kinesis: the stored bytes and records of the shard.
+	Bytes   int64
+	Records int64
+}
+
+// Open reports whether the shard still takes writes.
+func (d ShardDescription) Open() bool { return d.EndingSequenceNumber.IsZero() }
+
+// StreamDescription describes a stream.
+type StreamDescription struct {
+	Name              string
+	Status            StreamStatus
+	CreatedAt         time.Time
+	Retention         time.Duration
+	Partitioner       Partitioner
+	Limits            Limits
+	MaxBytes          int64
+	Discard           DiscardPolicy
+	Mode              StreamMode
+	EncryptionType    string // "NONE" or "KMS"
+	KeyID             string
+	ShardLevelMetrics []string
+	// Shards lists every shard still holding data, open or closed, by id.
+	Shards         []ShardDescription
+	OpenShardCount int
+	// Beyond Kinesis: the stream's stored record bytes and count.
+	Bytes   int64
+	Records int64
+}
+
+// ChildShard is a shard created by closing the shard being read.
+type ChildShard struct {
+	ShardID      ShardID
+	ParentShards []ShardID
+	HashKeyRange HashRange
+}
+
+// GetRecordsOutput is one page of a shard.
+type GetRecordsOutput struct {
+	// Records own their memory.
+	Records []Record
+	// NextShardIterator is empty once a closed shard has been read to its end.
+	NextShardIterator string
+	// MillisBehindLatest is 0 when the page reached the shard's tip.
+	MillisBehindLatest int64
+	// ChildShards is set at the end of a closed shard.
+	ChildShards []ChildShard
+}

@@ -1,0 +1,227 @@
+package iterator
+
+import (
+	"context"
+	"iter"
+	"time"
+	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// Iterator reads one shard's records in sequence order. It sees every
+// record visible when Next runs (it refreshes its view when it runs out),
+// skips records past retention, and stops at the end of a closed shard.
+//
+// An Iterator is not safe for concurrent use. Record().Data is borrowed:
+// it is valid until the next call to Next or Close (use Record.Clone to
+// keep it). Close releases Pebble resources and is idempotent; Err may be
+// called after Close.
+type Iterator struct {
+	r      pebble.Reader
+	log    *shard.Log
+	cutoff func() int64 // oldest retained arrival (Unix ms)
+	next   uint64
+
+	pit   *pebble.Iterator
+	upper uint64 // last counter the current pebble iterator may return
+	rec   shard.Record
+	err   error
+	done  bool
+}
+
+// New returns an Iterator over l starting at counter next. cutoff, if not
+// nil, returns the oldest retained arrival time in Unix ms.
+func New(r pebble.Reader, l *shard.Log, next uint64, cutoff func() int64) *Iterator {
+	return &Iterator{r: r, log: l, next: next, cutoff: cutoff}
+}
+
+// Next advances to the next visible record and reports whether there is
+// one. It returns false at the end of the visible records (more may come:
+// see Wait) and on error (see Err).
+func (it *Iterator) Next() bool {
+	if it.err != nil || it.done {
+		return false
+	}
+	for {
+		if it.pit != nil {
+			if it.pit.Next() {
+				return it.load()
+			}
+			if err := it.pit.Error(); err != nil {
+				it.err = err
+				return false
+			}
+		}
+		pub := it.log.Published()
+		if it.next > pub {
+			return false
+		}
+		if !it.open(pub) {
+			return false
+		}
+		if it.pit.First() {
+			return it.load()
+		}
+		if it.err = it.pit.Error(); it.err != nil {
+			return false
+		}
+		// Records between next and pub were trimmed away.
+		it.next = pub + 1
+	}
+}
+
+// open (re)creates the Pebble iterator over [max(next, trim), pub],
+// skipping records past retention with a binary search.
+func (it *Iterator) open(pub uint64) bool {
+	if it.pit != nil {
+		if it.err = it.pit.Close(); it.err != nil {
+			it.pit = nil
+			return false
+		}
+		it.pit = nil
+	}
+	from := max(it.next, it.log.TrimPoint())
+	if it.cutoff != nil {
+		c, err := it.log.SeekArrival(it.r, from, it.cutoff())
+		if err != nil {
+			it.err = err
+			return false
+		}
+		from = c
+	}
+	if from > pub {
+		it.next = from
+		from = pub + 1
+	}
+	lower, upper := it.log.Span(from, pub)
+	it.pit, it.err = it.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it.upper = pub
+	return it.err == nil
+}
+
+func (it *Iterator) load() bool {
+	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
+	v, err := it.pit.ValueAndErr()
+	if err != nil {
+		it.err = err
+		return false
+	}
+	d, vok := shard.DecodeValue(v)
+	if !ok || !vok {
+		it.err = shard.Errorf(shard.ErrCorruption, "record %d of %s does not decode", c, it.log.ID)
+		return false
+	}
+	it.next = c + 1
+	it.rec = shard.Record{
+		ShardID:         it.log.ID,
+		SequenceNumber:  it.log.Seq(c, d.ArrivalMs),
+		PartitionKey:    string(d.PartitionKey),
+		ExplicitHashKey: d.ExplicitHashKey,
+		Data:            d.Data,
+		Timestamp:       time.UnixMilli(d.ArrivalMs),
+	}
+	return true
+}
+
+// Record returns the current record. Its Data is valid until the next
+// call to Next or Close.
+func (it *Iterator) Record() shard.Record { return it.rec }
+
+// NextCounter returns the counter of the next record to read: the
+// position an iterator token or checkpoint should carry.
+func (it *Iterator) NextCounter() uint64 { return it.next }
+
+// Err returns the error that stopped Next, if any.
+func (it *Iterator) Err() error { return it.err }
+
+// ShardEnded reports whether the shard is closed and every record in it
+// has been read: the Kinesis SHARD_END condition.
+func (it *Iterator) ShardEnded() bool {
+	return it.log.IsClosed() && it.next > it.log.Published()
+}
+
+// Caught up reports whether the iterator has read every visible record.
+func (it *Iterator) CaughtUp() bool { return it.next > it.log.Published() }
+
+// Wait blocks until a record after the current position is visible, the
+// shard is closed, or ctx ends. It is woken by the commit path, with no
+// polling. Wait releases the iterator's Pebble snapshot so a waiting tail
+// reader pins nothing.
+func (it *Iterator) Wait(ctx context.Context) error {
+	if it.pit != nil {
+		if err := it.pit.Close(); err != nil && it.err == nil {
+			it.err = err
+		}
+		it.pit = nil
+	}
+	return it.log.Wait(ctx, it.next-1)
+}
+
+// All returns the remaining visible records as a range-over-func
+// sequence. Check Err after the loop. Data is borrowed as for Record.
+func (it *Iterator) All() iter.Seq[shard.Record] {
+	return func(yield func(shard.Record) bool) {
+		for it.Next() {
+			if !yield(it.rec) {
+				return
+			}
+		}
+	}
+}
+
+// Close releases the iterator. It is idempotent.
+func (it *Iterator) Close() error {
+	it.done = true
+	if it.pit != nil {
+		err := it.pit.Close()
+		it.pit = nil
+		if it.err == nil {
+			it.err = err
+		}
+	}
+	return nil
+}
+
+// ReadPage reads up to maxRecords records and about maxBytes of data from
+// it into records, copying every payload into one arena so the result owns
+// its memory and costs two allocations per page. It returns the records
+// and whether the page stopped at a limit (more may be visible).
+func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
+	var recs []shard.Record
+	var arena []byte
+	size := 0
+	for len(recs) < maxRecords && it.Next() {
+		r := it.rec
+		n := len(r.Data) + len(r.PartitionKey)
+		if size+n > maxBytes && len(recs) > 0 {
+			// Undo: leave this record for the next page.
+			it.next = r.SequenceNumber.Counter
+			it.pit = closeQuiet(it.pit)
+			return recs, true
+		}
+		size += n
+		if arena == nil || cap(arena)-len(arena) < n {
+			arena = make([]byte, 0, max(64<<10, n))
+		}
+		start := len(arena)
+		arena = append(arena, r.PartitionKey...)
+		arena = append(arena, r.Data...)
+		pk := arena[start : start+len(r.PartitionKey)]
+		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
+		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
+		if recs == nil {
+			recs = make([]shard.Record, 0, min(maxRecords, 256))
+		}
+		recs = append(recs, r)
+	}
+	return recs, len(recs) == maxRecords
+}
+
+func closeQuiet(p *pebble.Iterator) *pebble.Iterator {
+	if p != nil {
+		_ = p.Close()
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package iterator
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"time"
+
+	"github.com/kvstream/kvstream/shard"
+)
+
+// Token is the content of a shard iterator: where to read next and when
+// the iterator was issued. Tokens are self-contained: the server keeps no
+// per-iterator state, so they survive restarts and can be shared.
+type Token struct {
+	Stream   uint32
+	Shard    shard.ShardID
+	Next     uint64 // first counter to read
+	IssuedMs int64
+}
+
+const (
+	tokenVersion = 1
+	tokenBodyLen = 1 + 4 + 4 + 8 + 8
+	tokenMACLen  = 16
+	tokenLen     = tokenBodyLen + tokenMACLen
+)
+
+// TokenEncodedLen is the length of every encoded token (well under
+// Kinesis' 512-character limit).
+var TokenEncodedLen = base64.RawURLEncoding.EncodedLen(tokenLen)
+
+// Codec encodes and authenticates tokens with an HMAC-SHA256 key (the
+// DB's secret). It is safe for concurrent use.
+type Codec struct {
+	key []byte
+	ttl time.Duration
+}
+
+// NewCodec returns a codec keyed by secret whose tokens live for ttl.
+func NewCodec(secret []byte, ttl time.Duration) *Codec {
+	return &Codec{key: append([]byte(nil), secret...), ttl: ttl}
+}
+
+func (c *Codec) mac(body []byte) []byte {
+	m := hmac.New(sha256.New, c.key)
+	m.Write(body)
+	return m.Sum(nil)[:tokenMACLen]
+}
+
+// Encode returns the opaque string form of t.
+func (c *Codec) Encode(t Token) string {
+	var buf [tokenLen]byte
+	buf[0] = tokenVersion
+	binary.BigEndian.PutUint32(buf[1:], t.Stream)
+	binary.BigEndian.PutUint32(buf[5:], uint32(t.Shard))
+	binary.BigEndian.PutUint64(buf[9:], t.Next)
+	binary.BigEndian.PutUint64(buf[17:], uint64(t.IssuedMs))
+	copy(buf[tokenBodyLen:], c.mac(buf[:tokenBodyLen]))
+	return base64.RawURLEncoding.EncodeToString(buf[:])
+}
+
+// Decode authenticates and decodes s. A forged, truncated or garbage token
+// is shard.ErrInvalidArgument ("Invalid ShardIterator."); a token older
+// than the TTL at nowMs is shard.ErrExpiredIterator.
+func (c *Codec) Decode(s string, nowMs int64) (Token, error) {
+	invalid := shard.Errorf(shard.ErrInvalidArgument, "Invalid ShardIterator.")
+	if len(s) != TokenEncodedLen {
+		return Token{}, invalid
+	}
+	var buf [tokenLen]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(s))
+	if err != nil || n != tokenLen || buf[0] != tokenVersion {
+		return Token{}, invalid
+	}
+	if !hmac.Equal(buf[tokenBodyLen:], c.mac(buf[:tokenBodyLen])) {
+		return Token{}, invalid
+	}
+	t := Token{
+		Stream:   binary.BigEndian.Uint32(buf[1:]),
+		Shard:    shard.ShardID(binary.BigEndian.Uint32(buf[5:])),
+		Next:     binary.BigEndian.Uint64(buf[9:]),
+		IssuedMs: int64(binary.BigEndian.Uint64(buf[17:])),
+	}
+	if nowMs-t.IssuedMs > c.ttl.Milliseconds() {
+		issued := time.UnixMilli(t.IssuedMs).UTC().Format(time.UnixDate)
+		now := time.UnixMilli(nowMs).UTC().Format(time.UnixDate)
+		return Token{}, shard.Errorf(shard.ErrExpiredIterator,
+			"Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
+			issued, now, c.ttl.Milliseconds())
+	}
+	return t, nil
+}

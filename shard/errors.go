@@ -1,0 +1,98 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error the engine returns wraps exactly one of these,
+// so callers test with errors.Is. They are defined here, in the lowest
+// package, and re-exported by engine.
+var (
+	// ErrClosed is returned by every call on a closed DB or iterator.
+	ErrClosed = errors.New("kvstream: closed")
+	// ErrStreamNotFound means the named stream does not exist (or is not
+	// yet ACTIVE, for data-plane calls).
+	ErrStreamNotFound = errors.New("kvstream: stream not found")
+	// ErrStreamExists means CreateStream was given a name already in use.
+	ErrStreamExists = errors.New("kvstream: stream already exists")
+	// ErrShardNotFound means the shard id does not name a shard of the stream.
+	ErrShardNotFound = errors.New("kvstream: shard not found")
+	// ErrConsumerNotFound means the named durable consumer does not exist.
+	ErrConsumerNotFound = errors.New("kvstream: consumer not found")
+	// ErrValidation means an argument broke a static constraint (a length,
+	// a range, a pattern); the message names the field and the limit.
+	ErrValidation = errors.New("kvstream: validation failed")
+	// ErrInvalidArgument means an argument is well formed but not valid
+	// for the stream's current state (a sequence number from another
+	// shard, a hash key outside a shard's range, …).
+	ErrInvalidArgument = errors.New("kvstream: invalid argument")
+	// ErrExpiredIterator means a shard iterator token is older than the
+	// configured iterator lifetime.
+	ErrExpiredIterator = errors.New("kvstream: iterator expired")
+	// ErrThroughputExceeded means a per-shard throughput limit rejected the
+	// call; it is safe to retry later.
+	ErrThroughputExceeded = errors.New("kvstream: provisioned throughput exceeded")
+	// ErrStreamFull means a stream with DiscardNew reached its MaxBytes.
+	ErrStreamFull = errors.New("kvstream: stream full")
+	// ErrResourceInUse means the stream is not in a state that allows the
+	// operation (for example a reshard while another one is running).
+	ErrResourceInUse = errors.New("kvstream: resource in use")
+	// ErrLimitExceeded means a count limit (shards, consumers) was reached.
+	ErrLimitExceeded = errors.New("kvstream: limit exceeded")
+	// ErrInvalidOptions means Options or StreamConfig failed validation.
+	ErrInvalidOptions = errors.New("kvstream: invalid options")
+	// ErrLocked means the data directory is held by another DB, in this
+	// process or another one.
+	ErrLocked = errors.New("kvstream: data directory in use")
+	// ErrCorruption means stored data failed to decode. It is never caused
+	// by user input.
+	ErrCorruption = errors.New("kvstream: corruption")
+	// ErrWriteFailed wraps the first failed write or fsync. It is sticky:
+	// every later write returns it until the DB is reopened.
+	ErrWriteFailed = errors.New("kvstream: write failed")
+)
+
+// Error is the concrete type behind engine errors: Kind is one of the
+// sentinels above and Msg is a human-readable message in the wording
+// Kinesis uses. The server sends Msg as the Kinesis "message".
+type Error struct {
+	Kind error
+	Msg  string
+	// Cause is an underlying error (I/O, Pebble), if any.
+	Cause error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%v: %s: %v", e.Kind, e.Msg, e.Cause)
+	}
+	return fmt.Sprintf("%v: %s", e.Kind, e.Msg)
+}
+
+// Unwrap lets errors.Is match both the kind and the cause.
+func (e *Error) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Kind, e.Cause}
+	}
+	return []error{e.Kind}
+}
+
+// Errorf returns an *Error of the given kind with a formatted message.
+func Errorf(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Message returns the Kinesis-style message of err: Msg for an *Error,
+// err.Error() otherwise.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Msg
+	}
+	return err.Error()
+}
+
+// IsCorruptionError reports whether err means stored data is damaged.
+func IsCorruptionError(err error) bool { return errors.Is(err, ErrCorruption) }

@@ -1,0 +1,207 @@
+package shard
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Log is the in-memory state of one shard's record log. The records
+// themselves live in Pebble under AppendRecordKey(Stream, ID, counter).
+//
+// Concurrency: the committer goroutine (Writer) is the only one that
+// allocates counters; readers use the atomic published counter as their
+// upper bound, so they never see record n+1 before record n. All methods
+// are safe for concurrent use.
+type Log struct {
+	Stream  uint32
+	ID      ShardID
+	Created uint64 // creation time of the shard, Unix seconds
+
+	// Owned by the Writer's goroutine.
+	next        uint64
+	lastArrival int64
+
+	published        atomic.Uint64 // last visible counter (0: none yet)
+	publishedArrival atomic.Int64  // arrival ms of the last visible record
+	trim             atomic.Uint64 // records below this counter are deleted
+	closed           atomic.Bool
+
+	// Bytes and Records count the live records' value bytes; they are
+	// maintained by the Writer and the trimmer.
+	Bytes   atomic.Int64
+	Records atomic.Int64
+
+	notify struct {
+		sync.Mutex
+		ch chan struct{} // closed and cleared on every publish
+	}
+}
+
+// NewLog returns the state of a shard whose last record has counter last
+// (0 if none) and arrival lastArrivalMs, with records below trim deleted.
+func NewLog(stream uint32, id ShardID, created uint64, last uint64, lastArrivalMs int64, trim uint64) *Log {
+	l := &Log{Stream: stream, ID: id, Created: created, next: last + 1, lastArrival: lastArrivalMs}
+	l.published.Store(last)
+	l.publishedArrival.Store(lastArrivalMs)
+	l.trim.Store(trim)
+	return l
+}
+
+// Published returns the counter of the last visible record (0 if none).
+func (l *Log) Published() uint64 { return l.published.Load() }
+
+// PublishedArrival returns the arrival time (Unix ms) of the last visible
+// record, or 0 if there is none.
+func (l *Log) PublishedArrival() int64 { return l.publishedArrival.Load() }
+
+// TrimPoint returns the first counter that may still exist.
+func (l *Log) TrimPoint() uint64 { return l.trim.Load() }
+
+// SetTrimPoint raises the trim point to c (it never moves back).
+func (l *Log) SetTrimPoint(c uint64) {
+	for {
+		old := l.trim.Load()
+		if c <= old || l.trim.CompareAndSwap(old, c) {
+			return
+		}
+	}
+}
+
+// Close marks the shard closed: no record is appended after this call.
+// The caller must ensure no append is in flight (the engine holds the
+// stream's lock exclusively). Waiters are woken.
+func (l *Log) Close() {
+	l.closed.Store(true)
+	l.wake()
+}
+
+// IsClosed reports whether the shard was closed by a reshard.
+func (l *Log) IsClosed() bool { return l.closed.Load() }
+
+// Seq returns the sequence number of counter c written at writtenMs.
+func (l *Log) Seq(c uint64, writtenMs int64) SequenceNumber {
+	return SequenceNumber{ShardCreated: l.Created, Shard: uint32(l.ID), Counter: c, Written: uint64(writtenMs / 1000)}
+}
+
+// Owns reports whether n was issued for this shard (same shard index and
+// creation second).
+func (l *Log) Owns(n SequenceNumber) bool {
+	return n.Shard == uint32(l.ID) && n.ShardCreated == l.Created
+}
+
+// publish makes records up to counter c visible and wakes waiters.
+func (l *Log) publish(c uint64, arrivalMs int64) {
+	l.publishedArrival.Store(arrivalMs)
+	l.published.Store(c)
+	l.wake()
+}
+
+func (l *Log) wake() {
+	l.notify.Lock()
+	if l.notify.ch != nil {
+		close(l.notify.ch)
+		l.notify.ch = nil
+	}
+	l.notify.Unlock()
+}
+
+// Changed returns a channel closed at the next publish or Close.
+func (l *Log) Changed() <-chan struct{} {
+	l.notify.Lock()
+	defer l.notify.Unlock()
+	if l.notify.ch == nil {
+		l.notify.ch = make(chan struct{})
+	}
+	return l.notify.ch
+}
+
+// Wait blocks until a record with counter > after is visible, the shard
+// is closed, or ctx ends (returning ctx.Err()). It does not poll: the
+// commit path wakes it.
+func (l *Log) Wait(ctx context.Context, after uint64) error {
+	for {
+		ch := l.Changed()
+		if l.Published() > after || l.IsClosed() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Span returns the Pebble key bounds [from, to] of the shard's records
+// (inclusive counters), for iterator bounds.
+func (l *Log) Span(from, to uint64) (lower, upper []byte) {
+	lower = AppendRecordKey(make([]byte, 0, RecordKeyLen), l.Stream, uint32(l.ID), from)
+	if to == ^uint64(0) {
+		upper = AppendRecordKey(make([]byte, 0, RecordKeyLen), l.Stream, uint32(l.ID)+1, 0)
+	} else {
+		upper = AppendRecordKey(make([]byte, 0, RecordKeyLen), l.Stream, uint32(l.ID), to+1)
+	}
+	return lower, upper
+}
+
+// SeekArrival returns the smallest counter c ≥ from of a visible record
+// with arrival ≥ ms, or Published()+1 if there is none. Arrival times never
+// decrease within a shard, so this is a binary search: O(log n) seeks.
+func (l *Log) SeekArrival(r pebble.Reader, from uint64, ms int64) (uint64, error) {
+	pub := l.Published()
+	if from > pub {
+		return pub + 1, nil
+	}
+	lower, upper := l.Span(from, pub)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	key := make([]byte, RecordKeyLen)
+	// probe returns the counter and arrival of the first record ≥ c.
+	probe := func(c uint64) (uint64, int64, bool, error) {
+		PutRecordKey(key, l.Stream, uint32(l.ID), c)
+		if !it.SeekGE(key) {
+			return 0, 0, false, it.Error()
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, 0, false, err
+		}
+		_, _, got, _ := DecodeRecordKey(it.Key())
+		a, ok := ValueArrival(v)
+		if !ok {
+			return 0, 0, false, Errorf(ErrCorruption, "record %d of %s has a short value", got, l.ID)
+		}
+		return got, a, true, nil
+	}
+	lo, hi := from, pub+1 // answer in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		got, a, ok, err := probe(mid)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			hi = mid
+			continue
+		}
+		if a >= ms {
+			hi = mid
+		} else {
+			lo = got + 1
+		}
+	}
+	if lo > pub {
+		return pub + 1, nil
+	}
+	got, _, ok, err := probe(lo)
+	if err != nil || !ok {
+		return pub + 1, err
+	}
+	return got, nil
+}

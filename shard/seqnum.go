@@ -1,0 +1,136 @@
+package shard
+
+import (
+	"math/bits"
+)
+
+// SequenceNumber identifies one record of one shard. Externally it is a
+// 56-digit decimal in AWS's layout (47 hex nibbles, most significant
+// first):
+//
+//	'2' | shardCreated(9) | shard&0xf(1) | counter(16, top bit 0) | "00" | written(9) | shard(8) | '2'
+//
+// so tools that parse real Kinesis sequence numbers accept ours, numbers of
+// one shard sort by Counter, and a number carries the shard and the shard's
+// creation second (unique per DB, see engine), which is how a number from
+// another shard or stream is recognised. The zero value means "none".
+type SequenceNumber struct {
+	// ShardCreated is the shard's creation time in Unix seconds (36 bits).
+	ShardCreated uint64
+	// Shard is the shard index.
+	Shard uint32
+	// Counter is the per-shard position: 0 is the shard's starting number,
+	// records count from 1 and MaxCounter marks a closed shard's end.
+	Counter uint64
+	// Written is the write time in Unix seconds (36 bits); it does not take
+	// part in ordering.
+	Written uint64
+}
+
+// MaxCounter is the counter of a closed shard's EndingSequenceNumber.
+const MaxCounter = 1<<63 - 1
+
+const secsMask = 1<<36 - 1
+
+// IsZero reports whether n is the zero value.
+func (n SequenceNumber) IsZero() bool { return n == SequenceNumber{} }
+
+// words packs n into a 192-bit big-endian integer (w0 most significant).
+// The 47 nibbles occupy the low 188 bits.
+func (n SequenceNumber) words() (w0, w1, w2 uint64) {
+	// Build nibble by nibble from the least significant end.
+	// Low 64 bits: '2'(4) | shard(32) | written low 28 bits.
+	w2 = 2 | uint64(n.Shard)<<4 | (n.Written&secsMask)<<36
+	// Next: written high 8 bits | "00"(8) | counter(64) spans w1/w0.
+	w1 = (n.Written&secsMask)>>28 | n.Counter<<16
+	w0 = n.Counter>>48 | uint64(n.Shard&0xf)<<16 | (n.ShardCreated&secsMask)<<20 | 2<<56
+	return
+}
+
+// String returns the 56-digit decimal form.
+func (n SequenceNumber) String() string {
+	var buf [58]byte
+	return string(n.AppendTo(buf[:0]))
+}
+
+// AppendTo appends the decimal form of n to dst.
+func (n SequenceNumber) AppendTo(dst []byte) []byte {
+	w0, w1, w2 := n.words()
+	var digits [60]byte
+	i := len(digits)
+	for w0 != 0 || w1 != 0 || w2 != 0 {
+		// Divide the 192-bit value by 1e19 and emit 19 digits of remainder.
+		var r uint64
+		w0, r = bits.Div64(0, w0, 1e19)
+		w1, r = bits.Div64(r, w1, 1e19)
+		w2, r = bits.Div64(r, w2, 1e19)
+		for range 19 {
+			i--
+			digits[i] = byte('0' + r%10)
+			r /= 10
+		}
+	}
+	for i < len(digits)-1 && digits[i] == '0' {
+		i++
+	}
+	if i == len(digits) {
+		return append(dst, '0')
+	}
+	return append(dst, digits[i:]...)
+}
+
+// ParseSequenceNumber parses the decimal form. It fails (ok false) on
+// anything that is not a well-formed number in the layout above.
+func ParseSequenceNumber(s string) (n SequenceNumber, ok bool) {
+	if len(s) == 0 || len(s) > 57 {
+		return SequenceNumber{}, false
+	}
+	var w0, w1, w2 uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return SequenceNumber{}, false
+		}
+		// w = w*10 + d over 192 bits.
+		h2, l2 := bits.Mul64(w2, 10)
+		h1, l1 := bits.Mul64(w1, 10)
+		h0, l0 := bits.Mul64(w0, 10)
+		if h0 != 0 {
+			return SequenceNumber{}, false
+		}
+		var c1, c2 uint64
+		l2, c2 = bits.Add64(l2, uint64(c-'0'), 0)
+		l1, c1 = bits.Add64(l1, h2, c2)
+		l0, c1 = bits.Add64(l0, h1, c1)
+		if c1 != 0 {
+			return SequenceNumber{}, false
+		}
+		w0, w1, w2 = l0, l1, l2
+	}
+	// 47 nibbles = 188 bits: the top nibble must be '2' and so must the
+	// bottom one; the "00" byte must be zero; the counter's top bit clear.
+	if w0>>56 != 2 || w2&0xf != 2 || (w1>>8)&0xff != 0 {
+		return SequenceNumber{}, false
+	}
+	n.Shard = uint32(w2 >> 4)
+	n.Written = w2>>36 | (w1&0xff)<<28
+	n.Counter = w1>>16 | (w0&0xffff)<<48
+	n.ShardCreated = (w0 >> 20) & secsMask
+	if n.Counter > MaxCounter || uint32((w0>>16)&0xf) != n.Shard&0xf {
+		return SequenceNumber{}, false
+	}
+	return n, true
+}
+
+// MarshalText encodes n in decimal.
+func (n SequenceNumber) MarshalText() ([]byte, error) { return n.AppendTo(nil), nil }
+
+// UnmarshalText decodes the decimal form.
+func (n *SequenceNumber) UnmarshalText(b []byte) error {
+	v, ok := ParseSequenceNumber(string(b))
+	if !ok {
+		return Errorf(ErrInvalidArgument, "sequence number %q is invalid", b)
+	}
+	*n = v
+	return nil
+}
