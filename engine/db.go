@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/kvstream/kvstream/iterator"
@@ -198,7 +199,28 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 		s.logs[sm.ID] = l
 	}
 	s.rebuildRoutingLocked()
+	s.installThrottlesLocked(db.opts.Clock(), false)
 	return s, nil
+}
+
+// installThrottlesLocked gives shards token buckets for the stream's
+// limits: every shard when all is set (the limits changed), otherwise only
+// shards that have none yet (new children). The caller holds s.mu.
+func (s *stream) installThrottlesLocked(now time.Time, all bool) {
+	for _, l := range s.logs {
+		if all || l.Throttle() == nil {
+			l.SetThrottle(shard.NewThrottle(s.meta.Limits.shardLimits(), now))
+		}
+	}
+}
+
+// bytes returns the stream's stored record bytes.
+func (s *stream) bytes() int64 {
+	var n int64
+	for _, l := range s.logs {
+		n += l.Bytes.Load()
+	}
+	return n
 }
 
 // lastRecord returns the counter and arrival of the shard's last record.

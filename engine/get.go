@@ -95,9 +95,27 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	return out, nil
 }
 
-// admitRead and chargeRead apply the stream's read limits.
-func (db *DB) admitRead(s *stream, l *shard.Log) error           { return nil }
-func (db *DB) chargeRead(s *stream, l *shard.Log, recs []Record) {}
+// admitRead applies the shard's read-call limit and rejects reads while
+// earlier reads left the byte bucket in debt.
+func (db *DB) admitRead(s *stream, l *shard.Log) error {
+	if !l.Throttle().AdmitRead(db.opts.Clock()) {
+		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for Shard - %s/%s.", s.meta.Name, l.ID)
+	}
+	return nil
+}
+
+// chargeRead takes the returned bytes from the shard's read-byte bucket.
+func (db *DB) chargeRead(s *stream, l *shard.Log, recs []Record) {
+	t := l.Throttle()
+	if t == nil {
+		return
+	}
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Data) + len(recs[i].PartitionKey)
+	}
+	t.ChargeRead(db.opts.Clock(), n)
+}
 
 // childShards returns the shards created by closing id.
 func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {

@@ -62,6 +62,7 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 	req := shard.GetRequest()
 	defer shard.PutRequest(req)
 	var ehks []shard.HashKey
+	var pending int64
 	for i := range entries {
 		e := &entries[i]
 		var h shard.HashKey
@@ -84,7 +85,7 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 			return nil, shard.Errorf(shard.ErrInvalidArgument,
 				"ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s is invalid.", n, name)
 		}
-		if err := db.admitWrite(ctx, s, l, e); err != nil {
+		if err := db.admitWrite(ctx, s, l, e, &pending); err != nil {
 			results[i].Err = err
 			continue
 		}
@@ -107,7 +108,29 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 	return results, nil
 }
 
-// admitWrite applies the stream's throughput and size limits to one entry.
-func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry) error {
+// admitWrite applies the stream's size bound and the shard's write
+// throttle to one entry. The caller holds s.mu shared.
+//
+// MaxBytes counts stored bytes (shard.ValueLen), the unit DescribeStream
+// reports; pending is what earlier entries of the same call will add.
+func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry, pending *int64) error {
+	n := len(e.Data) + len(e.PartitionKey)
+	if m := s.meta; m.MaxBytes > 0 && m.Discard == DiscardNew {
+		stored := int64(shard.ValueLen(e.PartitionKey, e.ExplicitHashKey != "", e.Data))
+		if have := s.bytes() + *pending; have+stored > m.MaxBytes {
+			return shard.Errorf(shard.ErrStreamFull, "Stream %s holds %d bytes; a record of %d stored bytes would exceed its MaxBytes of %d.", m.Name, have, stored, m.MaxBytes)
+		}
+		*pending += stored
+	}
+	t := l.Throttle()
+	if t == nil {
+		return nil
+	}
+	if s.meta.Limits.Wait {
+		return t.WaitWrite(ctx, db.opts.Clock(), n)
+	}
+	if !t.AdmitWrite(db.opts.Clock(), n) {
+		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for shard %s in stream %s.", l.ID, s.meta.Name)
+	}
 	return nil
 }

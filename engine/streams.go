@@ -289,8 +289,13 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err := b.Commit(pebble.Sync); err != nil {
 		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "update stream " + name, Cause: err}
 	}
+	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
 	s.retentionMs.Store(m.RetentionMs)
+	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
+	if m.MaxBytes > 0 {
+		db.bg.kick()
+	}
 	return nil
 }
 

@@ -82,6 +82,13 @@ type Limits struct {
 	WriteBytesPerSec   int `json:"write_bytes_per_sec,omitempty"`
 	ReadBytesPerSec    int `json:"read_bytes_per_sec,omitempty"`
 	ReadCallsPerSec    int `json:"read_calls_per_sec,omitempty"`
+	// Wait makes a put that is over the write limits wait for capacity
+	// (until its ctx ends) instead of failing with ErrThroughputExceeded.
+	Wait bool `json:"wait,omitempty"`
+}
+
+func (l Limits) shardLimits() shard.Limits {
+	return shard.Limits{WriteRecords: l.WriteRecordsPerSec, WriteBytes: l.WriteBytesPerSec, ReadBytes: l.ReadBytesPerSec, ReadCalls: l.ReadCallsPerSec}
 }
 
 // KinesisLimits are AWS's provisioned per-shard limits.

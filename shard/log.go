@@ -34,6 +34,8 @@ type Log struct {
 	Bytes   atomic.Int64
 	Records atomic.Int64
 
+	throttle atomic.Pointer[Throttle]
+
 	notify struct {
 		sync.Mutex
 		ch chan struct{} // closed and cleared on every publish
@@ -49,6 +51,12 @@ func NewLog(stream uint32, id ShardID, created uint64, last uint64, lastArrivalM
 	l.trim.Store(trim)
 	return l
 }
+
+// Throttle returns the shard's token buckets (nil: unlimited).
+func (l *Log) Throttle() *Throttle { return l.throttle.Load() }
+
+// SetThrottle installs new token buckets (nil: unlimited).
+func (l *Log) SetThrottle(t *Throttle) { l.throttle.Store(t) }
 
 // Published returns the counter of the last visible record (0 if none).
 func (l *Log) Published() uint64 { return l.published.Load() }

@@ -20,10 +20,21 @@ type Append struct {
 	ArrivalMs int64
 }
 
-// Request is a group of appends committed atomically: all become visible
-// and durable together, or none do.
+// Trim deletes a shard's records with counters in [Log.TrimPoint(), To)
+// and persists the new trim point. Bytes and Records are what the deleted
+// records held, for the shard's accounting.
+type Trim struct {
+	Log     *Log
+	To      uint64
+	Bytes   int64
+	Records int64
+}
+
+// Request is a group of appends and trims committed atomically: all become
+// visible and durable together, or none do.
 type Request struct {
 	Appends []Append
+	Trims   []Trim
 	err     error
 	done    chan struct{}
 }
@@ -37,6 +48,7 @@ func GetRequest() *Request { return requestPool.Get().(*Request) }
 func PutRequest(r *Request) {
 	clear(r.Appends)
 	r.Appends = r.Appends[:0]
+	r.Trims = nil
 	r.err = nil
 	requestPool.Put(r)
 }
@@ -160,11 +172,13 @@ func (w *Writer) run() {
 
 // touched tracks one Log's changes within one commit.
 type touched struct {
-	log     *Log
-	counter uint64
-	arrival int64
-	bytes   int64
-	records int64
+	log      *Log
+	counter  uint64
+	arrival  int64
+	bytes    int64
+	records  int64
+	appended bool
+	trimTo   uint64
 }
 
 func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
@@ -178,7 +192,32 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	now := w.now()
 	var buf [8]touched
 	seen := buf[:0]
+	find := func(l *Log) *touched {
+		for j := range seen {
+			if seen[j].log == l {
+				return &seen[j]
+			}
+		}
+		seen = append(seen, touched{log: l})
+		return &seen[len(seen)-1]
+	}
+	var trimVal [8]byte
 	for _, r := range reqs {
+		for _, tr := range r.Trims {
+			t := find(tr.Log)
+			from := max(tr.Log.TrimPoint(), t.trimTo)
+			if tr.To <= from {
+				continue
+			}
+			lower, upper := tr.Log.Span(from, tr.To-1)
+			_ = batch.DeleteRange(lower, upper, nil)
+			t.trimTo = tr.To
+			t.bytes -= tr.Bytes
+			t.records -= tr.Records
+			binary.BigEndian.PutUint64(trimVal[:], tr.To)
+			_ = batch.Set(ShardStateKey(tr.Log.Stream, uint32(tr.Log.ID), StateTrim), trimVal[:], nil)
+		}
+
 		for i := range r.Appends {
 			a := &r.Appends[i]
 			l := a.Log
@@ -192,15 +231,8 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 			PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
 			PutValue(op.Value, arrival, a.PartitionKey, a.ExplicitHashKey, a.Data)
 			op.Finish()
-			j := 0
-			for j < len(seen) && seen[j].log != l {
-				j++
-			}
-			if j == len(seen) {
-				seen = append(seen, touched{log: l})
-			}
-			t := &seen[j]
-			t.counter, t.arrival = a.Counter, arrival
+			t := find(l)
+			t.counter, t.arrival, t.appended = a.Counter, arrival, true
 			t.bytes += int64(vlen)
 			t.records++
 		}
@@ -223,7 +255,12 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	for _, t := range seen {
 		t.log.Bytes.Add(t.bytes)
 		t.log.Records.Add(t.records)
-		t.log.publish(t.counter, t.arrival)
+		if t.trimTo > 0 {
+			t.log.SetTrimPoint(t.trimTo)
+		}
+		if t.appended {
+			t.log.publish(t.counter, t.arrival)
+		}
 	}
 	for _, r := range reqs {
 		r.done <- struct{}{}

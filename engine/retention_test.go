@@ -1,0 +1,185 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeClock is an injectable clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func openClocked(t *testing.T, dir string, clk *fakeClock) *engine.DB {
+	t.Helper()
+	db, err := engine.Open(dir, &engine.Options{Clock: clk.Now, NoSync: true, TrimInterval: time.Hour})
+	require.NoError(t, err)
+	return db
+}
+
+func readAll(t *testing.T, db *engine.DB, stream string, id engine.ShardID) []engine.Record {
+	t.Helper()
+	it, err := db.Iterate(stream, id, engine.TrimHorizon())
+	require.NoError(t, err)
+	defer it.Close()
+	var out []engine.Record
+	for r := range it.All() {
+		out = append(out, r.Clone())
+	}
+	require.NoError(t, it.Err())
+	return out
+}
+
+func TestRetentionExpiryVisibleAtOnceAndTrimmed(t *testing.T) {
+	clk := newFakeClock()
+	dir := t.TempDir()
+	db := openClocked(t, dir, clk)
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Retention: time.Hour}))
+	for i := range 10 {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte{byte(i)}})
+		require.NoError(t, err)
+	}
+	clk.Advance(30 * time.Minute)
+	for i := range 5 {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte{byte(100 + i)}})
+		require.NoError(t, err)
+	}
+	require.Len(t, readAll(t, db, "s", 0), 15)
+	clk.Advance(31 * time.Minute) // the first 10 are past retention
+	recs := readAll(t, db, "s", 0)
+	require.Len(t, recs, 5, "expired records are hidden before any trim")
+	require.Equal(t, byte(100), recs[0].Data[0])
+	// AT_TIMESTAMP before the horizon starts at the horizon.
+	it, err := db.Iterate("s", 0, engine.AtTimestamp(clk.Now().Add(-2*time.Hour)))
+	require.NoError(t, err)
+	require.True(t, it.Next())
+	require.Equal(t, byte(100), it.Record().Data[0])
+	require.NoError(t, it.Close())
+
+	d, err := db.DescribeStream("s")
+	require.NoError(t, err)
+	require.EqualValues(t, 15, d.Records)
+	require.NoError(t, db.Trim(ctx, "s"))
+	d, err = db.DescribeStream("s")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, d.Records)
+
+	// The trim point and the accounting survive a restart.
+	require.NoError(t, db.Close())
+	db = openClocked(t, dir, clk)
+	defer db.Close()
+	d, err = db.DescribeStream("s")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, d.Records)
+	require.Len(t, readAll(t, db, "s", 0), 5)
+	// An iterator token from before the trim resumes at the horizon.
+	clk.Advance(time.Hour)
+	require.Empty(t, readAll(t, db, "s", 0))
+}
+
+func TestMaxBytesDiscardPolicies(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	data := make([]byte, 100)
+	require.NoError(t, db.CreateStream("old", engine.StreamConfig{ShardCount: 2, MaxBytes: 2000}))
+	require.NoError(t, db.CreateStream("new", engine.StreamConfig{ShardCount: 2, MaxBytes: 2000, Discard: engine.DiscardNew}))
+	for i := range 50 {
+		clk.Advance(time.Millisecond)
+		_, err := db.PutRecord(ctx, "old", engine.Entry{PartitionKey: fmt.Sprint(i), Data: data})
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Trim(ctx, "old"))
+	d, err := db.DescribeStream("old")
+	require.NoError(t, err)
+	require.LessOrEqual(t, d.Bytes, int64(2000))
+	require.Greater(t, d.Records, int64(10))
+
+	var full error
+	for i := range 50 {
+		_, err := db.PutRecord(ctx, "new", engine.Entry{PartitionKey: fmt.Sprint(i), Data: data})
+		if err != nil {
+			full = err
+			break
+		}
+	}
+	require.ErrorIs(t, full, engine.ErrStreamFull)
+	d, err = db.DescribeStream("new")
+	require.NoError(t, err)
+	require.LessOrEqual(t, d.Bytes, int64(2000))
+}
+
+func TestWriteThrottleExactlyAtLimit(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Limits: engine.Limits{WriteRecordsPerSec: 10}}))
+	entries := make([]engine.Entry, 12)
+	for i := range entries {
+		entries[i] = engine.Entry{PartitionKey: "k", Data: []byte{byte(i)}}
+	}
+	res, err := db.PutRecords(ctx, "s", entries)
+	require.NoError(t, err)
+	for i, r := range res {
+		if i < 10 {
+			require.NoError(t, r.Err, i)
+		} else {
+			require.ErrorIs(t, r.Err, engine.ErrThroughputExceeded, i)
+			require.Contains(t, engine.Message(r.Err), "Rate exceeded for shard shardId-000000000000 in stream s")
+		}
+	}
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
+	clk.Advance(100 * time.Millisecond) // refills one token
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.NoError(t, err)
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
+	// Limits change at run time.
+	require.NoError(t, db.SetLimits("s", engine.Limits{}))
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.NoError(t, err)
+}
+
+func TestReadThrottle(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Limits: engine.KinesisLimits}))
+	tok, err := db.GetShardIterator("s", 0, engine.TrimHorizon())
+	require.NoError(t, err)
+	for range 5 {
+		_, err := db.GetRecords(ctx, tok, 1)
+		require.NoError(t, err)
+	}
+	_, err = db.GetRecords(ctx, tok, 1)
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
+	clk.Advance(time.Second)
+	_, err = db.GetRecords(ctx, tok, 1)
+	require.NoError(t, err)
+}
