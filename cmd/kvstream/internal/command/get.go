@@ -1,0 +1,322 @@
+package command
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// getBatch is how many records a reader returns per Next.
+const getBatch = 1000
+
+type getOptions struct {
+	root     *rootOptions
+	store    storeOptions
+	shard    string
+	from     string
+	limit    int
+	follow   bool
+	format   string
+	consumer string
+}
+
+func (o *getOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.shard, "shard", "", "read only this shard, e.g. shardId-000000000000 or 0 (default: every shard)")
+	fs.StringVar(&o.from, "from", "trim-horizon", "where to start: trim-horizon, latest, at:SEQ, after:SEQ or time:RFC3339")
+	fs.IntVar(&o.limit, "limit", 0, "stop after this many records (0: no limit)")
+	fs.BoolVarP(&o.follow, "follow", "f", false, "keep reading new records as they arrive, until Ctrl-C")
+	fs.StringVar(&o.format, "format", "raw", "output: raw (each record's data on a line) or json (one object per record)")
+	fs.StringVar(&o.consumer, "consumer", "", "resume the named durable consumer and checkpoint as records are printed")
+	o.store.AddFlags(fs)
+}
+
+func newGetCommand(root *rootOptions) *cobra.Command {
+	o := &getOptions{root: root}
+	cmd := &cobra.Command{
+		Use:   "get STREAM",
+		Short: "Read records from one shard or all of them, or tail them with --follow",
+		Long: `Get prints the records of STREAM's shards, one shard after another, from --from
+to the newest record. With --follow it reads every shard at once and keeps
+printing records as they are put (woken by the engine, without polling; over
+--endpoint it polls GetRecords), following shards created by resharding, until
+Ctrl-C or --limit.`,
+		Example: `  kvstream get orders --from latest --follow
+  kvstream get orders --shard 0 --from after:49671... --limit 10 --format json`,
+		Args: exactArgs("STREAM"),
+		RunE: o.run,
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
+	stream := args[0]
+	pos, seqShard, err := parseFrom(o.from)
+	if err != nil {
+		return err
+	}
+	if o.format != "raw" && o.format != "json" {
+		return usagef("--format %q must be raw or json", o.format)
+	}
+	if o.limit < 0 {
+		return usagef("--limit %d must not be negative", o.limit)
+	}
+	var shards []string
+	switch {
+	case o.shard != "":
+		id, err := parseShardID(o.shard)
+		if err != nil {
+			return err
+		}
+		if seqShard != "" && seqShard != id {
+			return usagef("--from %s names a record of %s, not of --shard %s", o.from, seqShard, id)
+		}
+		shards = []string{id}
+	case seqShard != "":
+		shards = []string{seqShard} // a sequence number belongs to one shard
+	}
+	if o.consumer != "" {
+		return errors.New("--consumer is not yet supported: durable consumers are not in the engine yet")
+	}
+
+	parent := cmd.Context()
+	st, err := o.store.open(parent, o.root, false)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st, &err)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	all := shards == nil
+	if all {
+		info, err := st.DescribeStream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		for _, s := range info.Shards {
+			shards = append(shards, s.ID)
+		}
+	}
+	out := &recordPrinter{w: cmd.OutOrStdout(), json: o.format == "json", limit: o.limit, done: cancel}
+	if o.follow {
+		err = o.followShards(ctx, st, stream, shards, all, pos, out)
+	} else {
+		err = o.readShards(ctx, st, stream, shards, pos, out)
+	}
+	// Ctrl-C and --limit end a read normally.
+	if parent.Err() != nil || out.full() {
+		return nil
+	}
+	return err
+}
+
+// readShards prints each shard from pos up to its newest record, one
+// shard after the other.
+func (o *getOptions) readShards(ctx context.Context, st store, stream string, shards []string, pos engine.StartPosition, out *recordPrinter) error {
+	for _, id := range shards {
+		r, err := st.OpenShard(ctx, stream, id, pos)
+		if err != nil {
+			return err
+		}
+		for {
+			recs, state, err := r.Next(ctx, getBatch)
+			if perr := out.print(recs); perr != nil {
+				err = cmpErr(err, perr)
+			}
+			if err != nil || out.full() {
+				_ = r.Close()
+				return err
+			}
+			if state != stateMore {
+				break
+			}
+		}
+		if err := r.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// followShards reads every shard concurrently and keeps waiting for new
+// records. When a shard ends (it was split or merged) and all shards are
+// being read, it looks for shards it has not read yet and reads them from
+// their start.
+func (o *getOptions) followShards(ctx context.Context, st store, stream string, shards []string, all bool, pos engine.StartPosition, out *recordPrinter) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		started = map[string]bool{}
+	)
+	var start func(id string, pos engine.StartPosition)
+	discover := func() {
+		info, err := st.DescribeStream(ctx, stream)
+		if err != nil {
+			cancel(err)
+			return
+		}
+		for _, s := range info.Shards {
+			start(s.ID, engine.TrimHorizon())
+		}
+	}
+	start = func(id string, pos engine.StartPosition) {
+		mu.Lock()
+		defer mu.Unlock()
+		if started[id] {
+			return
+		}
+		started[id] = true
+		wg.Go(func() {
+			ended, err := followShard(ctx, st, stream, id, pos, out)
+			if err != nil {
+				cancel(err)
+			} else if ended && all {
+				discover()
+			}
+		})
+	}
+	for _, id := range shards {
+		start(id, pos)
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// followShard prints one shard's records as they arrive, until the shard
+// ends or ctx does.
+func followShard(ctx context.Context, st store, stream, id string, pos engine.StartPosition, out *recordPrinter) (ended bool, err error) {
+	r, err := st.OpenShard(ctx, stream, id, pos)
+	if err != nil {
+		return false, err
+	}
+	defer func() { err = cmpErr(err, r.Close()) }()
+	for {
+		recs, state, err := r.Next(ctx, getBatch)
+		if perr := out.print(recs); perr != nil {
+			err = cmpErr(err, perr)
+		}
+		switch {
+		case err != nil:
+			return false, err
+		case out.full():
+			return false, nil
+		case state == stateEnded:
+			return true, nil
+		case state == stateCaughtUp:
+			if err := r.Wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					return false, nil
+				}
+				return false, err
+			}
+		}
+	}
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// recordPrinter prints records from any number of goroutines and stops
+// everything once limit records are out.
+type recordPrinter struct {
+	w     io.Writer
+	json  bool
+	limit int
+	done  func()
+
+	mu  sync.Mutex
+	n   int
+	buf []byte
+}
+
+// jsonRecord is the --format json shape: Kinesis' field names, data as
+// text when it is UTF-8 and as base64 otherwise.
+type jsonRecord struct {
+	ShardID                     string `json:"shardId"`
+	SequenceNumber              string `json:"sequenceNumber"`
+	PartitionKey                string `json:"partitionKey"`
+	ApproximateArrivalTimestamp string `json:"approximateArrivalTimestamp"`
+	Data                        string `json:"data,omitempty"`
+	DataBase64                  string `json:"dataBase64,omitempty"`
+}
+
+func (p *recordPrinter) print(recs []record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.limit > 0 {
+		recs = recs[:min(len(recs), max(0, p.limit-p.n))]
+	}
+	p.buf = p.buf[:0]
+	for _, r := range recs {
+		if p.json {
+			jr := jsonRecord{
+				ShardID:                     r.Shard,
+				SequenceNumber:              r.Seq,
+				PartitionKey:                r.Key,
+				ApproximateArrivalTimestamp: r.Time.UTC().Format(time.RFC3339Nano),
+			}
+			if utf8.Valid(r.Data) {
+				jr.Data = string(r.Data)
+			} else {
+				jr.DataBase64 = base64.StdEncoding.EncodeToString(r.Data)
+			}
+			b, err := marshalNoEscape(jr)
+			if err != nil {
+				return err
+			}
+			p.buf = append(p.buf, b...)
+		} else {
+			p.buf = append(p.buf, r.Data...)
+			p.buf = append(p.buf, '\n')
+		}
+	}
+	p.n += len(recs)
+	if _, err := p.w.Write(p.buf); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	if p.limit > 0 && p.n >= p.limit {
+		p.done()
+	}
+	return nil
+}
+
+func (p *recordPrinter) full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit > 0 && p.n >= p.limit
+}
+
+// marshalNoEscape is json.Marshal without HTML escaping, plus a newline.
+func marshalNoEscape(v any) ([]byte, error) {
+	var b jsonBuffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return slices.Clip(b), nil
+}
+
+type jsonBuffer []byte
+
+func (b *jsonBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }

@@ -1,0 +1,171 @@
+// Package command implements the kvstream subcommands. Each subcommand
+// lives in its own file as an options struct with AddFlags and a run
+// method, and NewRootCommand assembles them, as bbolt's cmd/bbolt does.
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// DefaultDataDir is the default of the global --data flag.
+const DefaultDataDir = "./kvstream-data"
+
+// rootOptions are the flags every subcommand sees.
+type rootOptions struct {
+	dataDir string
+}
+
+// AddFlags registers the global flags.
+func (o *rootOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.dataDir, "data", DefaultDataDir, "data directory (created on first write)")
+}
+
+// NewRootCommand builds the kvstream command tree. Its output goes to
+// os.Stdout and os.Stderr unless the caller sets others (SetOut, SetErr,
+// SetIn), as the tests do.
+func NewRootCommand() *cobra.Command {
+	root := &rootOptions{}
+	cmd := &cobra.Command{
+		Use:   "kvstream",
+		Short: "An embedded stream engine with Amazon Kinesis Data Streams semantics",
+		Long: `kvstream is an embedded, persistent stream engine with the semantics of Amazon
+Kinesis Data Streams, on one local data directory (--data). It can also serve
+the Kinesis API (kvstream serve), and put, get and streams talk to any Kinesis
+endpoint with --endpoint.
+
+Start with: kvstream demo`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.AddFlags(cmd.PersistentFlags())
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.AddCommand(
+		newDemoCommand(root),
+		newServeCommand(root),
+		newPutCommand(root),
+		newGetCommand(root),
+		newStreamsCommand(root),
+		newBenchCommand(root),
+	)
+	markRuns(cmd)
+	return cmd
+}
+
+// Execute runs cmd with args and returns the process exit code: 0 on
+// success, 2 on a usage error (bad flags or arguments), 1 on any other
+// failure. Errors are printed as one line on cmd's error stream.
+func Execute(ctx context.Context, cmd *cobra.Command, args []string) int {
+	st := &execState{}
+	ctx = context.WithValue(ctx, execStateKey{}, st)
+	if args == nil {
+		args = []string{}
+	}
+	cmd.SetArgs(args)
+	c, err := cmd.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if c == nil {
+		c = cmd
+	}
+	var ue usageError
+	usage := !st.ran || errors.As(err, &ue)
+	msg := oneLine(err)
+	if usage {
+		msg += fmt.Sprintf(" (see '%s --help')", c.CommandPath())
+	}
+	fmt.Fprintln(c.ErrOrStderr(), "kvstream: "+msg)
+	if usage {
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+// execState records whether a command's RunE started: an error before
+// that is cobra rejecting the command line, so a usage error.
+type execState struct{ ran bool }
+
+type execStateKey struct{}
+
+// markRuns wraps every RunE in the tree so Execute can tell usage errors
+// (before RunE) from failures (in RunE).
+func markRuns(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if st, ok := cmd.Context().Value(execStateKey{}).(*execState); ok {
+				st.ran = true
+			}
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRuns(sub)
+	}
+}
+
+// usageError marks an error as a command-line mistake (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// cliError carries a message written for the command line while keeping
+// the underlying error for errors.Is.
+type cliError struct {
+	msg string
+	err error
+}
+
+func (e *cliError) Error() string { return e.msg }
+func (e *cliError) Unwrap() error { return e.err }
+
+// oneLine formats err as one line without a doubled "kvstream: " prefix.
+func oneLine(err error) string {
+	s := err.Error()
+	for strings.HasPrefix(s, "kvstream: ") {
+		s = strings.TrimPrefix(s, "kvstream: ")
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// exactArgs is cobra.ExactArgs with argument names in the message.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return fmt.Errorf("%s needs %d argument(s): %s (got %d)", cmd.CommandPath(), len(names), strings.Join(names, " "), len(args))
+		}
+		return nil
+	}
+}
+
+// dataDirExists reports whether dir holds a data directory, for read-only
+// commands that should not create an empty one.
+func dataDirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
+}
+
+// printf writes to w, ignoring errors (a closed pipe ends the command
+// through the context or the next write).
+func printf(w io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(w, format, args...)
+}

@@ -1,0 +1,206 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/spf13/pflag"
+)
+
+// store is what put, get and streams need: either a local data directory
+// (localStore, the engine in this process) or any Kinesis endpoint
+// (remoteStore, through aws-sdk-go-v2). Shard ids and sequence numbers are
+// passed in their Kinesis string forms so both sides look alike.
+type store interface {
+	CreateStream(ctx context.Context, name string, cfg createConfig) error
+	DeleteStream(ctx context.Context, name string) error
+	ListStreams(ctx context.Context) ([]string, error)
+	DescribeStream(ctx context.Context, name string) (streamInfo, error)
+	// Put writes entries (at most 500) in one PutRecords call. A per-entry
+	// failure (throttling) sets that result's Err.
+	Put(ctx context.Context, stream string, entries []engine.Entry) ([]putResult, error)
+	// OpenShard starts reading one shard at pos.
+	OpenShard(ctx context.Context, stream, shardID string, pos engine.StartPosition) (shardReader, error)
+	SplitShard(ctx context.Context, stream, shardID, newStartingHashKey string) error
+	MergeShards(ctx context.Context, stream, shardID, adjacentShardID string) error
+	UpdateShardCount(ctx context.Context, stream string, target int) error
+	SetRetention(ctx context.Context, stream string, d time.Duration) error
+	// Where names the directory or endpoint, for messages.
+	Where() string
+	Close() error
+}
+
+// createConfig are the stream settings streams create and demo choose.
+type createConfig struct {
+	Shards      int
+	Retention   time.Duration // 0: the default (24 h)
+	Partitioner string        // "" (default), "xxhash" or "md5"; local only
+}
+
+// streamInfo describes a stream for streams describe.
+type streamInfo struct {
+	Name        string        `json:"name"`
+	Status      string        `json:"status"`
+	Created     time.Time     `json:"created"`
+	Retention   time.Duration `json:"retention"`
+	Mode        string        `json:"mode,omitempty"`
+	Partitioner string        `json:"partitioner,omitempty"`
+	Encryption  string        `json:"encryption,omitempty"`
+	OpenShards  int           `json:"openShards"`
+	Shards      []shardInfo   `json:"shards"`
+	// Records and Bytes are known for local directories only (HasStats).
+	HasStats bool  `json:"-"`
+	Records  int64 `json:"records,omitempty"`
+	Bytes    int64 `json:"bytes,omitempty"`
+}
+
+// shardInfo describes one shard.
+type shardInfo struct {
+	ID                     string `json:"shardId"`
+	Parent                 string `json:"parentShardId,omitempty"`
+	AdjacentParent         string `json:"adjacentParentShardId,omitempty"`
+	StartingHashKey        string `json:"startingHashKey"`
+	EndingHashKey          string `json:"endingHashKey"`
+	StartingSequenceNumber string `json:"startingSequenceNumber"`
+	EndingSequenceNumber   string `json:"endingSequenceNumber,omitempty"`
+	Records                int64  `json:"records,omitempty"`
+	Bytes                  int64  `json:"bytes,omitempty"`
+}
+
+// Open reports whether the shard still takes writes.
+func (s shardInfo) Open() bool { return s.EndingSequenceNumber == "" }
+
+// putResult is the outcome of one put entry.
+type putResult struct {
+	Shard string
+	Seq   string
+	Err   error
+}
+
+// record is one record read, owning its memory.
+type record struct {
+	Shard string
+	Seq   string
+	Key   string
+	Data  []byte
+	Time  time.Time
+}
+
+// readState says where a shard reader stands after Next.
+type readState int
+
+const (
+	// stateMore: more records are visible now; call Next again.
+	stateMore readState = iota
+	// stateCaughtUp: every visible record was returned; Wait for more.
+	stateCaughtUp
+	// stateEnded: the shard is closed and read to its end.
+	stateEnded
+)
+
+// shardReader reads one shard in order.
+type shardReader interface {
+	// Next returns up to max records visible now and where the reader stands.
+	Next(ctx context.Context, max int) ([]record, readState, error)
+	// Wait blocks until more records may be visible or ctx ends. Locally
+	// the commit path wakes it (no polling); remotely it polls GetRecords
+	// at a modest interval, as Kinesis offers no push for shared reads.
+	Wait(ctx context.Context) error
+	Close() error
+}
+
+// storeOptions choose between the data directory and a Kinesis endpoint;
+// put, get and streams take them.
+type storeOptions struct {
+	endpoint string
+	region   string
+}
+
+// AddFlags registers --endpoint and --region.
+func (o *storeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.endpoint, "endpoint", "", "talk to this Kinesis endpoint (a running kvstream serve, or AWS) instead of opening --data, e.g. http://127.0.0.1:4567")
+	fs.StringVar(&o.region, "region", "", "region for --endpoint (default $AWS_REGION, else us-east-1)")
+}
+
+// open returns the store the flags select. create says whether a missing
+// data directory may be created (writes) or is an error (reads).
+func (o *storeOptions) open(ctx context.Context, root *rootOptions, create bool) (store, error) {
+	if o.endpoint != "" {
+		return newRemoteStore(ctx, o.endpoint, o.region)
+	}
+	if !create && !dataDirExists(root.dataDir) {
+		return nil, fmt.Errorf("no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", root.dataDir)
+	}
+	db, err := openDB(root.dataDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &localStore{db: db, dir: root.dataDir}, nil
+}
+
+// openDB opens dir and rewrites the "directory in use" error into advice.
+func openDB(dir string, opts *engine.Options) (*engine.DB, error) {
+	db, err := engine.Open(dir, opts)
+	if errors.Is(err, engine.ErrLocked) {
+		return nil, &cliError{err: err, msg: fmt.Sprintf(
+			"data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// parseShardID accepts "shardId-000000000003", "shardId-3" and "3" and
+// returns the canonical form.
+func parseShardID(s string) (string, error) {
+	if n, err := strconv.ParseUint(s, 10, 31); err == nil {
+		return engine.ShardID(n).String(), nil
+	}
+	id, ok := engine.ParseShardID(s)
+	if !ok || !strings.Contains(strings.ToLower(s), "shard") {
+		return "", usagef("%q is not a shard id (write shardId-000000000000, or just 0)", s)
+	}
+	return id.String(), nil
+}
+
+// parseFrom parses --from: trim-horizon, latest, at:SEQ, after:SEQ or
+// time:RFC3339. For at: and after: it also returns the shard the sequence
+// number belongs to, so reading "all shards" can start in the right one.
+func parseFrom(s string) (pos engine.StartPosition, seqShard string, err error) {
+	kind, arg, _ := strings.Cut(s, ":")
+	switch strings.ToLower(kind) {
+	case "trim-horizon", "trim_horizon", "oldest":
+		return engine.TrimHorizon(), "", nil
+	case "latest", "newest":
+		return engine.Latest(), "", nil
+	case "at", "after":
+		n, ok := engine.ParseSequenceNumber(arg)
+		if !ok {
+			return pos, "", usagef("--from %s: %q is not a Kinesis sequence number", kind, arg)
+		}
+		if strings.EqualFold(kind, "at") {
+			return engine.AtSequenceNumber(n), engine.ShardID(n.Shard).String(), nil
+		}
+		return engine.AfterSequenceNumber(n), engine.ShardID(n.Shard).String(), nil
+	case "time":
+		t, err := time.Parse(time.RFC3339Nano, arg)
+		if err != nil {
+			return pos, "", usagef("--from time: %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", arg)
+		}
+		return engine.AtTimestamp(t), "", nil
+	}
+	return pos, "", usagef("--from %q must be trim-horizon, latest, at:SEQ, after:SEQ or time:RFC3339", s)
+}
+
+// closeStore closes st, keeping the first error in *err.
+func closeStore(st store, err *error) {
+	if cerr := st.Close(); *err == nil && cerr != nil {
+		*err = cerr
+	}
+}
