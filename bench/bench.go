@@ -1,0 +1,454 @@
+// Package bench holds kvstream's benchmark workloads as a library: each
+// workload is a Config with a Default…Config constructor and a Run…
+// function, as in Pebble's bench package, so `go test -bench` (see
+// bench_test.go) and `kvstream bench` run exactly the same code.
+//
+// Every Run measures two things in the same process, on the same machine,
+// in the same minute:
+//
+//   - the engine: kvstream's public API (engine.DB), and
+//   - the ceiling: raw Pebble doing the least work that stores or reads the
+//     same bytes — the same record keys (shard.AppendRecordKey layout), the
+//     same values (shard.PutValue encoding), the same batch size, the same
+//     sync mode and the same Pebble options (the engine profile's, see
+//     PebbleOptions), with no routing, validation, sequence numbers,
+//     notification or group-commit hand-off.
+//
+// so results are ratios (Result.Ratio) that survive a noisy machine better
+// than absolute numbers do.
+//
+// Each Run writes under dir, in fresh subdirectories it removes when done
+// (RunRead keeps its loaded data set for reuse; see ReadConfig). dir itself
+// is the caller's: a temporary directory, on the disk being measured.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/shard"
+)
+
+// StreamName is the stream every workload creates.
+const StreamName = "bench"
+
+// Measurement is what one side (engine or ceiling) of a workload did.
+type Measurement struct {
+	// Records is the number of records written or read.
+	Records int64 `json:"records"`
+	// Bytes is the user payload moved: data plus partition key per record.
+	Bytes int64 `json:"bytes"`
+	// Elapsed is the wall time of the measured phase.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// RecordsPerSec and MBPerSec (10^6 bytes of Bytes per second) are the
+	// throughput of the measured phase.
+	RecordsPerSec float64 `json:"records_per_sec"`
+	MBPerSec      float64 `json:"mb_per_sec"`
+	// Ops is the number of timed operations (PutRecords calls, PutRecord
+	// calls, GetRecords pages, end-to-end deliveries); P50 and P99 are
+	// their latencies. Zero when the workload has no per-call latency (a
+	// full Iterator scan).
+	Ops int64         `json:"ops"`
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	// PeakRSS is the process' peak resident set during the phase, in
+	// bytes: VmHWM from /proc/self/status, reset before the phase through
+	// /proc/self/clear_refs. Where the reset is unavailable it is the
+	// process' peak so far (getrusage), and PeakRSSCumulative is true.
+	PeakRSS           int64 `json:"peak_rss_bytes"`
+	PeakRSSCumulative bool  `json:"peak_rss_cumulative,omitempty"`
+	// DiskBytesPerRecord is the size of the phase's sstables after the
+	// memtable is flushed, divided by Records (write workloads; for reads,
+	// the data set's). The WAL is not counted.
+	DiskBytesPerRecord float64 `json:"disk_bytes_per_record"`
+}
+
+// Result is one workload's outcome: the engine, the raw-Pebble ceiling
+// measured in the same run, and their ratio.
+type Result struct {
+	// Workload names what ran: "PutRecords", "PutRecord", "GetRecords",
+	// "Iterator" or "Tail".
+	Workload string `json:"workload"`
+	// Params is a one-line description of the configuration.
+	Params string `json:"params"`
+	// Profile is the Pebble memory profile both sides used ("small" or
+	// "throughput").
+	Profile string `json:"profile"`
+	// Sync reports whether writes were fsync'd before they were
+	// acknowledged (both sides).
+	Sync bool `json:"sync"`
+	// Rounds is how many times each side ran; each side reports its best
+	// round (highest records/s, or lowest p50 for Tail).
+	Rounds  int         `json:"rounds"`
+	Engine  Measurement `json:"engine"`
+	Ceiling Measurement `json:"ceiling"`
+	// Ratio is Engine.RecordsPerSec / Ceiling.RecordsPerSec; for Tail,
+	// whose rate is fixed, it is Ceiling.P50 / Engine.P50. 1.0 means the
+	// engine costs nothing over raw Pebble.
+	Ratio float64 `json:"ratio"`
+}
+
+// String formats r on one line.
+func (r Result) String() string {
+	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ratio %.2f",
+		r.Workload, r.Params, r.Profile, r.Sync,
+		r.Engine.RecordsPerSec, r.Engine.MBPerSec, r.Engine.P50, r.Engine.P99, mib(r.Engine.PeakRSS),
+		r.Ceiling.RecordsPerSec, r.Ceiling.MBPerSec, r.Ceiling.P50, r.Ceiling.P99, mib(r.Ceiling.PeakRSS),
+		r.Ratio)
+}
+
+// WriteTable writes results as an aligned text table, one row per side.
+func WriteTable(w io.Writer, results ...Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tside\trecords/s\tMB/s\tp50\tp99\tpeak RSS\tdisk B/rec\tratio\tprofile\tsync\t")
+	for _, r := range results {
+		for i, m := range []Measurement{r.Engine, r.Ceiling} {
+			side, ratio := "engine", fmt.Sprintf("%.2f", r.Ratio)
+			if i == 1 {
+				side, ratio = "pebble", ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t%.1f\t%s\t%s\t%t\t\n",
+				r.Workload, side, m.RecordsPerSec, m.MBPerSec, dur(m.P50), dur(m.P99), mib(m.PeakRSS),
+				m.DiskBytesPerRecord, ratio, r.Profile, r.Sync)
+		}
+	}
+	return tw.Flush()
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+// ProfileName returns "small" or "throughput".
+func ProfileName(p engine.Profile) string {
+	if p == engine.ProfileThroughput {
+		return "throughput"
+	}
+	return "small"
+}
+
+// ParseProfile parses "small" or "throughput".
+func ParseProfile(s string) (engine.Profile, error) {
+	switch strings.ToLower(s) {
+	case "small":
+		return engine.ProfileSmall, nil
+	case "throughput":
+		return engine.ProfileThroughput, nil
+	}
+	return 0, fmt.Errorf("kvstream: bench: profile %q must be small or throughput", s)
+}
+
+// PebbleOptions returns the Pebble options the engine uses for profile p
+// (engine/options.go, pebbleOptions), for the ceiling side. The engine does
+// not export them, so they are repeated here; keep the two in step.
+func PebbleOptions(p engine.Profile) *pebble.Options {
+	po := &pebble.Options{}
+	if p == engine.ProfileThroughput {
+		po.MemTableSize = 64 << 20
+		po.MemTableStopWritesThreshold = 4
+		po.L0StopWritesThreshold = 1000
+		po.L0CompactionThreshold = 4
+		po.CompactionConcurrencyRange = func() (int, int) { return 1, 1 }
+		po.Cache = pebble.NewCache(256 << 20)
+		po.Levels[0].BlockSize = 32 << 10
+	} else {
+		po.MemTableSize = 4 << 20
+		po.Cache = pebble.NewCache(8 << 20)
+	}
+	po.FormatMajorVersion = pebble.FormatNewest
+	po.Logger = quietLogger{}
+	return po
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Errorf(string, ...any)          {}
+func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+
+// openPebble opens dir with profile p's options; the cache reference is
+// handed to the DB.
+func openPebble(dir string, p engine.Profile) (*pebble.DB, error) {
+	po := PebbleOptions(p)
+	db, err := pebble.Open(dir, po)
+	po.Cache.Unref()
+	return db, err
+}
+
+// openEngine opens an engine DB on dir and creates StreamName with shards
+// shards unless it exists.
+func openEngine(dir string, p engine.Profile, noSync bool, shards int) (*engine.DB, error) {
+	db, err := engine.Open(dir, &engine.Options{Profile: p, NoSync: noSync})
+	if err != nil {
+		return nil, err
+	}
+	if shards > 0 {
+		if err := db.CreateStream(StreamName, engine.StreamConfig{ShardCount: shards}); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// sstBytes flushes nothing: it sums the sizes of the .sst files in dir.
+func sstBytes(dir string) (int64, error) {
+	var n int64
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".sst") {
+			fi, err := e.Info()
+			if err != nil {
+				return 0, err
+			}
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
+
+// diskPerRecord reopens the closed store in dir with raw Pebble, flushes
+// its memtable (an fsync'd engine's Close does not), and returns the
+// sstable bytes per record.
+func diskPerRecord(dir string, p engine.Profile, records int64) (float64, error) {
+	if records == 0 {
+		return 0, nil
+	}
+	db, err := openPebble(dir, p)
+	if err != nil {
+		return 0, err
+	}
+	if err := db.Flush(); err != nil {
+		_ = db.Close()
+		return 0, err
+	}
+	if err := db.Close(); err != nil {
+		return 0, err
+	}
+	n, err := sstBytes(dir)
+	return float64(n) / float64(records), err
+}
+
+// rssMeter measures a phase's peak RSS.
+type rssMeter struct{ reset bool }
+
+// start frees what the previous phase left and resets the kernel's peak
+// RSS counter.
+func startRSS() rssMeter {
+	runtime.GC()
+	debug.FreeOSMemory()
+	err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	return rssMeter{reset: err == nil}
+}
+
+// peak returns the peak RSS since start, and whether it is cumulative.
+func (m rssMeter) peak() (int64, bool) {
+	if m.reset {
+		if b, err := os.ReadFile("/proc/self/status"); err == nil {
+			for line := range strings.Lines(string(b)) {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					f := strings.Fields(v)
+					if len(f) >= 1 {
+						if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+							return kb << 10, false
+						}
+					}
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, true
+	}
+	return ru.Maxrss << 10, true // Linux reports KiB
+}
+
+// latencies collects per-operation durations from several goroutines,
+// each appending to its own slice.
+type latencies struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+func (l *latencies) add(d []time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, d...)
+	l.mu.Unlock()
+}
+
+// percentiles returns the number of samples, p50 and p99.
+func (l *latencies) percentiles() (int64, time.Duration, time.Duration) {
+	if len(l.all) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(l.all)
+	at := func(q float64) time.Duration {
+		i := int(q * float64(len(l.all)-1))
+		return l.all[i]
+	}
+	return int64(len(l.all)), at(0.50), at(0.99)
+}
+
+// finish fills the derived fields of m.
+func (m *Measurement) finish(lat *latencies, rss rssMeter) {
+	if s := m.Elapsed.Seconds(); s > 0 {
+		m.RecordsPerSec = float64(m.Records) / s
+		m.MBPerSec = float64(m.Bytes) / s / 1e6
+	}
+	if lat != nil {
+		m.Ops, m.P50, m.P99 = lat.percentiles()
+	}
+	m.PeakRSS, m.PeakRSSCumulative = rss.peak()
+}
+
+// better reports whether a beats b (higher throughput).
+func better(a, b Measurement) bool { return b.Elapsed == 0 || a.RecordsPerSec > b.RecordsPerSec }
+
+// progress drives a Config's Progress callback from one goroutine, so the
+// callback is never called concurrently and the hot path only adds to an
+// atomic counter.
+type progress struct {
+	done  atomic.Int64
+	total int64
+	fn    func(done, total int64)
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newProgress(fn func(done, total int64), total int64) *progress {
+	p := &progress{total: total, fn: fn, stop: make(chan struct{})}
+	if fn == nil {
+		return p
+	}
+	fn(0, total)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fn(min(p.done.Load(), total), total)
+			case <-p.stop:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(n int64) { p.done.Add(n) }
+
+// close stops the ticker and reports the final count.
+func (p *progress) close() {
+	close(p.stop)
+	p.wg.Wait()
+	if p.fn != nil {
+		p.fn(min(p.done.Load(), p.total), p.total)
+	}
+}
+
+// pool is a set of pre-generated records reused cyclically, so generating
+// input costs nothing in the measured phases. Data is random
+// (incompressible) and partition keys are distinct 16-character hex strings.
+type pool struct {
+	entries []engine.Entry
+}
+
+func newPool(n, recordSize int, seed uint64) *pool {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	data := make([]byte, n*recordSize)
+	for i := 0; i+8 <= len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	for i := len(data) &^ 7; i < len(data); i++ {
+		data[i] = byte(rng.Uint32())
+	}
+	p := &pool{entries: make([]engine.Entry, n)}
+	for i := range p.entries {
+		p.entries[i] = engine.Entry{
+			PartitionKey: fmt.Sprintf("%016x", rng.Uint64()),
+			Data:         data[i*recordSize : (i+1)*recordSize : (i+1)*recordSize],
+		}
+	}
+	return p
+}
+
+// payload is the user bytes of an entry.
+func payload(e *engine.Entry) int64 { return int64(len(e.Data) + len(e.PartitionKey)) }
+
+// ceilingKeys allocates record counters for the ceiling: per shard, from
+// 1, shared by all writer goroutines.
+type ceilingKeys struct {
+	next []atomic.Uint64
+}
+
+func newCeilingKeys(shards int) *ceilingKeys {
+	return &ceilingKeys{next: make([]atomic.Uint64, shards)}
+}
+
+// reserve returns the first of n fresh counters of shard s.
+func (k *ceilingKeys) reserve(s int, n uint64) uint64 { return k.next[s].Add(n) - n + 1 }
+
+// ceilingStream is the stream id the ceiling writes records under; any
+// value works, the engine's first stream gets 1.
+const ceilingStream = 1
+
+// setRecord adds one record to b with the engine's key and value layout.
+func setRecord(b *pebble.Batch, s int, counter uint64, arrivalMs int64, e *engine.Entry) {
+	op := b.SetDeferred(shard.RecordKeyLen, shard.ValueLen(e.PartitionKey, false, e.Data))
+	shard.PutRecordKey(op.Key, ceilingStream, uint32(s), counter)
+	shard.PutValue(op.Value, arrivalMs, e.PartitionKey, nil, e.Data)
+	_ = op.Finish()
+}
+
+// phaseDir makes a fresh subdirectory of dir for one phase.
+func phaseDir(dir, name string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, name+"-")
+}
+
+func ctxOrBackground(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+var _ = filepath.Join
