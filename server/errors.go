@@ -1,0 +1,150 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/kvstream/kvstream/engine"
+)
+
+// Kinesis error type names (the "__type" of an error response).
+const (
+	errValidation            = "ValidationException"
+	errSerialization         = "SerializationException"
+	errInvalidArgument       = "InvalidArgumentException"
+	errResourceNotFound      = "ResourceNotFoundException"
+	errResourceInUse         = "ResourceInUseException"
+	errLimitExceeded         = "LimitExceededException"
+	errThroughputExceeded    = "ProvisionedThroughputExceededException"
+	errExpiredIterator       = "ExpiredIteratorException"
+	errExpiredNextToken      = "ExpiredNextTokenException"
+	errInternalFailure       = "InternalFailure"
+	errUnknownOperation      = "UnknownOperationException"
+	errMissingAuthToken      = "MissingAuthenticationTokenException"
+	errIncompleteSignature   = "IncompleteSignatureException"
+	errInvalidSignature      = "InvalidSignatureException"
+	errUnrecognizedClient    = "UnrecognizedClientException"
+	errRequestEntityTooLarge = "RequestEntityTooLargeException"
+)
+
+// apiError is an error answered to the client: a Kinesis __type, its
+// message and the HTTP status.
+type apiError struct {
+	Type   string
+	Msg    string
+	Status int
+}
+
+func (e *apiError) Error() string { return e.Type + ": " + e.Msg }
+
+// newAPIError returns an apiError with the status Kinesis uses for typ.
+func newAPIError(typ, msg string) *apiError {
+	st := http.StatusBadRequest
+	switch typ {
+	case errInternalFailure:
+		st = http.StatusInternalServerError
+	case errRequestEntityTooLarge:
+		st = http.StatusRequestEntityTooLarge
+	}
+	return &apiError{Type: typ, Msg: msg, Status: st}
+}
+
+// engineError maps an engine error to the Kinesis error a client sees.
+// stream, when known, is the stream the call named: engine messages that
+// mention it get Kinesis' "under account N" qualifier.
+func (s *Server) engineError(err error, stream string) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	msg := engine.Message(err)
+	typ := errInternalFailure
+	switch {
+	case errors.Is(err, engine.ErrStreamNotFound), errors.Is(err, engine.ErrShardNotFound),
+		errors.Is(err, engine.ErrConsumerNotFound):
+		typ = errResourceNotFound
+	case errors.Is(err, engine.ErrStreamExists), errors.Is(err, engine.ErrResourceInUse):
+		typ = errResourceInUse
+		msg = strings.Replace(msg, " is not ACTIVE", " not ACTIVE", 1)
+	case errors.Is(err, engine.ErrValidation):
+		typ = errValidation
+	case errors.Is(err, engine.ErrInvalidArgument):
+		typ = errInvalidArgument
+	case errors.Is(err, engine.ErrExpiredIterator):
+		typ = errExpiredIterator
+	case errors.Is(err, engine.ErrThroughputExceeded), errors.Is(err, engine.ErrStreamFull):
+		typ = errThroughputExceeded
+	case errors.Is(err, engine.ErrLimitExceeded):
+		typ = errLimitExceeded
+	}
+	if typ == errInternalFailure {
+		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
+		return newAPIError(errInternalFailure, "Internal service failure.")
+	}
+	if stream != "" {
+		msg = s.qualify(msg, stream)
+	}
+	return newAPIError(typ, msg)
+}
+
+// qualify inserts " under account N" after the first mention of
+// "stream <name>" in msg (as a whole word), unless msg already names an
+// account: "Stream x not found." becomes "Stream x under account N not
+// found.", as Kinesis writes it.
+func (s *Server) qualify(msg, stream string) string {
+	if strings.Contains(msg, "under account") {
+		return msg
+	}
+	for _, p := range [...]string{"Stream ", "stream "} {
+		needle := p + stream
+		off := 0
+		for {
+			i := strings.Index(msg[off:], needle)
+			if i < 0 {
+				break
+			}
+			end := off + i + len(needle)
+			if end == len(msg) || msg[end] == ' ' || msg[end] == '.' || msg[end] == ',' {
+				return msg[:end] + " under account " + s.cfg.Account + msg[end:]
+			}
+			off = end
+		}
+	}
+	return msg
+}
+
+// streamNotFound is Kinesis' ResourceNotFoundException for a stream.
+func (s *Server) streamNotFound(name string) *apiError {
+	return newAPIError(errResourceNotFound, "Stream "+name+" under account "+s.cfg.Account+" not found.")
+}
+
+// validationErrors collects model-constraint violations and renders them
+// the way AWS does: "N validation error(s) detected: Value 'v' at 'path'
+// failed to satisfy constraint: Member must …; …" (at most 10 listed).
+type validationErrors struct {
+	n    int
+	msgs []string
+}
+
+// add records one violation. value is the printed value: quoted by the
+// caller as AWS does ('v'), or "null".
+func (v *validationErrors) add(value, path, constraint string) {
+	v.n++
+	if len(v.msgs) < 10 {
+		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: Member must "+constraint)
+	}
+}
+
+// err returns the ValidationException, or nil if nothing was recorded.
+func (v *validationErrors) err() *apiError {
+	if v.n == 0 {
+		return nil
+	}
+	noun := " validation errors detected: "
+	if v.n == 1 {
+		noun = " validation error detected: "
+	}
+	return newAPIError(errValidation, strconv.Itoa(v.n)+noun+strings.Join(v.msgs, "; "))
+}

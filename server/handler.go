@@ -1,0 +1,220 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// targetPrefix starts every X-Amz-Target the server answers.
+const targetPrefix = "Kinesis_20131202."
+
+// request is one API call being served.
+type request struct {
+	ctx   context.Context
+	op    string
+	codec codec
+	body  []byte
+	// scratch is a per-request buffer ops may use to build a response;
+	// it returns to a pool when the response is written.
+	scratch *bytes.Buffer
+}
+
+// rawBody is a response already encoded in the request's codec.
+type rawBody []byte
+
+// opFunc serves one operation. It returns the response struct (nil for
+// an empty body, rawBody for a pre-encoded one) or the error to answer.
+type opFunc func(s *Server, rq *request) (any, *apiError)
+
+// operations maps an X-Amz-Target operation name to its handler.
+var operations = map[string]opFunc{
+	"CreateStream":                  (*Server).createStream,
+	"DeleteStream":                  (*Server).deleteStream,
+	"DescribeStream":                (*Server).describeStream,
+	"DescribeStreamSummary":         (*Server).describeStreamSummary,
+	"ListStreams":                   (*Server).listStreams,
+	"ListShards":                    (*Server).listShards,
+	"PutRecord":                     (*Server).putRecord,
+	"PutRecords":                    (*Server).putRecords,
+	"GetShardIterator":              (*Server).getShardIterator,
+	"GetRecords":                    (*Server).getRecords,
+	"IncreaseStreamRetentionPeriod": (*Server).increaseRetention,
+	"DecreaseStreamRetentionPeriod": (*Server).decreaseRetention,
+	"SplitShard":                    (*Server).splitShard,
+	"MergeShards":                   (*Server).mergeShards,
+	"UpdateShardCount":              (*Server).updateShardCount,
+	"AddTagsToStream":               (*Server).addTagsToStream,
+	"RemoveTagsFromStream":          (*Server).removeTagsFromStream,
+	"ListTagsForStream":             (*Server).listTagsForStream,
+	"TagResource":                   (*Server).tagResource,
+	"UntagResource":                 (*Server).untagResource,
+	"ListTagsForResource":           (*Server).listTagsForResource,
+	"StartStreamEncryption":         (*Server).startStreamEncryption,
+	"StopStreamEncryption":          (*Server).stopStreamEncryption,
+	"EnableEnhancedMonitoring":      (*Server).enableEnhancedMonitoring,
+	"DisableEnhancedMonitoring":     (*Server).disableEnhancedMonitoring,
+	"DescribeLimits":                (*Server).describeLimits,
+	"UpdateStreamMode":              (*Server).updateStreamMode,
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuf keeps huge buffers out of the pool.
+const maxPooledBuf = 8 << 20
+
+func getBuf() *bytes.Buffer { b := bufPool.Get().(*bytes.Buffer); b.Reset(); return b }
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuf {
+		bufPool.Put(b)
+	}
+}
+
+// serveAPI serves one Kinesis API call: read the capped body, verify the
+// signature, dispatch on X-Amz-Target, answer in the request's codec.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c := codecFor(r.Header.Get("Content-Type"))
+	name, hasPrefix := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	fn := operations[name]
+	if !hasPrefix || fn == nil {
+		name = "Unknown"
+	}
+	om := s.metrics.op(name)
+
+	body := getBuf()
+	defer putBuf(body)
+	if aerr := s.readBody(body, r); aerr != nil {
+		s.finish(w, c, om, start, nil, aerr)
+		return
+	}
+	if s.auth != nil {
+		if aerr := s.auth.verify(r, body.Bytes()); aerr != nil {
+			if !strings.Contains(r.Header.Get("Content-Type"), "amz") {
+				aerr.Status = http.StatusForbidden
+			}
+			s.finish(w, c, om, start, nil, aerr)
+			return
+		}
+	}
+	if fn == nil {
+		s.finish(w, c, om, start, nil, newAPIError(errUnknownOperation, ""))
+		return
+	}
+	scratch := getBuf()
+	defer putBuf(scratch)
+	rq := &request{ctx: r.Context(), op: name, codec: c, body: body.Bytes(), scratch: scratch}
+	resp, aerr := fn(s, rq)
+	s.finish(w, c, om, start, resp, aerr)
+}
+
+// readBody reads r's body into buf, enforcing MaxBodyBytes (413).
+func (s *Server) readBody(buf *bytes.Buffer, r *http.Request) *apiError {
+	tooLarge := newAPIError(errRequestEntityTooLarge,
+		"Request body must be at most "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return tooLarge
+	}
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return newAPIError(errSerialization, "Unable to read the request body: "+err.Error())
+	}
+	if int64(buf.Len()) > s.cfg.MaxBodyBytes {
+		return tooLarge
+	}
+	return nil
+}
+
+// finish writes the response or error and records metrics.
+func (s *Server) finish(w http.ResponseWriter, c codec, om *opMetrics, start time.Time, resp any, aerr *apiError) {
+	h := w.Header()
+	h["X-Amzn-Requestid"] = []string{requestID()}
+	if aerr == nil {
+		var body []byte
+		switch v := resp.(type) {
+		case nil:
+		case rawBody:
+			body = v
+		default:
+			var err error
+			if body, err = c.encode(v); err != nil {
+				aerr = newAPIError(errInternalFailure, "Internal service failure.")
+				s.cfg.Logger.Error("kvstream server: encode response", "err", err)
+			}
+		}
+		if aerr == nil {
+			h["Content-Type"] = []string{c.contentType()}
+			h["Content-Length"] = []string{strconv.Itoa(len(body))}
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(body)
+			om.done(start, "")
+			return
+		}
+	}
+	writeError(w, c, aerr)
+	om.done(start, aerr.Type)
+	if aerr.Type == errThroughputExceeded {
+		s.metrics.throttles.WithLabelValues(om.name).Inc()
+	}
+}
+
+// errorBody is the body of an error response.
+type errorBody struct {
+	Type    string `json:"__type"`
+	Message string `json:"message,omitempty"`
+}
+
+// writeError writes aerr in codec c with X-Amzn-ErrorType set.
+func writeError(w http.ResponseWriter, c codec, aerr *apiError) {
+	body, err := c.encode(errorBody{Type: aerr.Type, Message: aerr.Msg})
+	if err != nil {
+		body = []byte(`{"__type":"InternalFailure"}`)
+		c = codecJSON
+	}
+	h := w.Header()
+	h["X-Amzn-Errortype"] = []string{aerr.Type}
+	h["Content-Type"] = []string{c.contentType()}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(aerr.Status)
+	_, _ = w.Write(body)
+}
+
+// requestID returns a random version-4 UUID.
+func requestID() string {
+	const hex = "0123456789abcdef"
+	a, b := rand.Uint64(), rand.Uint64()
+	var u [16]byte
+	for i := range 8 {
+		u[i] = byte(a >> (8 * i))
+		u[8+i] = byte(b >> (8 * i))
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var out [36]byte
+	j := 0
+	for i, x := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hex[x>>4], hex[x&0xf]
+		j += 2
+	}
+	return string(out[:])
+}
+
+// errCanceled reports whether err is a cancelled or timed-out context.
+func errCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are one Server's Prometheus metrics, on a registry of its own
+// (never the global one), so many servers can live in one process.
+type metrics struct {
+	registry *prometheus.Registry
+	handler  http.Handler
+
+	requests   *prometheus.CounterVec   // op, error
+	latency    *prometheus.HistogramVec // op
+	recordsIn  prometheus.Counter
+	bytesIn    prometheus.Counter
+	recordsOut prometheus.Counter
+	bytesOut   prometheus.Counter
+	throttles  *prometheus.CounterVec // op
+	panics     prometheus.Counter
+
+	mu  sync.RWMutex
+	ops map[string]*opMetrics
+}
+
+// opMetrics are the pre-resolved metrics of one operation, so the hot path
+// does no label lookups on success.
+type opMetrics struct {
+	m       *metrics
+	name    string
+	ok      prometheus.Counter
+	latency prometheus.Observer
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "requests_total",
+			Help: "Kinesis API requests by operation and error type (\"none\" for success).",
+		}, []string{"op", "error"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "request_duration_seconds",
+			Help:    "Kinesis API request latency by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+		}, []string{"op"}),
+		recordsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "records_in_total",
+			Help: "Records accepted by PutRecord and PutRecords.",
+		}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "bytes_in_total",
+			Help: "Data bytes accepted by PutRecord and PutRecords.",
+		}),
+		recordsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "records_out_total",
+			Help: "Records returned by GetRecords.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "bytes_out_total",
+			Help: "Data bytes returned by GetRecords.",
+		}),
+		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "throttles_total",
+			Help: "Throttled calls and PutRecords entries, by operation.",
+		}, []string{"op"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "panics_total",
+			Help: "Requests that panicked and were answered with InternalFailure.",
+		}),
+		ops: make(map[string]*opMetrics),
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
+		m.throttles, m.panics,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+	return m
+}
+
+// op returns the metrics of the named operation.
+func (m *metrics) op(name string) *opMetrics {
+	m.mu.RLock()
+	om := m.ops[name]
+	m.mu.RUnlock()
+	if om != nil {
+		return om
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if om = m.ops[name]; om == nil {
+		om = &opMetrics{m: m, name: name, ok: m.requests.WithLabelValues(name, "none"), latency: m.latency.WithLabelValues(name)}
+		m.ops[name] = om
+	}
+	return om
+}
+
+// done records a finished request; errType is "" on success.
+func (om *opMetrics) done(start time.Time, errType string) {
+	om.latency.Observe(time.Since(start).Seconds())
+	if errType == "" {
+		om.ok.Inc()
+		return
+	}
+	om.m.requests.WithLabelValues(om.name, errType).Inc()
+}

@@ -1,0 +1,343 @@
+package server
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/kvstream/kvstream/engine"
+)
+
+// The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+
+// maxDataBytes is the model's effective Data limit (1 MiB before base64).
+const maxDataBytes = 1 << 20
+
+type putRecordInput struct {
+	StreamName                *string `json:"StreamName"`
+	Data                      []byte  `json:"Data"`
+	PartitionKey              *string `json:"PartitionKey"`
+	ExplicitHashKey           *string `json:"ExplicitHashKey"`
+	SequenceNumberForOrdering *string `json:"SequenceNumberForOrdering"`
+	StreamARN                 *string `json:"StreamARN"`
+}
+
+type putRecordOutput struct {
+	ShardId        string `json:"ShardId"`
+	SequenceNumber string `json:"SequenceNumber"`
+	EncryptionType string `json:"EncryptionType"`
+}
+
+func (s *Server) putRecord(rq *request) (any, *apiError) {
+	var in putRecordInput
+	if err := rq.codec.decode(rq.body, &in); err != nil {
+		return nil, err
+	}
+	var c check
+	c.streamName(in.StreamName)
+	if c.required("data", in.Data != nil) && len(in.Data) > maxDataBytes {
+		c.add(blobValue(len(in.Data)), "data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+	}
+	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
+	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
+	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
+	c.streamARN(in.StreamARN)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	e := engine.Entry{PartitionKey: *in.PartitionKey, Data: in.Data}
+	if in.ExplicitHashKey != nil {
+		e.ExplicitHashKey = *in.ExplicitHashKey
+	}
+	if in.SequenceNumberForOrdering != nil {
+		n, ok := engine.ParseSequenceNumber(*in.SequenceNumberForOrdering)
+		if !ok {
+			return nil, newAPIError(errInvalidArgument, "ExclusiveMinimumSequenceNumber "+*in.SequenceNumberForOrdering+
+				" used in PutRecord on stream "+name+" under account "+s.cfg.Account+" is invalid.")
+		}
+		e.SequenceNumberForOrdering = n
+	}
+	res, err := s.db.PutRecord(rq.ctx, name, e)
+	if err != nil {
+		return nil, s.engineError(err, name)
+	}
+	s.metrics.recordsIn.Inc()
+	s.metrics.bytesIn.Add(float64(len(in.Data)))
+	return putRecordOutput{ShardId: res.ShardID.String(), SequenceNumber: res.SequenceNumber.String(), EncryptionType: s.enc.get(s, name)}, nil
+}
+
+type putRecordsEntry struct {
+	Data            []byte  `json:"Data"`
+	ExplicitHashKey *string `json:"ExplicitHashKey"`
+	PartitionKey    *string `json:"PartitionKey"`
+}
+
+type putRecordsInput struct {
+	Records    []putRecordsEntry `json:"Records"`
+	StreamName *string           `json:"StreamName"`
+	StreamARN  *string           `json:"StreamARN"`
+}
+
+type putRecordsResultEntry struct {
+	SequenceNumber string `json:"SequenceNumber,omitempty"`
+	ShardId        string `json:"ShardId,omitempty"`
+	ErrorCode      string `json:"ErrorCode,omitempty"`
+	ErrorMessage   string `json:"ErrorMessage,omitempty"`
+}
+
+type putRecordsOutput struct {
+	FailedRecordCount int                     `json:"FailedRecordCount"`
+	Records           []putRecordsResultEntry `json:"Records"`
+	EncryptionType    string                  `json:"EncryptionType"`
+}
+
+// maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
+const maxPutRecordsBytes = 5 << 20
+
+func (c *check) putRecordsEntries(recs []putRecordsEntry, present bool) {
+	if !c.required("records", present) {
+		return
+	}
+	if len(recs) < 1 || len(recs) > 500 {
+		bound := "greater than or equal to 1"
+		if len(recs) > 500 {
+			bound = "less than or equal to 500"
+		}
+		c.add("'[…]'", "records", "have length "+bound)
+	}
+	for i := range recs {
+		r := &recs[i]
+		p := "records." + strconv.Itoa(i+1) + ".member."
+		if c.required(p+"data", r.Data != nil) && len(r.Data) > maxDataBytes {
+			c.add(blobValue(len(r.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+		}
+		if r.ExplicitHashKey != nil && !isHashKey(*r.ExplicitHashKey) {
+			c.pattern(p+"explicitHashKey", *r.ExplicitHashKey, isHashKey, hashKeyPatternText)
+		}
+		c.reqStr(p+"partitionKey", r.PartitionKey, 1, 256, nil, "")
+	}
+}
+
+func (s *Server) putRecords(rq *request) (any, *apiError) {
+	in := putRecordsInput{}
+	if err := rq.codec.decode(rq.body, &in); err != nil {
+		return nil, err
+	}
+	var c check
+	c.putRecordsEntries(in.Records, in.Records != nil)
+	c.streamName(in.StreamName)
+	c.streamARN(in.StreamARN)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	entries := make([]engine.Entry, len(in.Records))
+	total := 0
+	for i, r := range in.Records {
+		entries[i] = engine.Entry{PartitionKey: *r.PartitionKey, Data: r.Data}
+		if r.ExplicitHashKey != nil {
+			entries[i].ExplicitHashKey = *r.ExplicitHashKey
+		}
+		total += len(r.Data) + len(*r.PartitionKey)
+	}
+	if total > maxPutRecordsBytes {
+		return nil, newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
+	}
+	results, err := s.db.PutRecords(rq.ctx, name, entries)
+	if err != nil {
+		return nil, s.engineError(err, name)
+	}
+	out := putRecordsOutput{Records: make([]putRecordsResultEntry, len(results)), EncryptionType: s.enc.get(s, name)}
+	var okRecs, okBytes int
+	for i, r := range results {
+		if r.Err != nil {
+			out.FailedRecordCount++
+			out.Records[i] = s.putRecordsFailure(r.Err, name)
+			continue
+		}
+		okRecs++
+		okBytes += len(entries[i].Data)
+		out.Records[i] = putRecordsResultEntry{SequenceNumber: r.SequenceNumber.String(), ShardId: r.ShardID.String()}
+	}
+	s.countPut(okRecs, okBytes, out.FailedRecordCount)
+	return out, nil
+}
+
+// putRecordsFailure renders one failed PutRecords entry: Kinesis only
+// ever reports ProvisionedThroughputExceededException or InternalFailure.
+func (s *Server) putRecordsFailure(err error, stream string) putRecordsResultEntry {
+	if errors.Is(err, engine.ErrThroughputExceeded) || errors.Is(err, engine.ErrStreamFull) {
+		return putRecordsResultEntry{ErrorCode: errThroughputExceeded, ErrorMessage: s.qualify(engine.Message(err), stream)}
+	}
+	s.cfg.Logger.Error("kvstream server: PutRecords entry failed", "stream", stream, "err", err)
+	return putRecordsResultEntry{ErrorCode: errInternalFailure, ErrorMessage: "Internal Service Failure"}
+}
+
+// countPut records accepted and throttled PutRecords entries.
+func (s *Server) countPut(records, bytes, failed int) {
+	s.metrics.recordsIn.Add(float64(records))
+	s.metrics.bytesIn.Add(float64(bytes))
+	if failed > 0 {
+		s.metrics.throttles.WithLabelValues("PutRecords").Add(float64(failed))
+	}
+}
+
+type getShardIteratorInput struct {
+	StreamName             *string    `json:"StreamName"`
+	ShardId                *string    `json:"ShardId"`
+	ShardIteratorType      *string    `json:"ShardIteratorType"`
+	StartingSequenceNumber *string    `json:"StartingSequenceNumber"`
+	Timestamp              *timestamp `json:"Timestamp"`
+	StreamARN              *string    `json:"StreamARN"`
+}
+
+type getShardIteratorOutput struct {
+	ShardIterator string `json:"ShardIterator"`
+}
+
+var iteratorTypes = []string{"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"}
+
+func (s *Server) getShardIterator(rq *request) (any, *apiError) {
+	var in getShardIteratorInput
+	if err := rq.codec.decode(rq.body, &in); err != nil {
+		return nil, err
+	}
+	var c check
+	c.streamName(in.StreamName)
+	c.shardID("shardId", in.ShardId, true)
+	if c.required("shardIteratorType", in.ShardIteratorType != nil) {
+		c.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
+	}
+	c.str("startingSequenceNumber", in.StartingSequenceNumber, 0, 0, isSeqNum, seqPatternText)
+	c.streamARN(in.StreamARN)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	id, aerr := s.parseShard(*in.ShardId, name)
+	if aerr != nil {
+		return nil, aerr
+	}
+	typ := *in.ShardIteratorType
+	var pos engine.StartPosition
+	switch typ {
+	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
+		if in.StartingSequenceNumber == nil {
+			return nil, iteratorTypeError(typ, "no")
+		}
+		n, ok := engine.ParseSequenceNumber(*in.StartingSequenceNumber)
+		if !ok {
+			return nil, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*in.StartingSequenceNumber+" used in GetShardIterator on shard "+
+				id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid.")
+		}
+		if typ == "AT_SEQUENCE_NUMBER" {
+			pos = engine.AtSequenceNumber(n)
+		} else {
+			pos = engine.AfterSequenceNumber(n)
+		}
+	case "TRIM_HORIZON", "LATEST":
+		if in.StartingSequenceNumber != nil {
+			return nil, iteratorTypeError(typ, "also a")
+		}
+		if typ == "TRIM_HORIZON" {
+			pos = engine.TrimHorizon()
+		} else {
+			pos = engine.Latest()
+		}
+	case "AT_TIMESTAMP":
+		if in.Timestamp == nil {
+			return nil, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+		}
+		pos = engine.AtTimestamp(in.Timestamp.Time)
+	}
+	tok, err := s.db.GetShardIterator(name, id, pos)
+	if err != nil {
+		ae := s.engineError(err, name)
+		// The engine names the shard but not the stream here.
+		if ae.Type == errInvalidArgument && strings.Contains(ae.Msg, "did not come from this stream") && !strings.Contains(ae.Msg, "under account") {
+			ae.Msg = strings.Replace(ae.Msg, "on shard "+id.String()+" is invalid",
+				"on shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid", 1)
+		}
+		return nil, ae
+	}
+	return getShardIteratorOutput{ShardIterator: tok}, nil
+}
+
+func iteratorTypeError(typ, what string) *apiError {
+	return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or "+
+		"(2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "+typ+" and "+what+" StartingSequenceNumber.")
+}
+
+type getRecordsInput struct {
+	ShardIterator *string `json:"ShardIterator"`
+	Limit         *int64  `json:"Limit"`
+	StreamARN     *string `json:"StreamARN"`
+}
+
+type recordOut struct {
+	SequenceNumber              string     `json:"SequenceNumber"`
+	ApproximateArrivalTimestamp *timestamp `json:"ApproximateArrivalTimestamp"`
+	Data                        []byte     `json:"Data"`
+	PartitionKey                string     `json:"PartitionKey"`
+}
+
+type getRecordsOutput struct {
+	Records            []recordOut     `json:"Records"`
+	NextShardIterator  string          `json:"NextShardIterator,omitempty"`
+	MillisBehindLatest int64           `json:"MillisBehindLatest"`
+	ChildShards        []childShardOut `json:"ChildShards,omitempty"`
+}
+
+func (s *Server) getRecords(rq *request) (any, *apiError) {
+	var in getRecordsInput
+	if err := rq.codec.decode(rq.body, &in); err != nil {
+		return nil, err
+	}
+	var c check
+	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
+	c.intRange("limit", in.Limit, 1, 10000)
+	c.streamARN(in.StreamARN)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	limit := 0
+	if in.Limit != nil {
+		limit = int(*in.Limit)
+	}
+	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
+	if err != nil {
+		return nil, s.engineError(err, "")
+	}
+	out := getRecordsOutput{
+		Records:            make([]recordOut, len(res.Records)),
+		NextShardIterator:  res.NextShardIterator,
+		MillisBehindLatest: res.MillisBehindLatest,
+		ChildShards:        childShards(res.ChildShards),
+	}
+	bytes := 0
+	for i, r := range res.Records {
+		out.Records[i] = recordOut{
+			SequenceNumber:              r.SequenceNumber.String(),
+			ApproximateArrivalTimestamp: ts(r.Timestamp),
+			Data:                        r.Data,
+			PartitionKey:                r.PartitionKey,
+		}
+		if out.Records[i].Data == nil {
+			out.Records[i].Data = []byte{}
+		}
+		bytes += len(r.Data)
+	}
+	s.metrics.recordsOut.Add(float64(len(res.Records)))
+	s.metrics.bytesOut.Add(float64(bytes))
+	return out, nil
+}

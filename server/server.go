@@ -1,0 +1,217 @@
+// Package server serves the Amazon Kinesis Data Streams wire API (JSON 1.1
+// and CBOR 1.1, over HTTP/1.1 and h2c) on top of an *engine.DB, so programs
+// written for Kinesis (boto3, the AWS CLI, the AWS SDKs, KCL) run against
+// kvstream by changing only their endpoint.
+//
+// New returns an http.Handler over an open DB; Serve opens a data
+// directory, listens and serves until its context is cancelled.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+)
+
+// Defaults of Config fields.
+const (
+	DefaultAddr         = "127.0.0.1:4567"
+	DefaultRegion       = "us-east-1"
+	DefaultAccount      = "000000000000"
+	DefaultMaxBodyBytes = 7 << 20
+)
+
+// Config configures a Server (New) and, for the fields marked so, the
+// listener and engine that Serve sets up. The zero value is valid for New;
+// Serve needs DataDir.
+type Config struct {
+	// Addr is the TCP address Serve listens on. Default "127.0.0.1:4567".
+	// A non-loopback address is refused unless SigV4 verification is on
+	// (AccessKey and SecretKey set) or InsecureAllowRemote is true.
+	// Port 0 picks a free port; Serve's ready callback gets the real one.
+	Addr string
+	// DataDir is the engine's data directory (Serve only). Required by
+	// Serve; ignored by New.
+	DataDir string
+	// Engine are the engine options Serve opens DataDir with. Default nil
+	// (the engine's defaults). Ignored by New.
+	Engine *engine.Options
+	// Region is reported in stream ARNs. Default "us-east-1".
+	Region string
+	// Account is the 12-digit account id in ARNs and messages. Default
+	// "000000000000".
+	Account string
+	// CreateDelay keeps streams created through the server CREATING for
+	// this long, as AWS does (engine.StreamConfig.ActivationDelay).
+	// Default 0: streams are ACTIVE at once.
+	CreateDelay time.Duration
+	// KinesisLimits applies engine.KinesisLimits (1000 records/s and
+	// 1 MiB/s written, 2 MiB/s and 5 calls/s read, per shard) to every
+	// stream created through the server. Default false: no throttling.
+	KinesisLimits bool
+	// AccessKey and SecretKey, when both set, turn on SigV4 verification:
+	// requests must be signed with these credentials (service "kinesis",
+	// any region) or they get Kinesis' authentication errors. Default
+	// empty: no verification (any credentials are accepted).
+	AccessKey, SecretKey string
+	// InsecureAllowRemote lets Serve listen on a non-loopback address
+	// without SigV4 verification. Default false.
+	InsecureAllowRemote bool
+	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
+	// Default 7 MiB, as Kinesis.
+	MaxBodyBytes int64
+	// ReadTimeout and WriteTimeout bound reading a request and writing its
+	// response (Serve only). Defaults 30s and 60s.
+	ReadTimeout, WriteTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections (Serve only).
+	// Default 120s.
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown once Serve's context is
+	// cancelled; requests still running after it are cut off. Default 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives errors the server cannot report to a client
+	// (panics, internal failures). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.Account == "" {
+		c.Account = DefaultAccount
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports the first invalid field.
+func (c Config) validate() error {
+	if (c.AccessKey == "") != (c.SecretKey == "") {
+		return errors.New("server: AccessKey and SecretKey must be set together")
+	}
+	if len(c.Account) != 12 || !allDigits(c.Account) {
+		return fmt.Errorf("server: Account %q must be 12 digits", c.Account)
+	}
+	if c.Region == "" || len(c.Region) > 64 {
+		return fmt.Errorf("server: Region %q must be 1 to 64 characters", c.Region)
+	}
+	if c.CreateDelay < 0 || c.MaxBodyBytes < 0 {
+		return errors.New("server: CreateDelay and MaxBodyBytes must not be negative")
+	}
+	return nil
+}
+
+// verifying reports whether SigV4 verification is on.
+func (c Config) verifying() bool { return c.AccessKey != "" && c.SecretKey != "" }
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Server is an http.Handler serving the Kinesis API over one engine.DB:
+// POST with X-Amz-Target is the API, GET /healthz and GET /metrics are
+// for operators. It is safe for concurrent use and does not own the DB.
+type Server struct {
+	db      *engine.DB
+	cfg     Config
+	metrics *metrics
+	auth    *verifier // nil when SigV4 verification is off
+	enc     encryptionCache
+}
+
+// New returns a Server over db. It validates cfg (Addr, DataDir and the
+// timeouts are Serve's business and are not checked here).
+func New(db *engine.DB, cfg Config) (*Server, error) {
+	if db == nil {
+		return nil, errors.New("server: nil DB")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{db: db, cfg: cfg, metrics: newMetrics()}
+	if cfg.verifying() {
+		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey)
+	}
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler. It never panics: a panic in a handler
+// is logged and answered with InternalFailure.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer s.recoverPanic(w, r)
+	if r.Method != http.MethodPost {
+		switch r.URL.Path {
+		case "/healthz":
+			s.serveHealth(w, r)
+			return
+		case "/metrics":
+			s.metrics.handler.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/" {
+			s.serveHealth(w, r)
+			return
+		}
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "kvstream: the Kinesis API takes POST requests", http.StatusMethodNotAllowed)
+		return
+	}
+	s.serveAPI(w, r)
+}
+
+// serveHealth answers 200 "ok" while the DB is open.
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if _, err := s.db.ListStreams(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("unavailable: " + engine.Message(err) + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// recoverPanic turns a panic into a logged InternalFailure.
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.cfg.Logger.Error("kvstream server: panic serving request", "target", r.Header.Get("X-Amz-Target"), "panic", v)
+	s.metrics.panics.Inc()
+	writeError(w, codecFor(r.Header.Get("Content-Type")), newAPIError(errInternalFailure, "Internal service failure."))
+}

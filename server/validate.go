@@ -1,0 +1,209 @@
+package server
+
+import (
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Model constraints from the Kinesis service model (2013-12-02), checked
+// before any engine call, in the model's member order, and reported as one
+// ValidationException listing every violation, as AWS does.
+
+// check accumulates violations for one request.
+type check struct{ validationErrors }
+
+// quote prints a string value the way AWS does in validation messages.
+func quote(s string) string { return "'" + s + "'" }
+
+// required records "must not be null" when present is false and reports
+// whether the value is there to be checked further.
+func (c *check) required(path string, present bool) bool {
+	if !present {
+		c.add("null", path, "not be null")
+	}
+	return present
+}
+
+// length checks a string's length in characters against [min, max]
+// (max 0: unbounded).
+func (c *check) length(path, v string, min, max int) {
+	n := utf8.RuneCountInString(v)
+	if n < min {
+		c.add(quote(v), path, "have length greater than or equal to "+strconv.Itoa(min))
+	}
+	if max > 0 && n > max {
+		c.add(quote(v), path, "have length less than or equal to "+strconv.Itoa(max))
+	}
+}
+
+// pattern checks v against a model pattern.
+func (c *check) pattern(path, v string, ok func(string) bool, text string) {
+	if !ok(v) {
+		c.add(quote(v), path, "satisfy regular expression pattern: "+text)
+	}
+}
+
+// str checks an optional string: length, then pattern (ok may be nil).
+func (c *check) str(path string, v *string, min, max int, ok func(string) bool, text string) {
+	if v == nil {
+		return
+	}
+	c.length(path, *v, min, max)
+	if ok != nil {
+		c.pattern(path, *v, ok, text)
+	}
+}
+
+// reqStr checks a required string.
+func (c *check) reqStr(path string, v *string, min, max int, ok func(string) bool, text string) {
+	if c.required(path, v != nil) {
+		c.str(path, v, min, max, ok, text)
+	}
+}
+
+// intRange checks an optional integer against [min, max] (use a huge max
+// for "unbounded").
+func (c *check) intRange(path string, v *int64, min, max int64) {
+	if v == nil {
+		return
+	}
+	if *v < min {
+		c.add(quote(strconv.FormatInt(*v, 10)), path, "have value greater than or equal to "+strconv.FormatInt(min, 10))
+	}
+	if *v > max {
+		c.add(quote(strconv.FormatInt(*v, 10)), path, "have value less than or equal to "+strconv.FormatInt(max, 10))
+	}
+}
+
+// enum checks an optional string against a value set.
+func (c *check) enum(path string, v *string, values []string) {
+	if v != nil && !slices.Contains(values, *v) {
+		c.add(quote(*v), path, "satisfy enum value set: ["+strings.Join(values, ", ")+"]")
+	}
+}
+
+// Patterns of the model, and their texts as AWS prints them.
+const (
+	namePatternText     = "[a-zA-Z0-9_.-]+"
+	hashKeyPatternText  = "0|([1-9]\\d{0,38})"
+	seqPatternText      = "0|([1-9]\\d{0,128})"
+	streamARNText       = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+"
+	resourceARNText     = "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+"
+	maxInt              = 1<<62 - 1
+	maxStreamNameLen    = 128
+	maxARNLen           = 2048
+	maxNextTokenLen     = 1048576
+	maxShardIteratorLen = 512
+)
+
+var (
+	streamARNRe   = regexp.MustCompile(`^(?:arn:aws.*:kinesis:.*:\d{12}:stream/\S+)$`)
+	resourceARNRe = regexp.MustCompile(`^(?:arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+)$`)
+)
+
+// isName matches [a-zA-Z0-9_.-]+ (stream names, shard ids).
+func isName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isDecimal matches 0|([1-9]\d{0,maxDigits-1}).
+func isDecimal(s string, maxDigits int) bool {
+	if s == "0" {
+		return true
+	}
+	if s == "" || len(s) > maxDigits || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHashKey(s string) bool  { return isDecimal(s, 39) }
+func isSeqNum(s string) bool   { return isDecimal(s, 129) }
+func isStreamARN(s string) bool { return streamARNRe.MatchString(s) }
+func isResourceARN(s string) bool {
+	return resourceARNRe.MatchString(s)
+}
+
+// streamRef checks the StreamName/StreamARN pair every stream operation
+// takes (in the model's order: name first).
+func (c *check) streamName(v *string) {
+	c.str("streamName", v, 1, maxStreamNameLen, isName, namePatternText)
+}
+
+func (c *check) streamARN(v *string) {
+	c.str("streamARN", v, 1, maxARNLen, isStreamARN, streamARNText)
+}
+
+func (c *check) shardID(path string, v *string, required bool) {
+	if required {
+		c.reqStr(path, v, 1, 128, isName, namePatternText)
+		return
+	}
+	c.str(path, v, 1, 128, isName, namePatternText)
+}
+
+// tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256).
+func (c *check) tagMap(path string, tags map[string]string, present bool) {
+	if !c.required(path, present) {
+		return
+	}
+	if len(tags) < 1 {
+		c.add(printMap(tags), path, "have length greater than or equal to 1")
+	}
+	if len(tags) > 200 {
+		c.add(printMap(tags), path, "have length less than or equal to 200")
+	}
+	for k, v := range tags {
+		if n := utf8.RuneCountInString(k); n < 1 || n > 128 {
+			c.add(printMap(tags), path, "have keys of length between 1 and 128")
+		}
+		if utf8.RuneCountInString(v) > 256 {
+			c.add(printMap(tags), path, "have values of length less than or equal to 256")
+		}
+	}
+}
+
+// printMap prints a map the way Java's toString does: {k=v, k2=v2}.
+func printMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("'{")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k + "=" + m[k])
+	}
+	b.WriteString("}'")
+	return b.String()
+}
+
+// printList prints a list the way Java's toString does: [a, b].
+func printList(l []string) string { return "'[" + strings.Join(l, ", ") + "]'" }
+
+// blobValue prints a blob as AWS does in validation messages.
+func blobValue(n int) string {
+	s := strconv.Itoa(n)
+	return "'java.nio.HeapByteBuffer[pos=0 lim=" + s + " cap=" + s + "]'"
+}
