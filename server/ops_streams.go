@@ -271,10 +271,10 @@ type streamSummary struct {
 }
 
 type listStreamsOutput struct {
-	StreamNames      []string        `json:"StreamNames"`
-	HasMoreStreams   bool            `json:"HasMoreStreams"`
-	NextToken        string          `json:"NextToken,omitempty"`
-	StreamSummaries  []streamSummary `json:"StreamSummaries"`
+	StreamNames     []string        `json:"StreamNames"`
+	HasMoreStreams  bool            `json:"HasMoreStreams"`
+	NextToken       string          `json:"NextToken,omitempty"`
+	StreamSummaries []streamSummary `json:"StreamSummaries"`
 }
 
 // listStreamsLimit caps ListStreams' page.

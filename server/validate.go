@@ -134,8 +134,8 @@ func isDecimal(s string, maxDigits int) bool {
 	return true
 }
 
-func isHashKey(s string) bool  { return isDecimal(s, 39) }
-func isSeqNum(s string) bool   { return isDecimal(s, 129) }
+func isHashKey(s string) bool   { return isDecimal(s, 39) }
+func isSeqNum(s string) bool    { return isDecimal(s, 129) }
 func isStreamARN(s string) bool { return streamARNRe.MatchString(s) }
 func isResourceARN(s string) bool {
 	return resourceARNRe.MatchString(s)
