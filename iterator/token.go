@@ -70,7 +70,9 @@ func (c *Codec) Decode(s string, nowMs int64) (Token, error) {
 		return Token{}, invalid
 	}
 	var buf [tokenLen]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(s))
+	// Strict: a token has one encoding, so a changed character (even in
+	// the unused low bits of the last one) is always rejected.
+	n, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(s))
 	if err != nil || n != tokenLen || buf[0] != tokenVersion {
 		return Token{}, invalid
 	}
