@@ -118,7 +118,7 @@ func (db *DB) load() error {
 		b := db.pdb.NewBatch()
 		_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
 		_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := shard.SafeCommit(b, pebble.Sync); err != nil {
 			return err
 		}
 		_ = wo
@@ -330,6 +330,25 @@ func (db *DB) Close() error {
 		s.mu.Unlock()
 	}
 	db.mu.Unlock()
+	if werr := db.writer.Err(); werr != nil {
+		// A WAL write failure can leave Pebble's commit pipeline locked, and
+		// Pebble's Close waits for that lock. Give it a moment, then give
+		// up: the directory stays locked until the process exits.
+		done := make(chan error, 1)
+		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					done <- fmt.Errorf("pebble close: %v", r)
+				}
+			}()
+			done <- db.pdb.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+		return werr
+	}
 	if db.opts.NoSync {
 		_ = db.pdb.Flush()
 	}

@@ -170,9 +170,13 @@ func (o *Options) pebbleOptions() *pebble.Options {
 	return po
 }
 
-// quietLogger drops Pebble's informational logs and keeps fatal ones.
+// quietLogger drops Pebble's informational logs. Fatalf panics with
+// shard.PebbleFatal, which shard.SafeCommit turns into a sticky write
+// error (Pebble calls Fatalf when a commit's WAL write or sync fails).
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)           {}
 func (quietLogger) Errorf(format string, a ...any) {}
-func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+func (quietLogger) Fatalf(format string, a ...any) {
+	panic(shard.PebbleFatal{Msg: fmt.Sprintf(format, a...)})
+}

@@ -41,7 +41,7 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 			}
 		}
 		db.mu.RLock()
-		total := db.openShardsLocked() - len(s.open) + open
+		total := db.openShardsLocked(s) + open
 		db.mu.RUnlock()
 		if total > db.opts.MaxShards {
 			return shard.Errorf(shard.ErrLimitExceeded,

@@ -85,3 +85,17 @@ const (
 	// StateTrim holds the trim point: the first counter not deleted.
 	StateTrim = "trim"
 )
+
+// ConsumerKey returns the key of durable consumer name's record in stream.
+// Consumer names never contain 0x00, so the shard checkpoints
+// (CheckpointKey) sort right after it.
+func ConsumerKey(stream uint32, name string) []byte {
+	k := binary.BigEndian.AppendUint32([]byte{PrefixConsumers}, stream)
+	k = append(k, name...)
+	return append(k, 0)
+}
+
+// CheckpointKey returns the key of consumer name's checkpoint in shard.
+func CheckpointKey(stream uint32, name string, shard uint32) []byte {
+	return binary.BigEndian.AppendUint32(ConsumerKey(stream, name), shard)
+}

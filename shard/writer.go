@@ -243,11 +243,10 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		binary.BigEndian.PutUint64(stats[8:], uint64(t.log.Records.Load()+t.records))
 		_ = batch.Set(ShardStateKey(t.log.Stream, uint32(t.log.ID), StateStats), stats[:], nil)
 	}
-	if err := batch.Commit(w.wopts); err != nil {
-		var e error = &Error{Kind: ErrWriteFailed, Msg: "commit of records failed; the DB must be reopened", Cause: err}
-		w.err.CompareAndSwap(nil, &e)
+	if err := SafeCommit(batch, w.wopts); err != nil {
+		err = w.fail(err)
 		for _, r := range reqs {
-			r.err = *w.err.Load()
+			r.err = err
 			r.done <- struct{}{}
 		}
 		return
