@@ -54,7 +54,7 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if _, ok := db.mu.streams[name]; ok {
 		return shard.Errorf(shard.ErrStreamExists, "Stream %s already exists.", name)
 	}
-	if open := db.openShardsLocked(); open+cfg.ShardCount > db.opts.MaxShards {
+	if open := db.openShardsLocked(nil); open+cfg.ShardCount > db.opts.MaxShards {
 		return shard.Errorf(shard.ErrLimitExceeded,
 			"This request would exceed the shard limit for the account. Current shard count: %d, limit: %d; requested: %d.", open, db.opts.MaxShards, cfg.ShardCount)
 	}
@@ -87,7 +87,7 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	// Clear anything a crashed DeleteStream of this id might have left.
 	start, end := shard.StreamRecordsSpan(m.ID)
 	_ = b.DeleteRange(start, end, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
 		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create stream " + name, Cause: err}
 	}
 	s, err := db.newStreamState(m)
@@ -123,9 +123,15 @@ func (db *DB) putMetaLocked(b *pebble.Batch, m *streamMeta) error {
 	return nil
 }
 
-func (db *DB) openShardsLocked() int {
+// openShardsLocked counts open shards across streams other than except
+// (nil: all streams). The caller holds db.mu and must not hold the lock of
+// any stream but except.
+func (db *DB) openShardsLocked(except *stream) int {
 	n := 0
 	for _, s := range db.mu.streams {
+		if s == except {
+			continue
+		}
 		s.mu.RLock()
 		n += len(s.open)
 		s.mu.RUnlock()
@@ -155,7 +161,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		start, end := shard.StreamSpan(prefix, s.id)
 		_ = b.DeleteRange(start, end, nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
 		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete stream " + name, Cause: err}
 	}
 	s.deleted = true
@@ -288,7 +294,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
 		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "update stream " + name, Cause: err}
 	}
 	limitsChanged := s.meta.Limits != m.Limits
