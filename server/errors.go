@@ -94,7 +94,8 @@ func (s *Server) engineError(err error, stream string) *apiError {
 // account: "Stream x not found." becomes "Stream x under account N not
 // found.", as Kinesis writes it.
 func (s *Server) qualify(msg, stream string) string {
-	if strings.Contains(msg, "under account") {
+	// Kinesis' retention messages name the stream without the account.
+	if strings.Contains(msg, "under account") || strings.HasPrefix(msg, "Requested retention period") {
 		return msg
 	}
 	for _, p := range [...]string{"Stream ", "stream "} {
