@@ -29,6 +29,14 @@ type Iterator struct {
 	rec   shard.Record
 	err   error
 	done  bool
+
+	// pk is the current record's partition key, borrowed from Pebble;
+	// Record turns it into rec.PartitionKey on first use (pkSet), reusing
+	// lastPK when the key repeats, so readers that copy the key anyway
+	// (ReadPage) allocate nothing per record.
+	pk     []byte
+	pkSet  bool
+	lastPK string
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -114,10 +122,10 @@ func (it *Iterator) load() bool {
 		return false
 	}
 	it.next = c + 1
+	it.pk, it.pkSet = d.PartitionKey, false
 	it.rec = shard.Record{
 		ShardID:         it.log.ID,
 		SequenceNumber:  it.log.Seq(c, d.ArrivalMs),
-		PartitionKey:    string(d.PartitionKey),
 		ExplicitHashKey: d.ExplicitHashKey,
 		Data:            d.Data,
 		Timestamp:       time.UnixMilli(d.ArrivalMs),
@@ -127,7 +135,16 @@ func (it *Iterator) load() bool {
 
 // Record returns the current record. Its Data is valid until the next
 // call to Next or Close.
-func (it *Iterator) Record() shard.Record { return it.rec }
+func (it *Iterator) Record() shard.Record {
+	if !it.pkSet {
+		it.pkSet = true
+		if string(it.pk) != it.lastPK {
+			it.lastPK = string(it.pk)
+		}
+		it.rec.PartitionKey = it.lastPK
+	}
+	return it.rec
+}
 
 // NextCounter returns the counter of the next record to read: the
 // position an iterator token or checkpoint should carry.
@@ -164,7 +181,7 @@ func (it *Iterator) Wait(ctx context.Context) error {
 func (it *Iterator) All() iter.Seq[shard.Record] {
 	return func(yield func(shard.Record) bool) {
 		for it.Next() {
-			if !yield(it.rec) {
+			if !yield(it.Record()) {
 				return
 			}
 		}
@@ -185,16 +202,19 @@ func (it *Iterator) Close() error {
 }
 
 // ReadPage reads up to maxRecords records and about maxBytes of data from
-// it into records, copying every payload into one arena so the result owns
-// its memory and costs two allocations per page. It returns the records
-// and whether the page stopped at a limit (more may be visible).
+// it into records, copying every payload into arenas so the result owns
+// its memory. The record slice is sized once from the visible records and
+// the first record's size, and arenas are up to 1 MiB, so a page costs a
+// few allocations, not one per record. It returns the records and whether
+// the page stopped at a limit (more may be visible).
 func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var recs []shard.Record
 	var arena []byte
 	size := 0
 	for len(recs) < maxRecords && it.Next() {
 		r := it.rec
-		n := len(r.Data) + len(r.PartitionKey)
+		pkb := it.pk
+		n := len(r.Data) + len(pkb)
 		if size+n > maxBytes && len(recs) > 0 {
 			// Undo: leave this record for the next page.
 			it.next = r.SequenceNumber.Counter
@@ -202,21 +222,36 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 			return recs, true
 		}
 		size += n
-		if arena == nil || cap(arena)-len(arena) < n {
-			arena = make([]byte, 0, max(64<<10, n))
+		if recs == nil {
+			recs = make([]shard.Record, 0, pageCap(it, r.SequenceNumber.Counter, n, maxRecords, maxBytes))
+		}
+		if cap(arena)-len(arena) < n {
+			want := n * (cap(recs) - len(recs))
+			arena = make([]byte, 0, max(n, min(1<<20, max(64<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
-		arena = append(arena, r.PartitionKey...)
+		arena = append(arena, pkb...)
 		arena = append(arena, r.Data...)
-		pk := arena[start : start+len(r.PartitionKey)]
+		pk := arena[start : start+len(pkb)]
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
-		if recs == nil {
-			recs = make([]shard.Record, 0, min(maxRecords, 256))
-		}
 		recs = append(recs, r)
 	}
 	return recs, len(recs) == maxRecords
+}
+
+// pageCap estimates a page's record count: no more than maxRecords, the
+// records visible from counter first on, or maxBytes worth of records the
+// size (n bytes) of the first one.
+func pageCap(it *Iterator, first uint64, n, maxRecords, maxBytes int) int {
+	c := maxRecords
+	if pub := it.log.Published(); pub >= first && pub-first < uint64(c) {
+		c = int(pub-first) + 1
+	}
+	if n > 0 {
+		c = min(c, maxBytes/n+1)
+	}
+	return max(c, 1)
 }
 
 func closeQuiet(p *pebble.Iterator) *pebble.Iterator {
