@@ -9,6 +9,7 @@ var (
 	flagScale  = flag.Float64("bench.scale", 1, "multiply every benchmark's record count by this")
 	flagRounds = flag.Int("bench.rounds", 1, "rounds per side (best round reported)")
 	flagProd   = flag.Int("bench.producers", 0, "override producers")
+	flagDir    = flag.String("bench.dir", "", "keep read data sets in this directory across runs (default: a temporary directory)")
 )
 
 func BenchmarkPutRecords(b *testing.B) {
@@ -56,7 +57,10 @@ func BenchmarkPutRecord(b *testing.B) {
 }
 
 func BenchmarkRead(b *testing.B) {
-	dir := b.TempDir()
+	dir := *flagDir
+	if dir == "" {
+		dir = b.TempDir()
+	}
 	for _, via := range []ReadAPI{ViaGetRecords, ViaIterator} {
 		b.Run(via.String(), func(b *testing.B) {
 			cfg := DefaultReadConfig()
