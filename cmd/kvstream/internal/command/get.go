@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -87,7 +86,14 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 		shards = []string{seqShard} // a sequence number belongs to one shard
 	}
 	if o.consumer != "" {
-		return errors.New("--consumer is not yet supported: durable consumers are not in the engine yet")
+		switch {
+		case o.store.endpoint != "":
+			return usagef("--consumer works on a local data directory only (durable consumers are kvstream's, not Kinesis')")
+		case o.shard != "":
+			return usagef("--consumer reads every shard; it does not take --shard")
+		case seqShard != "":
+			return usagef("--consumer starts new consumers at trim-horizon, latest or time:, not %s", o.from)
+		}
 	}
 
 	parent := cmd.Context()
@@ -99,7 +105,7 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	all := shards == nil
-	if all {
+	if all && o.consumer == "" {
 		info, err := st.DescribeStream(ctx, stream)
 		if err != nil {
 			return err
@@ -109,7 +115,9 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 		}
 	}
 	out := &recordPrinter{w: cmd.OutOrStdout(), json: o.format == "json", limit: o.limit, done: cancel}
-	if o.follow {
+	if o.consumer != "" {
+		err = o.readConsumer(ctx, st.(*localStore), stream, pos, out)
+	} else if o.follow {
 		err = o.followShards(ctx, st, stream, shards, all, pos, out)
 	} else {
 		err = o.readShards(ctx, st, stream, shards, pos, out)
@@ -224,6 +232,116 @@ func followShard(ctx context.Context, st store, stream, id string, pos engine.St
 			}
 		}
 	}
+}
+
+// consumerCheckpointEvery bounds the records printed between two
+// checkpoints of a durable consumer.
+const consumerCheckpointEvery = 1000
+
+// readConsumer prints the records of the durable consumer o.consumer
+// (created at pos if new) and checkpoints them once printed: at least
+// once, so a record printed just before a crash is printed again. Without
+// --follow it stops when the consumer has caught up with every shard.
+func (o *getOptions) readConsumer(ctx context.Context, st *localStore, stream string, pos engine.StartPosition, out *recordPrinter) (err error) {
+	c, err := st.db.OpenConsumer(stream, o.consumer, engine.ConsumerConfig{Start: pos})
+	if err != nil {
+		return st.wrap(err, stream)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	recs := make(chan engine.Record, getBatch)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(recs)
+		for r, err := range c.Records(ctx) {
+			if err != nil {
+				if ctx.Err() == nil {
+					errc <- err
+				}
+				return
+			}
+			select {
+			case recs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range recs { // let the reader goroutine end before the DB closes
+		}
+	}()
+
+	// last holds the newest printed record per shard, not yet checkpointed.
+	last := map[engine.ShardID]engine.Record{}
+	pending := 0
+	flush := func() error {
+		for id, r := range last {
+			if err := c.Checkpoint(r); err != nil {
+				return err
+			}
+			delete(last, id)
+		}
+		pending = 0
+		return nil
+	}
+	defer func() { err = cmpErr(err, flush()) }()
+	for {
+		var r engine.Record
+		var ok bool
+		select {
+		case r, ok = <-recs:
+		default:
+			// Nothing ready: checkpoint, and without --follow stop if the
+			// consumer is caught up everywhere.
+			if err := flush(); err != nil {
+				return err
+			}
+			if !o.follow {
+				lag, err := c.Lag()
+				if err != nil {
+					return st.wrap(err, stream)
+				}
+				if caughtUp(lag) {
+					return nil
+				}
+			}
+			select {
+			case r, ok = <-recs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !ok {
+			select {
+			case err := <-errc:
+				return st.wrap(err, stream)
+			default:
+				return ctx.Err()
+			}
+		}
+		if err := out.print([]record{{Shard: r.ShardID.String(), Seq: r.SequenceNumber.String(), Key: r.PartitionKey, Data: r.Data, Time: r.Timestamp}}); err != nil {
+			return err
+		}
+		last[r.ShardID] = r
+		if pending++; pending >= consumerCheckpointEvery {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if out.full() {
+			return nil
+		}
+	}
+}
+
+func caughtUp(lag []engine.ShardLag) bool {
+	for _, l := range lag {
+		if l.Behind > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func cmpErr(a, b error) error {

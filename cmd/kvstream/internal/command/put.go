@@ -53,7 +53,7 @@ PutRecords calls. It prints the shard and sequence number of every record.`,
   seq 1 1000 | kvstream put orders --key counter -q`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
-				return fmt.Errorf("%s needs a STREAM argument", cmd.CommandPath())
+				return fmt.Errorf("missing argument STREAM")
 			}
 			return nil
 		},

@@ -141,17 +141,24 @@ func (e *cliError) Unwrap() error { return e.err }
 // oneLine formats err as one line without a doubled "kvstream: " prefix.
 func oneLine(err error) string {
 	s := err.Error()
+	// cobra: `unknown command "x" for "kvstream"\n\nDid you mean this?\n\tdemo\n`
+	if head, sugg, ok := strings.Cut(s, "\n\nDid you mean this?\n"); ok {
+		s = head + "; did you mean " + strings.Join(strings.Fields(sugg), " or ") + "?"
+	}
 	for strings.HasPrefix(s, "kvstream: ") {
 		s = strings.TrimPrefix(s, "kvstream: ")
 	}
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// exactArgs is cobra.ExactArgs with argument names in the message.
+// exactArgs is cobra.ExactArgs with the arguments' names in the message.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != len(names) {
-			return fmt.Errorf("%s needs %d argument(s): %s (got %d)", cmd.CommandPath(), len(names), strings.Join(names, " "), len(args))
+		switch {
+		case len(args) < len(names):
+			return fmt.Errorf("missing argument %s", strings.Join(names[len(args):], " "))
+		case len(args) > len(names):
+			return fmt.Errorf("unexpected argument %q", args[len(names)])
 		}
 		return nil
 	}

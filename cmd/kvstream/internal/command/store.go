@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
@@ -146,7 +147,9 @@ func (o *storeOptions) open(ctx context.Context, root *rootOptions, create bool)
 // openDB opens dir and rewrites the "directory in use" error into advice.
 func openDB(dir string, opts *engine.Options) (*engine.DB, error) {
 	db, err := engine.Open(dir, opts)
-	if errors.Is(err, engine.ErrLocked) {
+	// engine.Open reports another process's lock (EAGAIN from fcntl) as
+	// corruption today; accept both until it says ErrLocked.
+	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
 		return nil, &cliError{err: err, msg: fmt.Sprintf(
 			"data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)}
 	}
