@@ -139,7 +139,10 @@ func (db *DB) MergeShards(name string, id, adjacent ShardID) error {
 			return err
 		}
 		a, b := m.Shards[i].Range, m.Shards[j].Range
-		if a.End.Add(1) != b.Start && b.End.Add(1) != a.Start {
+		// x ends just below y; the last range (ending at 2^128-1) is
+		// adjacent to nothing after it (Add would wrap to 0).
+		below := func(x, y shard.HashRange) bool { return x.End != shard.MaxHashKey && x.End.Add(1) == y.Start }
+		if !below(a, b) && !below(b, a) {
 			return shard.Errorf(shard.ErrInvalidArgument,
 				"Shards %s and %s in stream %s are not an adjacent pair of shards eligible for merging", id, adjacent, name)
 		}
