@@ -2,18 +2,43 @@ package command
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
 
+	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/server"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
 type serveOptions struct {
-	root *rootOptions
-	addr string
+	root                *rootOptions
+	addr                string
+	region              string
+	account             string
+	createDelay         time.Duration
+	kinesisLimits       bool
+	accessKey           string
+	secretKey           string
+	insecureAllowRemote bool
+	profile             string
+	noSync              bool
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:4567", "address to listen on")
+	fs.StringVar(&o.addr, "addr", server.DefaultAddr, "address to listen on (port 0 picks a free one)")
+	fs.StringVar(&o.region, "region", server.DefaultRegion, "region reported in stream ARNs")
+	fs.StringVar(&o.account, "account", server.DefaultAccount, "12-digit account id reported in ARNs and messages")
+	fs.DurationVar(&o.createDelay, "create-delay", 0, "keep new streams CREATING this long, as AWS does (e.g. 500ms)")
+	fs.BoolVar(&o.kinesisLimits, "kinesis-limits", false, "throttle streams created through the server at Kinesis' per-shard limits (1000 rec/s, 1 MiB/s in; 2 MiB/s, 5 reads/s out)")
+	fs.StringVar(&o.accessKey, "access-key", "", "verify SigV4 signatures made with this access key (also $KVSTREAM_ACCESS_KEY)")
+	fs.StringVar(&o.secretKey, "secret-key", "", "the secret key for --access-key (also $KVSTREAM_SECRET_KEY, which keeps it out of ps)")
+	fs.BoolVar(&o.insecureAllowRemote, "insecure-allow-remote", false, "allow a non-loopback --addr without SigV4 verification")
+	fs.StringVar(&o.profile, "profile", "small", "engine memory profile: small (about 64 MiB) or throughput")
+	fs.BoolVar(&o.noSync, "no-sync", false, "acknowledge puts before they are fsync'd (faster; a crash can lose the last ones)")
 }
 
 func newServeCommand(root *rootOptions) *cobra.Command {
@@ -21,13 +46,59 @@ func newServeCommand(root *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the Kinesis API on the data directory",
-		Args:  exactArgs(),
-		RunE:  o.run,
+		Long: `Serve opens the data directory and serves the Amazon Kinesis Data Streams API
+(JSON 1.1 and CBOR 1.1, HTTP/1.1 and h2c) on --addr, so the AWS CLI, boto3, the
+AWS SDKs and KCL work against it by changing only their endpoint. It also
+answers GET /healthz and GET /metrics (Prometheus). Ctrl-C stops it cleanly.
+
+While it runs, the data directory is the server's: use --endpoint with put, get
+and streams.`,
+		Example: `  kvstream serve --data ./kvstream-data --addr 127.0.0.1:4567
+  aws kinesis list-streams --endpoint-url http://127.0.0.1:4567
+  kvstream streams list --endpoint http://127.0.0.1:4567`,
+		Args: exactArgs(),
+		RunE: o.run,
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
 }
 
 func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
-	return errors.New("serve is not available yet: the server package is still being built")
+	profile := engine.ProfileSmall
+	switch o.profile {
+	case "small":
+	case "throughput":
+		profile = engine.ProfileThroughput
+	default:
+		return usagef("--profile %q must be small or throughput", o.profile)
+	}
+	cfg := server.Config{
+		Addr:                o.addr,
+		DataDir:             o.root.dataDir,
+		Engine:              &engine.Options{Profile: profile, NoSync: o.noSync},
+		Region:              o.region,
+		Account:             o.account,
+		CreateDelay:         o.createDelay,
+		KinesisLimits:       o.kinesisLimits,
+		AccessKey:           cmpOr(o.accessKey, os.Getenv("KVSTREAM_ACCESS_KEY")),
+		SecretKey:           cmpOr(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
+		InsecureAllowRemote: o.insecureAllowRemote,
+		Logger:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+	}
+	out := cmd.OutOrStdout()
+	err := server.Serve(cmd.Context(), cfg, func(addr string) {
+		auth := "no authentication"
+		if cfg.AccessKey != "" {
+			auth = "SigV4 with access key " + cfg.AccessKey
+		}
+		printf(out, "Serving the Kinesis API for %s on http://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, addr, auth)
+	})
+	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
+		return &cliError{err: err, msg: fmt.Sprintf("data directory %s is in use by another process (another 'kvstream serve'?); stop it or pass another --data", o.root.dataDir)}
+	}
+	if err != nil {
+		return err
+	}
+	printf(out, "Stopped; %s closed cleanly.\n", o.root.dataDir)
+	return nil
 }
