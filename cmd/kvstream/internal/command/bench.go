@@ -1,25 +1,217 @@
 package command
 
 import (
-	"errors"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/kvstream/kvstream/bench"
+	"github.com/kvstream/kvstream/engine"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
+// benchWorkloads are the workloads bench runs, in order.
+var benchWorkloads = []string{"putrecords", "putrecord", "getrecords", "iterator"}
+
 type benchOptions struct {
-	root *rootOptions
+	root       *rootOptions
+	records    int64
+	shards     int
+	recordSize int
+	batchSize  int
+	producers  int
+	goroutines int
+	limit      int
+	profile    string
+	noSync     bool
+	rounds     int
+	dir        string
+	json       bool
+	progress   bool
+}
+
+func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.Int64Var(&o.records, "records", 0, "records per workload (0: each workload's default: 2,000,000 putrecords, 300,000 putrecord, 1,000,000 reads)")
+	fs.IntVar(&o.shards, "shards", 4, "shards of the benchmark stream")
+	fs.IntVar(&o.recordSize, "record-size", 100, "data bytes per record (plus a 16-byte partition key)")
+	fs.IntVar(&o.batchSize, "batch-size", 500, "records per PutRecords call (putrecords)")
+	fs.IntVar(&o.producers, "producers", 1, "concurrent PutRecords callers (putrecords)")
+	fs.IntVar(&o.goroutines, "goroutines", 64, "concurrent PutRecord callers (putrecord)")
+	fs.IntVar(&o.limit, "limit", 10000, "records per GetRecords page (getrecords)")
+	fs.StringVar(&o.profile, "profile", "throughput", "engine memory profile of both sides: small or throughput")
+	fs.BoolVar(&o.noSync, "no-sync", false, "acknowledge writes without fsync (both sides)")
+	fs.IntVar(&o.rounds, "rounds", 1, "rounds per side; the best one is reported")
+	fs.StringVar(&o.dir, "dir", "", "directory for the benchmark data, on the disk to measure (default: a temporary directory, removed afterwards)")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
+	fs.BoolVar(&o.progress, "progress", true, "show a progress bar on stderr when it is a terminal")
 }
 
 func newBenchCommand(root *rootOptions) *cobra.Command {
 	o := &benchOptions{root: root}
-	return &cobra.Command{
-		Use:   "bench",
-		Short: "Run the benchmark workloads against the raw-Pebble ceiling",
-		Args:  exactArgs(),
-		RunE:  o.run,
+	cmd := &cobra.Command{
+		Use:   "bench [WORKLOAD...]",
+		Short: "Benchmark the engine against raw Pebble measured in the same run",
+		Long: `Bench runs the workloads of the bench package and, in the same run and process,
+the raw-Pebble ceiling for each one (the same keys, values, batches, sync mode
+and Pebble options, without the engine), and prints records/s, MB/s, p50/p99
+latency, peak RSS and bytes on disk per record for both, with their ratio.
+
+Workloads: putrecords (batched ingest), putrecord (one record per call from many
+goroutines), getrecords (a full read in GetRecords pages), iterator (a full read
+with DB.Iterate). Default: all of them. It does not touch --data.`,
+		Example: `  kvstream bench putrecords --records 500000
+  kvstream bench --profile small --json > results.json`,
+		RunE: o.run,
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *benchOptions) run(cmd *cobra.Command, args []string) (err error) {
+	workloads := args
+	if len(workloads) == 0 {
+		workloads = benchWorkloads
+	}
+	for _, w := range workloads {
+		if !slices.Contains(benchWorkloads, w) {
+			return usagef("unknown workload %q (choose from %s)", w, strings.Join(benchWorkloads, ", "))
+		}
+	}
+	profile, err := bench.ParseProfile(o.profile)
+	if err != nil {
+		return usagef("--profile %q must be small or throughput", o.profile)
+	}
+	if o.records < 0 || o.shards < 1 || o.recordSize < 0 || o.batchSize < 1 || o.producers < 1 || o.goroutines < 1 || o.limit < 1 || o.rounds < 1 {
+		return usagef("--shards, --batch-size, --producers, --goroutines, --limit and --rounds must be at least 1, --records and --record-size not negative")
+	}
+	dir := o.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "kvstream-bench-"); err != nil {
+			return err
+		}
+		defer func() { err = cmpErr(err, os.RemoveAll(dir)) }()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+
+	ctx := cmd.Context()
+	var results []bench.Result
+	for _, w := range workloads {
+		bar := o.newBar(cmd.ErrOrStderr(), w)
+		res, err := o.runWorkload(ctx, w, dir, profile, bar.update)
+		bar.finish()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("interrupted during %s", w)
+			} else {
+				err = fmt.Errorf("%s: %w", w, err)
+			}
+			if len(results) > 0 {
+				_ = o.print(cmd.OutOrStdout(), results)
+			}
+			return err
+		}
+		results = append(results, res)
+	}
+	return o.print(cmd.OutOrStdout(), results)
+}
+
+func (o *benchOptions) runWorkload(ctx context.Context, w, dir string, p engine.Profile, progress func(done, total int64)) (bench.Result, error) {
+	switch w {
+	case "putrecords":
+		c := bench.DefaultAppendConfig()
+		c.Profile, c.NoSync, c.Shards, c.RecordSize, c.BatchSize, c.Producers, c.Rounds = p, o.noSync, o.shards, o.recordSize, o.batchSize, o.producers, o.rounds
+		c.Records = cmpOr64(o.records, c.Records)
+		c.Progress, c.Context = progress, ctx
+		return bench.RunAppend(dir, c)
+	case "putrecord":
+		c := bench.DefaultPutConfig()
+		c.Profile, c.NoSync, c.Shards, c.RecordSize, c.Goroutines, c.Rounds = p, o.noSync, o.shards, o.recordSize, o.goroutines, o.rounds
+		c.Records = cmpOr64(o.records, c.Records)
+		c.Progress, c.Context = progress, ctx
+		return bench.RunPut(dir, c)
+	}
+	c := bench.DefaultReadConfig()
+	c.Profile, c.Shards, c.RecordSize, c.Limit, c.Rounds = p, o.shards, o.recordSize, o.limit, o.rounds
+	if w == "iterator" {
+		c.Via = bench.ViaIterator
+	}
+	c.Records = cmpOr64(o.records, c.Records)
+	c.Progress, c.Context = progress, ctx
+	return bench.RunRead(dir, c)
+}
+
+func cmpOr64(v, def int64) int64 {
+	if v != 0 {
+		return v
+	}
+	return def
+}
+
+func (o *benchOptions) print(w io.Writer, results []bench.Result) error {
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	if err := bench.WriteTable(w, results...); err != nil {
+		return err
+	}
+	for _, r := range results {
+		printf(w, "%s: %s\n", r.Workload, r.Params)
+	}
+	printf(w, "ratio = engine records/s ÷ raw-Pebble records/s, both measured in this run (%d CPU).\n", runtime.NumCPU())
+	return nil
+}
+
+// benchBar is a progress bar on a terminal and nothing elsewhere.
+type benchBar struct {
+	w    io.Writer
+	desc string
+	on   bool
+	bar  *progressbar.ProgressBar
+}
+
+func (o *benchOptions) newBar(w io.Writer, desc string) *benchBar {
+	return &benchBar{w: w, desc: desc, on: o.progress && isTerminal(w)}
+}
+
+// update is bench's Progress callback (called from one goroutine).
+func (b *benchBar) update(done, total int64) {
+	if !b.on {
+		return
+	}
+	if b.bar == nil {
+		b.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(b.w),
+			progressbar.OptionSetDescription(fmt.Sprintf("%-10s", b.desc)),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+	}
+	_ = b.bar.Set64(done)
+}
+
+func (b *benchBar) finish() {
+	if b.bar != nil {
+		_ = b.bar.Finish()
 	}
 }
 
-func (o *benchOptions) run(cmd *cobra.Command, _ []string) error {
-	return errors.New("bench is not available yet: the bench package is still being built")
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
