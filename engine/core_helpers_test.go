@@ -123,10 +123,11 @@ func putEHK(t testing.TB, db *engine.DB, stream, ehk, data string) engine.PutRes
 	return r
 }
 
+// datas returns the records' payloads as strings (nil for none).
 func datas(recs []engine.Record) []string {
-	out := make([]string, len(recs))
-	for i, r := range recs {
-		out[i] = string(r.Data)
+	var out []string
+	for _, r := range recs {
+		out = append(out, string(r.Data))
 	}
 	return out
 }
