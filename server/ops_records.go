@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/kvstream/kvstream/engine"
 )
@@ -98,75 +100,158 @@ type putRecordsOutput struct {
 // maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
 const maxPutRecordsBytes = 5 << 20
 
-func (c *check) putRecordsEntries(recs []putRecordsEntry, present bool) {
-	if !c.required("records", present) {
+// checkPutBatch checks PutRecords' model constraints on a decoded batch.
+// Paths are only built for violations, so a valid batch costs nothing.
+func (c *check) putBatch(b *putBatch) {
+	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if len(recs) < 1 || len(recs) > 500 {
+	if n := len(b.entries); n < 1 || n > 500 {
 		bound := "greater than or equal to 1"
-		if len(recs) > 500 {
+		if n > 500 {
 			bound = "less than or equal to 500"
 		}
 		c.add("'[…]'", "records", "have length "+bound)
 	}
-	for i := range recs {
-		r := &recs[i]
-		p := "records." + strconv.Itoa(i+1) + ".member."
-		if c.required(p+"data", r.Data != nil) && len(r.Data) > maxDataBytes {
-			c.add(blobValue(len(r.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+	for i := range b.entries {
+		e, f := &b.entries[i], b.flags[i]
+		if f&hasData == 0 || len(e.Data) > maxDataBytes || f&hasPartitionKey == 0 ||
+			(f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey)) || !validPartitionKey(e.PartitionKey) {
+			c.putEntry(i, e, f)
 		}
-		if r.ExplicitHashKey != nil && !isHashKey(*r.ExplicitHashKey) {
-			c.pattern(p+"explicitHashKey", *r.ExplicitHashKey, isHashKey, hashKeyPatternText)
-		}
-		c.reqStr(p+"partitionKey", r.PartitionKey, 1, 256, nil, "")
 	}
 }
 
+// validPartitionKey reports whether pk has 1 to 256 characters.
+func validPartitionKey(pk string) bool {
+	if len(pk) >= 1 && len(pk) <= 256 {
+		return true // byte length bounds the character count from above
+	}
+	return len(pk) > 256 && utf8.RuneCountInString(pk) <= 256
+}
+
+// putEntry records the violations of one entry (i is 0-based).
+func (c *check) putEntry(i int, e *engine.Entry, f entryFlags) {
+	p := "records." + strconv.Itoa(i+1) + ".member."
+	if c.required(p+"data", f&hasData != 0) && len(e.Data) > maxDataBytes {
+		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+	}
+	if f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey) {
+		c.pattern(p+"explicitHashKey", e.ExplicitHashKey, isHashKey, hashKeyPatternText)
+	}
+	if c.required(p+"partitionKey", f&hasPartitionKey != 0) {
+		c.length(p+"partitionKey", e.PartitionKey, 1, 256)
+	}
+}
+
+// fromInput fills b from a generically decoded request.
+func (b *putBatch) fromInput(in *putRecordsInput) {
+	b.reset()
+	if in.StreamName != nil {
+		b.streamName, b.hasStreamName = *in.StreamName, true
+	}
+	if in.StreamARN != nil {
+		b.streamARN, b.hasStreamARN = *in.StreamARN, true
+	}
+	b.hasRecords = in.Records != nil
+	for _, r := range in.Records {
+		var e engine.Entry
+		var f entryFlags
+		if r.Data != nil {
+			e.Data, f = r.Data, f|hasData
+		}
+		if r.PartitionKey != nil {
+			e.PartitionKey, f = *r.PartitionKey, f|hasPartitionKey
+		}
+		if r.ExplicitHashKey != nil {
+			e.ExplicitHashKey, f = *r.ExplicitHashKey, f|hasExplicitHashKey
+		}
+		b.entries = append(b.entries, e)
+		b.flags = append(b.flags, f)
+	}
+}
+
+var batchPool = sync.Pool{New: func() any { return new(putBatch) }}
+
+// maxPooledArena keeps batches with huge arenas out of the pool.
+const maxPooledArena = 8 << 20
+
+func releaseBatch(b *putBatch) {
+	if cap(b.arena) > maxPooledArena {
+		return
+	}
+	clear(b.entries) // drop references to data and keys
+	b.reset()
+	batchPool.Put(b)
+}
+
+// optString returns &v if has, else nil.
+func optString(has bool, v string) *string {
+	if !has {
+		return nil
+	}
+	return &v
+}
+
 func (s *Server) putRecords(rq *request) (any, *apiError) {
-	in := putRecordsInput{}
-	if err := rq.codec.decode(rq.body, &in); err != nil {
-		return nil, err
+	b := batchPool.Get().(*putBatch)
+	defer releaseBatch(b)
+	if rq.codec != codecJSON || !decodePutRecordsJSON(rq.body, b) {
+		var in putRecordsInput
+		if err := rq.codec.decode(rq.body, &in); err != nil {
+			return nil, err
+		}
+		b.fromInput(&in)
 	}
 	var c check
-	c.putRecordsEntries(in.Records, in.Records != nil)
-	c.streamName(in.StreamName)
-	c.streamARN(in.StreamARN)
+	c.putBatch(b)
+	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
+	c.streamName(streamName)
+	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.resolveStream(streamName, streamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
-	entries := make([]engine.Entry, len(in.Records))
 	total := 0
-	for i, r := range in.Records {
-		entries[i] = engine.Entry{PartitionKey: *r.PartitionKey, Data: r.Data}
-		if r.ExplicitHashKey != nil {
-			entries[i].ExplicitHashKey = *r.ExplicitHashKey
-		}
-		total += len(r.Data) + len(*r.PartitionKey)
+	for i := range b.entries {
+		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
 	}
 	if total > maxPutRecordsBytes {
 		return nil, newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
 	}
-	results, err := s.db.PutRecords(rq.ctx, name, entries)
+	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
 	if err != nil {
 		return nil, s.engineError(err, name)
 	}
-	out := putRecordsOutput{Records: make([]putRecordsResultEntry, len(results)), EncryptionType: s.enc.get(s, name)}
-	var okRecs, okBytes int
+	var failures []putRecordsResultEntry
+	okBytes := 0
 	for i, r := range results {
 		if r.Err != nil {
-			out.FailedRecordCount++
-			out.Records[i] = s.putRecordsFailure(r.Err, name)
+			failures = append(failures, s.putRecordsFailure(r.Err, name))
 			continue
 		}
-		okRecs++
-		okBytes += len(entries[i].Data)
+		okBytes += len(b.entries[i].Data)
+	}
+	s.countPut(len(results)-len(failures), okBytes, len(failures))
+	encType := s.enc.get(s, name)
+	if rq.codec == codecJSON {
+		dst := appendPutRecordsJSON(rq.scratch.AvailableBuffer(), len(failures), results, failures, encType)
+		rq.scratch.Write(dst)
+		return rawBody(rq.scratch.Bytes()), nil
+	}
+	out := putRecordsOutput{FailedRecordCount: len(failures), Records: make([]putRecordsResultEntry, len(results)), EncryptionType: encType}
+	fi := 0
+	for i, r := range results {
+		if r.Err != nil {
+			out.Records[i] = failures[fi]
+			fi++
+			continue
+		}
 		out.Records[i] = putRecordsResultEntry{SequenceNumber: r.SequenceNumber.String(), ShardId: r.ShardID.String()}
 	}
-	s.countPut(okRecs, okBytes, out.FailedRecordCount)
 	return out, nil
 }
 
@@ -318,13 +403,23 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	if err != nil {
 		return nil, s.engineError(err, "")
 	}
+	bytes := 0
+	for i := range res.Records {
+		bytes += len(res.Records[i].Data)
+	}
+	s.metrics.recordsOut.Add(float64(len(res.Records)))
+	s.metrics.bytesOut.Add(float64(bytes))
+	if rq.codec == codecJSON {
+		dst := appendGetRecordsJSON(rq.scratch.AvailableBuffer(), &res)
+		rq.scratch.Write(dst)
+		return rawBody(rq.scratch.Bytes()), nil
+	}
 	out := getRecordsOutput{
 		Records:            make([]recordOut, len(res.Records)),
 		NextShardIterator:  res.NextShardIterator,
 		MillisBehindLatest: res.MillisBehindLatest,
 		ChildShards:        childShards(res.ChildShards),
 	}
-	bytes := 0
 	for i, r := range res.Records {
 		out.Records[i] = recordOut{
 			SequenceNumber:              r.SequenceNumber.String(),
@@ -335,9 +430,6 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 		if out.Records[i].Data == nil {
 			out.Records[i].Data = []byte{}
 		}
-		bytes += len(r.Data)
 	}
-	s.metrics.recordsOut.Add(float64(len(res.Records)))
-	s.metrics.bytesOut.Add(float64(bytes))
 	return out, nil
 }

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/kvstream/kvstream/engine"
+)
+
+// Benchmark setup, as the issue specifies: PutRecords of 500 records of
+// 100 bytes into a 4-shard stream, from several client goroutines. The
+// engine uses ProfileThroughput with the default durability (fsync before
+// every acknowledgement, group commit).
+const (
+	benchBatch      = 500
+	benchRecordSize = 100
+	benchShards     = 4
+	// benchParallelism × GOMAXPROCS client goroutines.
+	benchParallelism = 4
+)
+
+func benchEngineOptions() *engine.Options {
+	return &engine.Options{Profile: engine.ProfileThroughput}
+}
+
+// benchEntries returns n batches of distinct random keys and payloads.
+func benchBatches(n int) [][]engine.Entry {
+	r := rand.New(rand.NewPCG(1, 2))
+	out := make([][]engine.Entry, n)
+	for i := range out {
+		out[i] = make([]engine.Entry, benchBatch)
+		for j := range out[i] {
+			data := make([]byte, benchRecordSize)
+			for k := range data {
+				data[k] = byte(r.Uint32())
+			}
+			out[i][j] = engine.Entry{PartitionKey: fmt.Sprintf("key-%d", r.Uint64()), Data: data}
+		}
+	}
+	return out
+}
+
+// embeddedRate is the embedded path's records/s in this run, for the ratio.
+var embeddedRate atomic.Uint64
+
+// BenchmarkServerPutRecords compares PutRecords through the wire server
+// (aws-sdk-go-v2 client, JSON 1.1, HTTP/1.1 on loopback) with the embedded
+// engine path, in the same run. It reports records/s for each, and for the
+// server the ratio to the embedded path.
+func BenchmarkServerPutRecords(b *testing.B) {
+	b.Run("embedded", func(b *testing.B) {
+		db, err := engine.Open(b.TempDir(), benchEngineOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.CreateStream("bench", engine.StreamConfig{ShardCount: benchShards, Partitioner: engine.PartitionerMD5}); err != nil {
+			b.Fatal(err)
+		}
+		batches := benchBatches(16)
+		var next atomic.Uint64
+		b.SetParallelism(benchParallelism)
+		b.SetBytes(benchBatch * benchRecordSize)
+		b.ResetTimer()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			entries := make([]engine.Entry, benchBatch)
+			for pb.Next() {
+				copy(entries, batches[next.Add(1)%uint64(len(batches))])
+				res, err := db.PutRecords(ctx, "bench", entries)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for _, r := range res {
+					if r.Err != nil {
+						b.Error(r.Err)
+						return
+					}
+				}
+			}
+		})
+		rate := float64(b.N*benchBatch) / time.Since(start).Seconds()
+		b.ReportMetric(rate, "records/s")
+		embeddedRate.Store(uint64(rate))
+	})
+
+	b.Run("server-sdk", func(b *testing.B) {
+		env := newEnv(b, Config{}, benchEngineOptions())
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		kc := env.client(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: tr} })
+		ctx := context.Background()
+		if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("bench"), ShardCount: aws.Int32(benchShards)}); err != nil {
+			b.Fatal(err)
+		}
+		var reqs []*kinesis.PutRecordsInput
+		for _, batch := range benchBatches(16) {
+			in := &kinesis.PutRecordsInput{StreamName: aws.String("bench"), Records: make([]types.PutRecordsRequestEntry, len(batch))}
+			for i, e := range batch {
+				in.Records[i] = types.PutRecordsRequestEntry{PartitionKey: aws.String(e.PartitionKey), Data: e.Data}
+			}
+			reqs = append(reqs, in)
+		}
+		var next atomic.Uint64
+		b.SetParallelism(benchParallelism)
+		b.SetBytes(benchBatch * benchRecordSize)
+		b.ResetTimer()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				out, err := kc.PutRecords(ctx, reqs[next.Add(1)%uint64(len(reqs))])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if *out.FailedRecordCount != 0 {
+					b.Errorf("%d records failed", *out.FailedRecordCount)
+					return
+				}
+			}
+		})
+		rate := float64(b.N*benchBatch) / time.Since(start).Seconds()
+		b.ReportMetric(rate, "records/s")
+		if e := embeddedRate.Load(); e > 0 {
+			b.ReportMetric(rate/float64(e), "ratio-to-embedded")
+		}
+	})
+}

@@ -1,0 +1,407 @@
+package server
+
+import (
+	"encoding/base64"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/kvstream/kvstream/engine"
+)
+
+// Reflection-free JSON for the hot paths: decoding PutRecords requests and
+// encoding PutRecords and GetRecords responses. The decoder handles the
+// shape every SDK sends; anything else (escapes, unknown or duplicate
+// members, nulls, bad base64, …) makes it give up, and the caller falls
+// back to encoding/json, which also words the errors. FuzzDecodeRequest
+// checks that both decoders agree whenever the fast one succeeds.
+
+// putBatch is a decoded PutRecords request, in the form the engine takes.
+// Data slices point into arena and partition keys into one string, so a
+// 500-entry request costs a handful of allocations.
+type putBatch struct {
+	streamName, streamARN       string
+	hasStreamName, hasStreamARN bool
+	hasRecords                  bool
+	entries                     []engine.Entry
+	flags                       []entryFlags
+	arena                       []byte // decoded Data bytes
+	keys                        []byte // partition keys and hash keys, back to back
+}
+
+// entryFlags says which members one PutRecords entry had.
+type entryFlags uint8
+
+const (
+	hasData entryFlags = 1 << iota
+	hasPartitionKey
+	hasExplicitHashKey
+)
+
+// keySpan locates a string in putBatch.keys until the keys are frozen.
+type keySpan struct{ off, n int32 }
+
+// reset empties b, keeping its memory.
+func (b *putBatch) reset() {
+	*b = putBatch{entries: b.entries[:0], flags: b.flags[:0], arena: b.arena[:0], keys: b.keys[:0]}
+}
+
+// jsonScanner walks a JSON body.
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips whitespace and then c, reporting whether c was there.
+func (s *jsonScanner) consume(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string without escapes and returns its raw bytes. ok is
+// false for anything else (escapes, control characters, invalid UTF-8).
+func (s *jsonScanner) str() (v []byte, ok bool) {
+	if !s.consume('"') {
+		return nil, false
+	}
+	start := s.i
+	ascii := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			v = s.b[start:s.i]
+			s.i++
+			if !ascii && !utf8.Valid(v) {
+				return nil, false
+			}
+			return v, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		case c >= 0x80:
+			ascii = false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// decodePutRecordsJSON decodes body into b. It returns false when the
+// body is outside the fast path's shape; b is then garbage.
+func decodePutRecordsJSON(body []byte, b *putBatch) bool {
+	b.reset()
+	s := jsonScanner{b: body}
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return s.end()
+	}
+	var spans []keySpan // partition key, explicit hash key per entry
+	for {
+		key, ok := s.str()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		switch string(key) {
+		case "StreamName", "StreamARN":
+			v, ok := s.str()
+			if !ok {
+				return false
+			}
+			if key[6] == 'N' {
+				if b.hasStreamName {
+					return false
+				}
+				b.streamName, b.hasStreamName = string(v), true
+			} else {
+				if b.hasStreamARN {
+					return false
+				}
+				b.streamARN, b.hasStreamARN = string(v), true
+			}
+		case "Records":
+			if b.hasRecords {
+				return false
+			}
+			b.hasRecords = true
+			var ok bool
+			if spans, ok = s.records(b, spans); !ok {
+				return false
+			}
+		default:
+			return false
+		}
+		if s.consume(',') {
+			continue
+		}
+		if !s.consume('}') || !s.end() {
+			return false
+		}
+		break
+	}
+	// Freeze the keys into one string and point the entries at it.
+	all := string(b.keys)
+	for i := range b.entries {
+		pk, ehk := spans[2*i], spans[2*i+1]
+		b.entries[i].PartitionKey = all[pk.off : pk.off+pk.n]
+		b.entries[i].ExplicitHashKey = all[ehk.off : ehk.off+ehk.n]
+	}
+	return true
+}
+
+// end reports whether only whitespace is left.
+func (s *jsonScanner) end() bool {
+	s.ws()
+	return s.i == len(s.b)
+}
+
+// records decodes the Records array, appending to b.entries, b.flags and
+// two key spans per entry.
+func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
+	if !s.consume('[') {
+		return nil, false
+	}
+	if s.consume(']') {
+		return spans, true
+	}
+	if b.arena == nil {
+		b.arena = make([]byte, 0, len(s.b)*3/4)
+	} else if cap(b.arena) < len(s.b)*3/4 {
+		b.arena = make([]byte, 0, len(s.b)*3/4)
+	}
+	for {
+		if !s.consume('{') {
+			return nil, false
+		}
+		var e engine.Entry
+		var f entryFlags
+		var pk, ehk keySpan
+		if !s.consume('}') {
+			for {
+				key, ok := s.str()
+				if !ok || !s.consume(':') {
+					return nil, false
+				}
+				v, ok := s.str()
+				if !ok {
+					return nil, false
+				}
+				switch string(key) {
+				case "Data":
+					if f&hasData != 0 {
+						return nil, false
+					}
+					f |= hasData
+					off := len(b.arena)
+					need := base64.StdEncoding.DecodedLen(len(v))
+					if cap(b.arena)-off < need {
+						return nil, false // cannot happen: the arena covers the body
+					}
+					n, err := base64.StdEncoding.Decode(b.arena[off:off+need], v)
+					if err != nil {
+						return nil, false
+					}
+					b.arena = b.arena[:off+n]
+					e.Data = b.arena[off : off+n : off+n]
+				case "PartitionKey":
+					if f&hasPartitionKey != 0 {
+						return nil, false
+					}
+					f |= hasPartitionKey
+					pk = keySpan{int32(len(b.keys)), int32(len(v))}
+					b.keys = append(b.keys, v...)
+				case "ExplicitHashKey":
+					if f&hasExplicitHashKey != 0 {
+						return nil, false
+					}
+					f |= hasExplicitHashKey
+					ehk = keySpan{int32(len(b.keys)), int32(len(v))}
+					b.keys = append(b.keys, v...)
+				default:
+					return nil, false
+				}
+				if s.consume(',') {
+					continue
+				}
+				if !s.consume('}') {
+					return nil, false
+				}
+				break
+			}
+		}
+		b.entries = append(b.entries, e)
+		b.flags = append(b.flags, f)
+		spans = append(spans, pk, ehk)
+		if s.consume(',') {
+			continue
+		}
+		if !s.consume(']') {
+			return nil, false
+		}
+		return spans, true
+	}
+}
+
+// appendJSONString appends s as a JSON string, escaping as encoding/json
+// does for the characters that must be escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
+			continue
+		}
+		if c >= 0x80 {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, `\ufffd`...)
+				i += size - 1
+				start = i + 1
+				continue
+			}
+			if r == '\u2028' || r == '\u2029' {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, `\u202`...)
+				dst = append(dst, hex[r&0xf])
+				i += size - 1
+				start = i + 1
+				continue
+			}
+			i += size - 1
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// appendShardID appends the Kinesis form of id.
+func appendShardID(dst []byte, id engine.ShardID) []byte {
+	dst = append(dst, "shardId-"...)
+	var buf [12]byte
+	v := uint64(id)
+	for i := len(buf) - 1; i >= 0; i-- {
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	if v != 0 { // more than 12 digits
+		return strconv.AppendUint(dst, uint64(id), 10)
+	}
+	return append(dst, buf[:]...)
+}
+
+// appendPutRecordsJSON encodes a PutRecords response.
+func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, failures []putRecordsResultEntry, encType string) []byte {
+	dst = append(dst, `{"FailedRecordCount":`...)
+	dst = strconv.AppendInt(dst, int64(failed), 10)
+	dst = append(dst, `,"Records":[`...)
+	fi := 0
+	for i, r := range results {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if r.Err != nil {
+			f := failures[fi]
+			fi++
+			dst = append(dst, `{"ErrorCode":`...)
+			dst = appendJSONString(dst, f.ErrorCode)
+			dst = append(dst, `,"ErrorMessage":`...)
+			dst = appendJSONString(dst, f.ErrorMessage)
+			dst = append(dst, '}')
+			continue
+		}
+		dst = append(dst, `{"SequenceNumber":"`...)
+		dst = r.SequenceNumber.AppendTo(dst)
+		dst = append(dst, `","ShardId":"`...)
+		dst = appendShardID(dst, r.ShardID)
+		dst = append(dst, `"}`...)
+	}
+	dst = append(dst, `],"EncryptionType":`...)
+	dst = appendJSONString(dst, encType)
+	return append(dst, '}')
+}
+
+// appendGetRecordsJSON encodes a GetRecords response.
+func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
+	dst = append(dst, `{"Records":[`...)
+	for i := range out.Records {
+		r := &out.Records[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"SequenceNumber":"`...)
+		dst = r.SequenceNumber.AppendTo(dst)
+		dst = append(dst, `","ApproximateArrivalTimestamp":`...)
+		dst = appendEpochSeconds(dst, r.Timestamp)
+		dst = append(dst, `,"Data":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+		dst = append(dst, `","PartitionKey":`...)
+		dst = appendJSONString(dst, r.PartitionKey)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	if out.NextShardIterator != "" {
+		dst = append(dst, `,"NextShardIterator":`...)
+		dst = appendJSONString(dst, out.NextShardIterator)
+	}
+	dst = append(dst, `,"MillisBehindLatest":`...)
+	dst = strconv.AppendInt(dst, out.MillisBehindLatest, 10)
+	if len(out.ChildShards) > 0 {
+		dst = append(dst, `,"ChildShards":[`...)
+		for i, c := range out.ChildShards {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"ShardId":"`...)
+			dst = appendShardID(dst, c.ShardID)
+			dst = append(dst, `","ParentShards":[`...)
+			for j, p := range c.ParentShards {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, '"')
+				dst = appendShardID(dst, p)
+				dst = append(dst, '"')
+			}
+			dst = append(dst, `],"HashKeyRange":{"StartingHashKey":"`...)
+			dst = append(dst, c.HashKeyRange.Start.String()...)
+			dst = append(dst, `","EndingHashKey":"`...)
+			dst = append(dst, c.HashKeyRange.End.String()...)
+			dst = append(dst, `"}}`...)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
