@@ -38,8 +38,8 @@ type AppendConfig struct {
 	Records int64
 	// Producers is the number of concurrent writer goroutines. Default 1.
 	Producers int
-	// Rounds is how many times each side runs (alternating which goes
-	// first); the best round of each side is reported. Default 1.
+	// Rounds is how many times each side runs (see Result.Rounds).
+	// Default 1.
 	Rounds int
 	// Progress, if set, is called about every 100 ms, from one goroutine,
 	// with the records done and the total over all phases.
@@ -90,29 +90,11 @@ func RunAppend(dir string, cfg AppendConfig) (Result, error) {
 		Sync:    !cfg.NoSync,
 		Rounds:  cfg.Rounds,
 	}
-	for round := range cfg.Rounds {
-		for i := range 2 {
-			ceiling := (i+round)%2 == 0
-			var m Measurement
-			var err error
-			if ceiling {
-				m, err = appendCeiling(ctx, dir, &cfg, p, prog)
-				if err == nil && better(m, res.Ceiling) {
-					res.Ceiling = m
-				}
-			} else {
-				m, err = appendEngine(ctx, dir, &cfg, p, prog)
-				if err == nil && better(m, res.Engine) {
-					res.Engine = m
-				}
-			}
-			if err != nil {
-				return res, err
-			}
-		}
-	}
-	res.Ratio = ratio(res.Engine.RecordsPerSec, res.Ceiling.RecordsPerSec)
-	return res, nil
+	err := runRounds(&res, cfg.Rounds,
+		func() (Measurement, error) { return appendCeiling(ctx, dir, &cfg, p, prog) },
+		func() (Measurement, error) { return appendEngine(ctx, dir, &cfg, p, prog) },
+		throughputRatio)
+	return res, err
 }
 
 // batches splits records into numbered batches claimed by workers.

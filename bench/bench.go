@@ -23,13 +23,13 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -94,24 +94,43 @@ type Result struct {
 	// Sync reports whether writes were fsync'd before they were
 	// acknowledged (both sides).
 	Sync bool `json:"sync"`
-	// Rounds is how many times each side ran; each side reports its best
-	// round (highest records/s, or lowest p50 for Tail).
+	// Rounds is how many times each side ran. A round runs both sides back
+	// to back (alternating which goes first); Engine and Ceiling are each
+	// side's median round by records/s (the lower middle for an even
+	// count).
 	Rounds  int         `json:"rounds"`
 	Engine  Measurement `json:"engine"`
 	Ceiling Measurement `json:"ceiling"`
-	// Ratio is Engine.RecordsPerSec / Ceiling.RecordsPerSec; for Tail,
-	// whose rate is fixed, it is Ceiling.P50 / Engine.P50. 1.0 means the
-	// engine costs nothing over raw Pebble.
-	Ratio float64 `json:"ratio"`
+	// RoundRatios are the engine/ceiling ratios of each round, and Ratio
+	// their median: a round's two sides share the machine's conditions,
+	// so this is steadier than a ratio of independent medians on a noisy
+	// machine. The ratio is records/s engine over ceiling; for Tail, whose
+	// rate is fixed, it is ceiling p50 latency over engine p50. 1.0 means
+	// the engine costs nothing over raw Pebble.
+	RoundRatios []float64 `json:"round_ratios"`
+	Ratio       float64   `json:"ratio"`
 }
 
 // String formats r on one line.
 func (r Result) String() string {
-	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ratio %.2f",
+	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ratio %.2f%s",
 		r.Workload, r.Params, r.Profile, r.Sync,
 		r.Engine.RecordsPerSec, r.Engine.MBPerSec, r.Engine.P50, r.Engine.P99, mib(r.Engine.PeakRSS),
 		r.Ceiling.RecordsPerSec, r.Ceiling.MBPerSec, r.Ceiling.P50, r.Ceiling.P99, mib(r.Ceiling.PeakRSS),
-		r.Ratio)
+		r.Ratio, roundRatios(r.RoundRatios))
+}
+
+func roundRatios(rs []float64) string {
+	if len(rs) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" (rounds")
+	for _, r := range rs {
+		fmt.Fprintf(&b, " %.2f", r)
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // WriteTable writes results as an aligned text table, one row per side.
@@ -327,8 +346,45 @@ func (m *Measurement) finish(lat *latencies, rss rssMeter) {
 	m.PeakRSS, m.PeakRSSCumulative = rss.peak()
 }
 
-// better reports whether a beats b (higher throughput).
-func better(a, b Measurement) bool { return b.Elapsed == 0 || a.RecordsPerSec > b.RecordsPerSec }
+// runRounds runs rounds pairs of phases, alternating which side goes
+// first, and fills res: each side's median round (by throughput), the
+// per-round ratios (engine over ceiling, as ratioOf computes them, from the
+// two phases of the same round, which share the machine's conditions) and
+// their median as res.Ratio.
+func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error), ratioOf func(e, c Measurement) float64) error {
+	var es, cs []Measurement
+	for round := range rounds {
+		var e, c Measurement
+		for i := range 2 {
+			var err error
+			if (i+round)%2 == 0 {
+				c, err = ceiling()
+			} else {
+				e, err = eng()
+			}
+			if err != nil {
+				return err
+			}
+		}
+		es, cs = append(es, e), append(cs, c)
+		res.RoundRatios = append(res.RoundRatios, ratioOf(e, c))
+	}
+	byRate := func(a, b Measurement) int { return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec) }
+	slices.SortFunc(es, byRate)
+	slices.SortFunc(cs, byRate)
+	res.Engine, res.Ceiling = es[(len(es)-1)/2], cs[(len(cs)-1)/2]
+	rs := slices.Clone(res.RoundRatios)
+	slices.Sort(rs)
+	if n := len(rs); n%2 == 1 {
+		res.Ratio = rs[n/2]
+	} else {
+		res.Ratio = (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return nil
+}
+
+// throughputRatio is the ratio of the write and read workloads.
+func throughputRatio(e, c Measurement) float64 { return ratio(e.RecordsPerSec, c.RecordsPerSec) }
 
 // progress drives a Config's Progress callback from one goroutine, so the
 // callback is never called concurrently and the hot path only adds to an
@@ -450,5 +506,3 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
-
-var _ = filepath.Join

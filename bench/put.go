@@ -67,28 +67,11 @@ func RunPut(dir string, cfg PutConfig) (Result, error) {
 		Sync:     !cfg.NoSync,
 		Rounds:   cfg.Rounds,
 	}
-	for round := range cfg.Rounds {
-		for i := range 2 {
-			var m Measurement
-			var err error
-			if (i+round)%2 == 0 {
-				m, err = putPhase(ctx, dir, &cfg, p, prog, true)
-				if err == nil && better(m, res.Ceiling) {
-					res.Ceiling = m
-				}
-			} else {
-				m, err = putPhase(ctx, dir, &cfg, p, prog, false)
-				if err == nil && better(m, res.Engine) {
-					res.Engine = m
-				}
-			}
-			if err != nil {
-				return res, err
-			}
-		}
-	}
-	res.Ratio = ratio(res.Engine.RecordsPerSec, res.Ceiling.RecordsPerSec)
-	return res, nil
+	err := runRounds(&res, cfg.Rounds,
+		func() (Measurement, error) { return putPhase(ctx, dir, &cfg, p, prog, true) },
+		func() (Measurement, error) { return putPhase(ctx, dir, &cfg, p, prog, false) },
+		throughputRatio)
+	return res, err
 }
 
 // putPhase runs one side of the PutRecord workload.

@@ -114,42 +114,27 @@ func RunRead(dir string, cfg ReadConfig) (Result, error) {
 	if cfg.Via == ViaGetRecords {
 		res.Params += fmt.Sprintf(", pages of %d", cfg.Limit)
 	}
-	for round := range cfg.Rounds {
-		for i := range 2 {
-			var m Measurement
-			var err error
-			if (i+round)%2 == 0 {
-				m, err = readCeiling(ctx, ddir, &cfg, ds, prog)
-				if err == nil && better(m, res.Ceiling) {
-					res.Ceiling = m
-				}
-			} else {
-				m, err = readEngine(ctx, ddir, &cfg, ds, prog)
-				if err == nil && better(m, res.Engine) {
-					res.Engine = m
-				}
-			}
-			if err != nil {
-				return res, err
-			}
-			if m.Records != cfg.Records {
-				return res, fmt.Errorf("kvstream: bench: read %d records, loaded %d", m.Records, cfg.Records)
-			}
+	check := func(m Measurement, err error) (Measurement, error) {
+		if err == nil && m.Records != cfg.Records {
+			err = fmt.Errorf("kvstream: bench: read %d records, loaded %d", m.Records, cfg.Records)
 		}
+		m.DiskBytesPerRecord = ds.DiskBytesPerRecord
+		return m, err
 	}
-	res.Engine.DiskBytesPerRecord = ds.DiskBytesPerRecord
-	res.Ceiling.DiskBytesPerRecord = ds.DiskBytesPerRecord
-	res.Ratio = ratio(res.Engine.RecordsPerSec, res.Ceiling.RecordsPerSec)
-	return res, nil
+	err = runRounds(&res, cfg.Rounds,
+		func() (Measurement, error) { return check(readCeiling(ctx, ddir, &cfg, ds, prog)) },
+		func() (Measurement, error) { return check(readEngine(ctx, ddir, &cfg, ds, prog)) },
+		throughputRatio)
+	return res, err
 }
 
 // dataset describes a loaded read data set; it is stored as JSON in
 // datasetFile once the load is complete.
 type dataset struct {
-	StreamID           uint32          `json:"stream_id"`
+	StreamID           uint32           `json:"stream_id"`
 	Shards             []engine.ShardID `json:"shards"`
-	Records            int64           `json:"records"`
-	DiskBytesPerRecord float64         `json:"disk_bytes_per_record"`
+	Records            int64            `json:"records"`
+	DiskBytesPerRecord float64          `json:"disk_bytes_per_record"`
 }
 
 const datasetFile = "kvstream-bench-dataset.json"
