@@ -81,8 +81,8 @@ func (o *demoOptions) run(cmd *cobra.Command, _ []string) (err error) {
 	if created {
 		w.printf("Created stream %s with 1 shard in %s.\n", o.stream, o.root.dataDir)
 	} else {
-		w.printf("Stream %s in %s already holds %d record%s from earlier runs; they stay where they are.\n",
-			o.stream, o.root.dataDir, desc.Records, plural(int(desc.Records)))
+		w.printf("Stream %s in %s already holds %d record%s from earlier runs; counting on from %d.\n",
+			o.stream, o.root.dataDir, desc.Records, plural(int(desc.Records)), desc.Records+1)
 	}
 
 	// The consumer starts at LATEST before the producer puts anything, so

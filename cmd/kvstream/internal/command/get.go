@@ -1,12 +1,12 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -426,15 +426,11 @@ func (p *recordPrinter) full() bool {
 
 // marshalNoEscape is json.Marshal without HTML escaping, plus a newline.
 func marshalNoEscape(v any) ([]byte, error) {
-	var b jsonBuffer
+	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return slices.Clip(b), nil
+	return b.Bytes(), nil
 }
-
-type jsonBuffer []byte
-
-func (b *jsonBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }

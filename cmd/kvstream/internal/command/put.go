@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -80,6 +81,9 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}
 	defer closeStore(st, &err)
 
+	if len(args) == 1 && isTerminal(cmd.InOrStdin()) {
+		printf(cmd.ErrOrStderr(), "Reading records from stdin, one per line; Ctrl-D ends.\n")
+	}
 	lines := make(chan []byte, putBatchEntries)
 	readErr := make(chan error, 1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -137,7 +141,7 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 
 // readRecords sends each argument, or else each non-empty stdin line, to
 // lines.
-func (o *putOptions) readRecords(ctx context.Context, args []string, stdin interface{ Read([]byte) (int, error) }, lines chan<- []byte) error {
+func (o *putOptions) readRecords(ctx context.Context, args []string, stdin io.Reader, lines chan<- []byte) error {
 	send := func(b []byte) bool {
 		select {
 		case lines <- b:
@@ -176,7 +180,7 @@ type putter struct {
 	o      *putOptions
 	st     store
 	stream string
-	out    interface{ Write([]byte) (int, error) }
+	out    io.Writer
 	n      int // records put so far
 }
 
