@@ -102,3 +102,26 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkTail(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		name := "sync"
+		if !sync {
+			name = "nosync"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := DefaultTailConfig()
+			cfg.NoSync = !sync
+			cfg.Records = scaled(cfg.Records)
+			cfg.Rounds = *flagRounds
+			var r Result
+			for i := 0; i < b.N; i++ {
+				var err error
+				if r, err = RunTail(b.TempDir(), cfg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b, r)
+		})
+	}
+}

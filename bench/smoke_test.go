@@ -104,6 +104,24 @@ func TestInvalidConfigs(t *testing.T) {
 	require.Error(t, err)
 	_, err = RunRead(t.TempDir(), ReadConfig{})
 	require.Error(t, err)
+	_, err = RunTail(t.TempDir(), TailConfig{})
+	require.Error(t, err)
 	_, err = ParseProfile("huge")
 	require.Error(t, err)
+}
+
+func TestRunTailSmoke(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		var p progressProbe
+		cfg := DefaultTailConfig()
+		cfg.Profile = engine.ProfileSmall
+		cfg.NoSync = noSync
+		cfg.Records = 200
+		cfg.Rate = 5_000
+		cfg.Progress = p.fn
+		r, err := RunTail(t.TempDir(), cfg)
+		require.NoError(t, err)
+		checkResult(t, r, cfg.Records, true)
+		p.check(t)
+	}
 }
