@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strconv"
 	"unicode/utf8"
@@ -100,6 +101,26 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 	return nil, false
 }
 
+// base64Str reads a string that must hold base64 text, finding its end
+// with a fast byte search. Characters outside the base64 alphabet make
+// the decode that follows fail, except '\r' and '\n', which base64
+// skips but JSON forbids raw; ok is false if those occur.
+func (s *jsonScanner) base64Str() (v []byte, ok bool) {
+	if !s.consume('"') {
+		return nil, false
+	}
+	n := bytes.IndexByte(s.b[s.i:], '"')
+	if n < 0 {
+		return nil, false
+	}
+	v = s.b[s.i : s.i+n]
+	if bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
+		return nil, false
+	}
+	s.i += n + 1
+	return v, true
+}
+
 // decodePutRecordsJSON decodes body into b. It returns false when the
 // body is outside the fast path's shape; b is then garbage.
 func decodePutRecordsJSON(body []byte, b *putBatch) bool {
@@ -197,7 +218,12 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 				if !ok || !s.consume(':') {
 					return nil, false
 				}
-				v, ok := s.str()
+				var v []byte
+				if string(key) == "Data" {
+					v, ok = s.base64Str()
+				} else {
+					v, ok = s.str()
+				}
 				if !ok {
 					return nil, false
 				}

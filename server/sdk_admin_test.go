@@ -251,7 +251,9 @@ func TestSDKCreateDelayAndLimits(t *testing.T) {
 	require.Equal(t, "Stream slow under account 000000000000 not ACTIVE, instead in state CREATING", riu.ErrorMessage())
 
 	require.NoError(t, kinesis.NewStreamExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("slow")}, 5*time.Second,
-		func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay, o.MaxDelay = 50*time.Millisecond, 100*time.Millisecond }))
+		func(o *kinesis.StreamExistsWaiterOptions) {
+			o.MinDelay, o.MaxDelay = 50*time.Millisecond, 100*time.Millisecond
+		}))
 
 	desc, err := env.db.DescribeStream("slow")
 	require.NoError(t, err)
