@@ -19,7 +19,7 @@ import (
 )
 
 // benchWorkloads are the workloads bench runs, in order.
-var benchWorkloads = []string{"putrecords", "putrecord", "getrecords", "iterator"}
+var benchWorkloads = []string{"putrecords", "putrecord", "getrecords", "iterator", "tail"}
 
 type benchOptions struct {
 	root       *rootOptions
@@ -30,6 +30,7 @@ type benchOptions struct {
 	producers  int
 	goroutines int
 	limit      int
+	rate       float64
 	profile    string
 	noSync     bool
 	rounds     int
@@ -39,13 +40,14 @@ type benchOptions struct {
 }
 
 func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.Int64Var(&o.records, "records", 0, "records per workload (0: each workload's default: 2,000,000 putrecords, 300,000 putrecord, 1,000,000 reads)")
+	fs.Int64Var(&o.records, "records", 0, "records per workload (0: each workload's default: 2,000,000 putrecords, 300,000 putrecord, 1,000,000 reads, 5,000 tail)")
 	fs.IntVar(&o.shards, "shards", 4, "shards of the benchmark stream")
 	fs.IntVar(&o.recordSize, "record-size", 100, "data bytes per record (plus a 16-byte partition key)")
 	fs.IntVar(&o.batchSize, "batch-size", 500, "records per PutRecords call (putrecords)")
 	fs.IntVar(&o.producers, "producers", 1, "concurrent PutRecords callers (putrecords)")
 	fs.IntVar(&o.goroutines, "goroutines", 64, "concurrent PutRecord callers (putrecord)")
 	fs.IntVar(&o.limit, "limit", 10000, "records per GetRecords page (getrecords)")
+	fs.Float64Var(&o.rate, "rate", 2000, "records put per second while a consumer tails them (tail)")
 	fs.StringVar(&o.profile, "profile", "throughput", "engine memory profile of both sides: small or throughput")
 	fs.BoolVar(&o.noSync, "no-sync", false, "acknowledge writes without fsync (both sides)")
 	fs.IntVar(&o.rounds, "rounds", 1, "rounds per side; the best one is reported")
@@ -66,7 +68,8 @@ latency, peak RSS and bytes on disk per record for both, with their ratio.
 
 Workloads: putrecords (batched ingest), putrecord (one record per call from many
 goroutines), getrecords (a full read in GetRecords pages), iterator (a full read
-with DB.Iterate). Default: all of them. It does not touch --data.`,
+with DB.Iterate), tail (put-to-delivery latency of a consumer tailing with
+Iterator.Wait, at --rate). Default: all of them. It does not touch --data.`,
 		Example: `  kvstream bench putrecords --records 500000
   kvstream bench --profile small --json > results.json`,
 		RunE: o.run,
@@ -89,8 +92,8 @@ func (o *benchOptions) run(cmd *cobra.Command, args []string) (err error) {
 	if err != nil {
 		return usagef("--profile %q must be small or throughput", o.profile)
 	}
-	if o.records < 0 || o.shards < 1 || o.recordSize < 0 || o.batchSize < 1 || o.producers < 1 || o.goroutines < 1 || o.limit < 1 || o.rounds < 1 {
-		return usagef("--shards, --batch-size, --producers, --goroutines, --limit and --rounds must be at least 1, --records and --record-size not negative")
+	if o.records < 0 || o.shards < 1 || o.recordSize < 0 || o.batchSize < 1 || o.producers < 1 || o.goroutines < 1 || o.limit < 1 || o.rounds < 1 || o.rate <= 0 {
+		return usagef("--shards, --batch-size, --producers, --goroutines, --limit and --rounds must be at least 1, --rate positive, --records and --record-size not negative")
 	}
 	dir := o.dir
 	if dir == "" {
@@ -138,6 +141,12 @@ func (o *benchOptions) runWorkload(ctx context.Context, w, dir string, p engine.
 		c.Records = cmpOr64(o.records, c.Records)
 		c.Progress, c.Context = progress, ctx
 		return bench.RunPut(dir, c)
+	case "tail":
+		c := bench.DefaultTailConfig()
+		c.Profile, c.NoSync, c.RecordSize, c.Rate, c.Rounds = p, o.noSync, o.recordSize, o.rate, o.rounds
+		c.Records = cmpOr64(o.records, c.Records)
+		c.Progress, c.Context = progress, ctx
+		return bench.RunTail(dir, c)
 	}
 	c := bench.DefaultReadConfig()
 	c.Profile, c.Shards, c.RecordSize, c.Limit, c.Rounds = p, o.shards, o.recordSize, o.limit, o.rounds
@@ -168,7 +177,7 @@ func (o *benchOptions) print(w io.Writer, results []bench.Result) error {
 	for _, r := range results {
 		printf(w, "%s: %s\n", r.Workload, r.Params)
 	}
-	printf(w, "ratio = engine records/s ÷ raw-Pebble records/s, both measured in this run (%d CPU).\n", runtime.NumCPU())
+	printf(w, "ratio = engine records/s ÷ raw-Pebble records/s (tail: raw-Pebble p50 ÷ engine p50), both measured in this run (%d CPU).\n", runtime.NumCPU())
 	return nil
 }
 

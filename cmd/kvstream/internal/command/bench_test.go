@@ -11,7 +11,7 @@ import (
 
 func TestBench(t *testing.T) {
 	t.Parallel()
-	small := []string{"--records", "3000", "--shards", "2", "--profile", "small", "--no-sync", "--goroutines", "4"}
+	small := []string{"--records", "1000", "--rate", "20000", "--shards", "2", "--profile", "small", "--no-sync", "--goroutines", "4"}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -20,9 +20,11 @@ func TestBench(t *testing.T) {
 		errs []string
 	}{
 		{"putrecords table", append([]string{"bench", "putrecords"}, small...), ExitOK,
-			[]string{"records/s", "PutRecords  engine", "PutRecords  pebble", "ratio", "3000 records"}, nil},
+			[]string{"records/s", "PutRecords  engine", "PutRecords  pebble", "ratio", "1000 records"}, nil},
 		{"all workloads", append([]string{"bench"}, small...), ExitOK,
-			[]string{"PutRecords", "PutRecord ", "GetRecords", "Iterator"}, nil},
+			[]string{"PutRecords", "PutRecord ", "GetRecords", "Iterator", "Tail"}, nil},
+		{"tail", []string{"bench", "tail", "--records", "200", "--rate", "5000", "--profile", "small"}, ExitOK, []string{"Tail  engine", "Tail  pebble"}, nil},
+		{"bad rate", []string{"bench", "tail", "--rate", "0"}, ExitUsage, nil, []string{"--rate positive"}},
 		{"unknown workload", []string{"bench", "writes"}, ExitUsage, nil, []string{`unknown workload "writes"`}},
 		{"bad profile", []string{"bench", "--profile", "huge"}, ExitUsage, nil, []string{`--profile "huge"`}},
 		{"bad shards", []string{"bench", "--shards", "0"}, ExitUsage, nil, []string{"must be at least 1"}},
