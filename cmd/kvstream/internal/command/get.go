@@ -105,20 +105,26 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	all := shards == nil
+	var infos []shardInfo
 	if all && o.consumer == "" {
 		info, err := st.DescribeStream(ctx, stream)
 		if err != nil {
 			return err
 		}
+		infos = info.Shards
 		for _, s := range info.Shards {
 			shards = append(shards, s.ID)
+		}
+	} else {
+		for _, id := range shards {
+			infos = append(infos, shardInfo{ID: id})
 		}
 	}
 	out := &recordPrinter{w: cmd.OutOrStdout(), json: o.format == "json", limit: o.limit, done: cancel}
 	if o.consumer != "" {
 		err = o.readConsumer(ctx, st.(*localStore), stream, pos, out)
 	} else if o.follow {
-		err = o.followShards(ctx, st, stream, shards, all, pos, out)
+		err = o.followShards(ctx, st, stream, infos, all, pos, out)
 	} else {
 		err = o.readShards(ctx, st, stream, shards, pos, out)
 	}
@@ -157,48 +163,70 @@ func (o *getOptions) readShards(ctx context.Context, st store, stream string, sh
 	return nil
 }
 
-// followShards reads every shard concurrently and keeps waiting for new
-// records. When a shard ends (it was split or merged) and all shards are
-// being read, it looks for shards it has not read yet and reads them from
-// their start.
-func (o *getOptions) followShards(ctx context.Context, st store, stream string, shards []string, all bool, pos engine.StartPosition, out *recordPrinter) error {
+// followShards reads shards concurrently and keeps waiting for new
+// records. A shard starts once its parents (if still listed) have been read
+// to their end, so a key's records print in order across a split or merge.
+// When all shards are being read and one ends, it lists the shards again
+// and reads the new ones from their start; the shards listed at the outset
+// start at pos.
+func (o *getOptions) followShards(ctx context.Context, st store, stream string, shards []shardInfo, all bool, pos engine.StartPosition, out *recordPrinter) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
+		initial = map[string]bool{}
 		started = map[string]bool{}
+		ended   = map[string]bool{}
 	)
-	var start func(id string, pos engine.StartPosition)
-	discover := func() {
-		info, err := st.DescribeStream(ctx, stream)
-		if err != nil {
-			cancel(err)
-			return
-		}
-		for _, s := range info.Shards {
-			start(s.ID, engine.TrimHorizon())
-		}
+	for _, s := range shards {
+		initial[s.ID] = true
 	}
-	start = func(id string, pos engine.StartPosition) {
-		mu.Lock()
-		defer mu.Unlock()
-		if started[id] {
-			return
+	// startReady starts the shards of list whose parents are done. It
+	// holds mu.
+	var startReady func(list []shardInfo)
+	startReady = func(list []shardInfo) {
+		listed := make(map[string]bool, len(list))
+		for _, s := range list {
+			listed[s.ID] = true
 		}
-		started[id] = true
-		wg.Go(func() {
-			ended, err := followShard(ctx, st, stream, id, pos, out)
-			if err != nil {
-				cancel(err)
-			} else if ended && all {
-				discover()
+		for _, s := range list {
+			if started[s.ID] {
+				continue
 			}
-		})
+			if (s.Parent != "" && listed[s.Parent] && !ended[s.Parent]) ||
+				(s.AdjacentParent != "" && listed[s.AdjacentParent] && !ended[s.AdjacentParent]) {
+				continue
+			}
+			started[s.ID] = true
+			p := engine.TrimHorizon()
+			if initial[s.ID] {
+				p = pos
+			}
+			wg.Go(func() {
+				done, err := followShard(ctx, st, stream, s.ID, p, out)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				if !done || !all {
+					return
+				}
+				info, err := st.DescribeStream(ctx, stream)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				ended[s.ID] = true
+				startReady(info.Shards)
+			})
+		}
 	}
-	for _, id := range shards {
-		start(id, pos)
-	}
+	mu.Lock()
+	startReady(shards)
+	mu.Unlock()
 	wg.Wait()
 	return context.Cause(ctx)
 }

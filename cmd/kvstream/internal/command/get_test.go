@@ -146,7 +146,8 @@ func (s *syncBuffer) String() string {
 // TestFollowLocal drives get --follow's reader against a DB this test
 // also writes to (one directory is one process's, so the command cannot
 // share it): records put later are printed once the commit wakes the
-// reader, and shards created by a split are followed.
+// reader, the children of a split and of a merge are followed, and each
+// key's records print in put order across them.
 func TestFollowLocal(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -159,78 +160,50 @@ func TestFollowLocal(t *testing.T) {
 	var buf syncBuffer
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	out := &recordPrinter{w: &buf, limit: 0, done: cancel}
+	out := &recordPrinter{w: &buf, done: cancel}
 	o := &getOptions{}
 	done := make(chan error, 1)
 	go func() {
-		done <- o.followShards(ctx, st, "s", []string{"shardId-000000000000"}, true, engine.Latest(), out)
+		done <- o.followShards(ctx, st, "s", []shardInfo{{ID: "shardId-000000000000"}}, true, engine.Latest(), out)
 	}()
-	put := func(data string) {
-		_, err := db.PutRecord(t.Context(), "s", engine.Entry{PartitionKey: data, Data: []byte(data)})
-		require.NoError(t, err)
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	n := 0
+	putRound := func() {
+		for _, k := range keys {
+			n++
+			_, err := db.PutRecord(t.Context(), "s", engine.Entry{PartitionKey: k, Data: fmt.Appendf(nil, "%s %d", k, n)})
+			require.NoError(t, err)
+		}
 	}
-	waitFor := func(want string) {
-		require.Eventually(t, func() bool { return strings.Contains(buf.String(), want) }, 5*time.Second, time.Millisecond, "waiting for %q in %q", want, buf.String())
+	waitLines := func(want int) {
+		require.Eventually(t, func() bool { return len(lines(buf.String())) >= want }, 5*time.Second, time.Millisecond,
+			"waiting for %d lines in %q", want, buf.String())
 	}
 	time.Sleep(20 * time.Millisecond) // let the reader reach Wait
-	put("r1")
-	waitFor("r1\n")
+	putRound()
+	waitLines(6)
 	require.NoError(t, db.SplitShard("s", 0, "170141183460469231731687303715884105728"))
-	for i := range 20 {
-		put(fmt.Sprintf("c%d", i))
+	for range 5 {
+		putRound()
 	}
-	for i := range 20 {
-		waitFor(fmt.Sprintf("c%d\n", i))
+	waitLines(36)
+	require.NoError(t, db.MergeShards("s", 1, 2))
+	for range 5 {
+		putRound()
 	}
+	waitLines(66)
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
-	require.Len(t, lines(buf.String()), 21)
-}
 
-// TestGetConsumer: a durable consumer resumes where the previous run
-// stopped, across processes (here: runs), and --limit checkpoints only
-// what it printed.
-func TestGetConsumer(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	mustRun(t, dir, "streams", "create", "s")
-	mustRun(t, dir, "put", "s", "r1", "r2", "r3", "--key", "k")
-	for _, tc := range []struct {
-		name string
-		put  []string // records put before the run
-		args []string
-		want string
-	}{
-		{name: "first two", args: []string{"--limit", "2"}, want: "r1\nr2\n"},
-		{name: "the rest", want: "r3\n"},
-		{name: "caught up", want: ""},
-		{name: "new records", put: []string{"r4", "r5"}, want: "r4\nr5\n"},
-		{name: "follow with limit", put: []string{"r6"}, args: []string{"--follow", "--limit", "1"}, want: "r6\n"},
-		{name: "another consumer from the start", args: []string{"--consumer", "other", "--limit", "1"}, want: "r1\n"},
-		{name: "a new consumer at latest", args: []string{"--consumer", "late", "--from", "latest"}, want: ""},
-		{name: "the latest one sees what comes next", put: []string{"r7"}, args: []string{"--consumer", "late"}, want: "r7\n"},
-	} {
-		if len(tc.put) > 0 {
-			mustRun(t, dir, append([]string{"put", "s", "--key", "k"}, tc.put...)...)
-		}
-		args := append([]string{"get", "s", "--consumer", "billing"}, tc.args...)
-		r := run(t, dir, args...)
-		r.check(t, ExitOK, nil, nil)
-		require.Equal(t, tc.want, r.stdout, tc.name)
+	got := lines(buf.String())
+	require.Len(t, got, 66)
+	last := map[string]int{}
+	for _, l := range got {
+		var k string
+		var i int
+		_, err := fmt.Sscanf(l, "%s %d", &k, &i)
+		require.NoError(t, err)
+		require.Greater(t, i, last[k], "records of key %s in put order: %v", k, got)
+		last[k] = i
 	}
-}
-
-// TestGetConsumerInterrupt: Ctrl-C on a following consumer exits 0 and
-// keeps the checkpoints of what was printed.
-func TestGetConsumerInterrupt(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	mustRun(t, dir, "streams", "create", "s")
-	mustRun(t, dir, "put", "s", "r1", "r2", "--key", "k")
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	r := runCtx(ctx, t, dir, "", "get", "s", "--consumer", "c", "--follow")
-	r.check(t, ExitOK, nil, nil)
-	require.Equal(t, "r1\nr2\n", r.stdout)
-	require.Equal(t, "", mustRun(t, dir, "get", "s", "--consumer", "c"))
 }
