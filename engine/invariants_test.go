@@ -158,13 +158,21 @@ func TestUnknownFormatVersionRefused(t *testing.T) {
 	fs := vfs.NewMem()
 	db := openDB(t, "db", &engine.Options{FS: fs})
 	require.NoError(t, db.Close())
-	p, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatNewest})
+	p, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatNewest, Logger: quietPebble{}})
 	require.NoError(t, err)
 	require.NoError(t, p.Set([]byte("\x01format"), []byte{0, 0, 0, 99}, pebble.Sync))
 	require.NoError(t, p.Close())
 	_, err = engine.Open("db", &engine.Options{FS: fs})
 	require.ErrorIs(t, err, engine.ErrCorruption)
 	require.Contains(t, engine.Message(err), "format version")
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
 
 // TestAckedPutsSurvivePowerLoss guards invariant 1 against power loss:
@@ -215,7 +223,7 @@ func TestAckedPutsSurvivePowerLoss(t *testing.T) {
 // order, and every writer's own sequence numbers increase.
 func TestConcurrentWritersOneShardNoGapNoReorder(t *testing.T) {
 	const writers = 32
-	perWriter := 40
+	perWriter := 150
 	if soakEnvOn {
 		perWriter = 3000
 	}
