@@ -1,7 +1,12 @@
 package command
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -84,4 +89,53 @@ func TestDemoLocked(t *testing.T) {
 	r := run(t, dir, "demo", "-n", "1")
 	r.check(t, ExitFailure, nil, []string{"is in use by another process", "--endpoint"})
 	require.False(t, strings.Contains(r.stderr, "corruption"))
+}
+
+// TestHoldDirHelper is not a test: TestLockedByAnotherProcess runs the
+// test binary with KVSTREAM_TEST_HOLD_DIR set, and this opens that
+// directory, says "ready" and holds it until stdin closes.
+func TestHoldDirHelper(t *testing.T) {
+	dir := os.Getenv("KVSTREAM_TEST_HOLD_DIR")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	db, err := engine.Open(dir, nil)
+	require.NoError(t, err)
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	require.NoError(t, db.Close())
+}
+
+// TestLockedByAnotherProcess: a directory held by another process (a
+// running server) gets the one-line "in use … --endpoint" error from every
+// command that opens it, not a corruption error.
+func TestLockedByAnotherProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestHoldDirHelper$")
+	child.Env = append(os.Environ(), "KVSTREAM_TEST_HOLD_DIR="+dir)
+	stdin, err := child.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := child.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, child.Start())
+	defer func() {
+		_ = stdin.Close()
+		_ = child.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
+
+	for _, args := range [][]string{
+		{"demo", "-n", "1"},
+		{"put", "s", "x"},
+		{"get", "s"},
+		{"streams", "list"},
+		{"serve", "--addr", "127.0.0.1:0"},
+	} {
+		r := run(t, dir, args...)
+		r.check(t, ExitFailure, nil, []string{"is in use by another process"})
+		require.NotContains(t, r.stderr, "corruption", "kvstream %v", args)
+	}
 }

@@ -49,7 +49,13 @@ func newGetCommand(root *rootOptions) *cobra.Command {
 to the newest record. With --follow it reads every shard at once and keeps
 printing records as they are put (woken by the engine, without polling; over
 --endpoint it polls GetRecords), following shards created by resharding, until
-Ctrl-C or --limit.`,
+Ctrl-C or --limit. A data directory belongs to one process at a time: to tail
+what other processes write, run 'kvstream serve' and use --endpoint.
+
+--consumer NAME reads through a durable consumer of the data directory: it
+starts where the previous run with that name stopped (a new one starts at
+--from), prints every shard's records, parents before children, and
+checkpoints what it printed.`,
 		Example: `  kvstream get orders --from latest --follow
   kvstream get orders --shard 0 --from after:49671... --limit 10 --format json`,
 		Args: exactArgs("STREAM"),
