@@ -153,7 +153,7 @@ func appendEngine(ctx context.Context, dir string, cfg *AppendConfig, p *pool, p
 	bs := newBatches(cfg.Records, cfg.BatchSize)
 	var lat latencies
 	var bytes atomic.Int64
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	err = workers(cfg.Producers, func(int) error {
 		ds := make([]time.Duration, 0, bs.n/int64(cfg.Producers)+1)
@@ -220,7 +220,7 @@ func appendCeiling(ctx context.Context, dir string, cfg *AppendConfig, p *pool, 
 	bs := newBatches(cfg.Records, cfg.BatchSize)
 	var lat latencies
 	var bytes atomic.Int64
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	err = workers(cfg.Producers, func(int) error {
 		ds := make([]time.Duration, 0, bs.n/int64(cfg.Producers)+1)

@@ -74,6 +74,12 @@ type Measurement struct {
 	// process' peak so far (getrusage), and PeakRSSCumulative is true.
 	PeakRSS           int64 `json:"peak_rss_bytes"`
 	PeakRSSCumulative bool  `json:"peak_rss_cumulative,omitempty"`
+	// CPUPerRecord is the process' CPU time (user plus system, all
+	// threads, Pebble's background flushes and compactions included)
+	// during the phase, per record. It is steadier than throughput on a
+	// machine shared with other work, and a ratio of it shows overhead
+	// even where the ceiling is the disk.
+	CPUPerRecord time.Duration `json:"cpu_per_record_ns"`
 	// DiskBytesPerRecord is the size of the phase's sstables after the
 	// memtable is flushed, divided by Records (write workloads; for reads,
 	// the data set's). The WAL is not counted.
@@ -113,10 +119,10 @@ type Result struct {
 
 // String formats r on one line.
 func (r Result) String() string {
-	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v rss %s | ratio %.2f%s",
+	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ratio %.2f%s",
 		r.Workload, r.Params, r.Profile, r.Sync,
-		r.Engine.RecordsPerSec, r.Engine.MBPerSec, r.Engine.P50, r.Engine.P99, mib(r.Engine.PeakRSS),
-		r.Ceiling.RecordsPerSec, r.Ceiling.MBPerSec, r.Ceiling.P50, r.Ceiling.P99, mib(r.Ceiling.PeakRSS),
+		r.Engine.RecordsPerSec, r.Engine.MBPerSec, r.Engine.P50, r.Engine.P99, r.Engine.CPUPerRecord, mib(r.Engine.PeakRSS),
+		r.Ceiling.RecordsPerSec, r.Ceiling.MBPerSec, r.Ceiling.P50, r.Ceiling.P99, r.Ceiling.CPUPerRecord, mib(r.Ceiling.PeakRSS),
 		r.Ratio, roundRatios(r.RoundRatios))
 }
 
@@ -136,15 +142,15 @@ func roundRatios(rs []float64) string {
 // WriteTable writes results as an aligned text table, one row per side.
 func WriteTable(w io.Writer, results ...Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tside\trecords/s\tMB/s\tp50\tp99\tpeak RSS\tdisk B/rec\tratio\tprofile\tsync\t")
+	fmt.Fprintln(tw, "workload\tside\trecords/s\tMB/s\tp50\tp99\tCPU/rec\tpeak RSS\tdisk B/rec\tratio\tprofile\tsync\t")
 	for _, r := range results {
 		for i, m := range []Measurement{r.Engine, r.Ceiling} {
 			side, ratio := "engine", fmt.Sprintf("%.2f", r.Ratio)
 			if i == 1 {
 				side, ratio = "pebble", ""
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t%.1f\t%s\t%s\t%t\t\n",
-				r.Workload, side, m.RecordsPerSec, m.MBPerSec, dur(m.P50), dur(m.P99), mib(m.PeakRSS),
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%t\t\n",
+				r.Workload, side, m.RecordsPerSec, m.MBPerSec, dur(m.P50), dur(m.P99), m.CPUPerRecord, mib(m.PeakRSS),
 				m.DiskBytesPerRecord, ratio, r.Profile, r.Sync)
 		}
 	}
@@ -273,20 +279,32 @@ func diskPerRecord(dir string, p engine.Profile, records int64) (float64, error)
 	return float64(n) / float64(records), err
 }
 
-// rssMeter measures a phase's peak RSS.
-type rssMeter struct{ reset bool }
+// meter measures a phase's peak RSS and CPU time.
+type meter struct {
+	reset bool  // the peak RSS counter was reset
+	cpu   int64 // process CPU time (user+system, ns) at the start
+}
 
-// start frees what the previous phase left and resets the kernel's peak
-// RSS counter.
-func startRSS() rssMeter {
+// startMeter frees what the previous phase left, resets the kernel's peak
+// RSS counter and notes the CPU time used so far.
+func startMeter() meter {
 	runtime.GC()
 	debug.FreeOSMemory()
 	err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	return rssMeter{reset: err == nil}
+	return meter{reset: err == nil, cpu: cpuTime()}
+}
+
+// cpuTime returns the process' user plus system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // peak returns the peak RSS since start, and whether it is cumulative.
-func (m rssMeter) peak() (int64, bool) {
+func (m meter) peak() (int64, bool) {
 	if m.reset {
 		if b, err := os.ReadFile("/proc/self/status"); err == nil {
 			for line := range strings.Lines(string(b)) {
@@ -335,7 +353,7 @@ func (l *latencies) percentiles() (int64, time.Duration, time.Duration) {
 }
 
 // finish fills the derived fields of m.
-func (m *Measurement) finish(lat *latencies, rss rssMeter) {
+func (m *Measurement) finish(lat *latencies, rss meter) {
 	if s := m.Elapsed.Seconds(); s > 0 {
 		m.RecordsPerSec = float64(m.Records) / s
 		m.MBPerSec = float64(m.Bytes) / s / 1e6
@@ -344,6 +362,9 @@ func (m *Measurement) finish(lat *latencies, rss rssMeter) {
 		m.Ops, m.P50, m.P99 = lat.percentiles()
 	}
 	m.PeakRSS, m.PeakRSSCumulative = rss.peak()
+	if m.Records > 0 {
+		m.CPUPerRecord = time.Duration((cpuTime() - rss.cpu) / m.Records)
+	}
 }
 
 // runRounds runs rounds pairs of phases, alternating which side goes

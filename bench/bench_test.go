@@ -36,6 +36,8 @@ func report(b *testing.B, r Result) {
 		b.ReportMetric(float64(r.Engine.P99.Microseconds()), "p99-µs")
 		b.ReportMetric(float64(r.Ceiling.P50.Microseconds()), "pebble-p50-µs")
 	}
+	b.ReportMetric(float64(r.Engine.CPUPerRecord), "cpu-ns/rec")
+	b.ReportMetric(float64(r.Ceiling.CPUPerRecord), "pebble-cpu-ns/rec")
 	b.ReportMetric(float64(r.Engine.PeakRSS)/(1<<20), "rss-MiB")
 	b.ReportMetric(r.Engine.DiskBytesPerRecord, "disk-B/rec")
 }

@@ -139,7 +139,7 @@ func putPhase(ctx context.Context, dir string, cfg *PutConfig, p *pool, prog *pr
 	var next atomic.Int64
 	var lat latencies
 	var bytes atomic.Int64
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	err = workers(cfg.Goroutines, func(w int) error {
 		ds := make([]time.Duration, 0, cfg.Records/int64(cfg.Goroutines)+1)

@@ -267,7 +267,7 @@ func readEngine(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset, 
 		}
 	}()
 	var lat latencies
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	for _, id := range ds.Shards {
 		var n, nb int64
@@ -354,7 +354,7 @@ func readCeiling(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset,
 		}
 	}()
 	var lat latencies
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	for _, id := range ds.Shards {
 		var n, nb int64

@@ -142,7 +142,7 @@ func tailPhase(ctx context.Context, dir string, cfg *TailConfig, p *pool, prog *
 	// Entries are copied so the put time can be written into their data.
 	buf := make([]byte, cfg.RecordSize)
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
-	rss := startRSS()
+	rss := startMeter()
 	start := time.Now()
 	var perr error
 	for i := range cfg.Records {
