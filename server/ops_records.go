@@ -401,7 +401,12 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
-		return nil, s.engineError(err, "")
+		ae := s.engineError(err, "")
+		// Kinesis names the shard as account/stream/shard.
+		if rest, ok := strings.CutPrefix(ae.Msg, "Rate exceeded for Shard - "); ok && !strings.HasPrefix(rest, s.cfg.Account+"/") {
+			ae.Msg = "Rate exceeded for Shard - " + s.cfg.Account + "/" + rest
+		}
+		return nil, ae
 	}
 	bytes := 0
 	for i := range res.Records {

@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -258,4 +261,64 @@ func TestSDKCreateDelayAndLimits(t *testing.T) {
 	desc, err := env.db.DescribeStream("slow")
 	require.NoError(t, err)
 	require.Equal(t, 1000, desc.Limits.WriteRecordsPerSec)
+}
+
+func TestSDKThrottling(t *testing.T) {
+	// A frozen clock: the token buckets never refill during the test.
+	frozen := time.Now()
+	env := newEnv(t, Config{KinesisLimits: true}, &engine.Options{Clock: func() time.Time { return frozen }})
+	kc := env.client()
+	ctx := context.Background()
+	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("t"), ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+
+	// 1000 records/s per shard: a burst of 2000 cannot all get in.
+	entries := make([]types.PutRecordsRequestEntry, 500)
+	for i := range entries {
+		entries[i] = types.PutRecordsRequestEntry{PartitionKey: aws.String("k"), Data: []byte("0123456789")}
+	}
+	failed := 0
+	for range 4 {
+		out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("t"), Records: entries})
+		require.NoError(t, err, "PutRecords is partial-success: HTTP 200 even when entries are throttled")
+		failed += int(*out.FailedRecordCount)
+		for _, r := range out.Records {
+			if r.ErrorCode != nil {
+				require.Equal(t, "ProvisionedThroughputExceededException", *r.ErrorCode)
+				require.Equal(t, "Rate exceeded for shard shardId-000000000000 in stream t under account 000000000000.", *r.ErrorMessage)
+				require.Nil(t, r.SequenceNumber)
+			}
+		}
+	}
+	require.Equal(t, 1000, failed)
+
+	var pte *types.ProvisionedThroughputExceededException
+	_, err = kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("t"), PartitionKey: aws.String("k"), Data: []byte("x")})
+	require.ErrorAs(t, err, &pte)
+	require.Equal(t, "Rate exceeded for shard shardId-000000000000 in stream t under account 000000000000.", pte.ErrorMessage())
+
+	// 5 GetRecords calls per second per shard.
+	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("t"), ShardId: aws.String("shardId-000000000000"),
+		ShardIteratorType: types.ShardIteratorTypeLatest})
+	require.NoError(t, err)
+	for range 5 {
+		_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+		require.NoError(t, err)
+	}
+	_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+	require.ErrorAs(t, err, &pte)
+	require.Equal(t, "Rate exceeded for Shard - 000000000000/t/shardId-000000000000.", pte.ErrorMessage())
+
+	code, body := func() (int, string) {
+		resp, err := env.hs.Client().Get(env.url + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}()
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `kvstream_server_throttles_total{op="PutRecord"} 1`)
+	require.Contains(t, body, `kvstream_server_throttles_total{op="GetRecords"} 1`)
+	require.Contains(t, body, `kvstream_server_throttles_total{op="PutRecords"} 1000`)
 }
