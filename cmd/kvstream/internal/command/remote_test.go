@@ -15,9 +15,14 @@ import (
 // server on 127.0.0.1; it stops when the test ends.
 func newTestServer(t *testing.T) string {
 	t.Helper()
+	return newTestServerConfig(t, server.Config{})
+}
+
+func newTestServerConfig(t *testing.T, cfg server.Config) string {
+	t.Helper()
 	db, err := engine.Open(t.TempDir(), &engine.Options{NoSync: true})
 	require.NoError(t, err)
-	srv, err := server.New(db, server.Config{})
+	srv, err := server.New(db, cfg)
 	require.NoError(t, err)
 	hs := httptest.NewUnstartedServer(srv)
 	hs.Config.Protocols = server.Protocols()
@@ -104,4 +109,20 @@ func TestEndpointUnreachable(t *testing.T) {
 	url := hs.URL
 	hs.Close() // nothing listens there now
 	run(t, "", "streams", "list", "--endpoint", url).check(t, ExitFailure, nil, []string{"cannot reach " + url, "connection refused"})
+}
+
+// TestEndpointThrottled runs against a server with Kinesis' per-shard
+// limits: put retries the entries PutRecords rejects, and get backs off
+// when reads are throttled, so both still deliver everything.
+func TestEndpointThrottled(t *testing.T) {
+	t.Parallel()
+	url := newTestServerConfig(t, server.Config{KinesisLimits: true})
+	mustRun(t, "", "streams", "create", "s", "--endpoint", url)
+	in := strings.Repeat("0123456789\n", 1500) // over 1000 records/s on one shard
+	r := runCtx(t.Context(), t, "", in, "put", "s", "--key", "k", "-q", "--endpoint", url)
+	r.check(t, ExitOK, []string{"put 1500 records to s"}, nil)
+	for range 7 { // over 5 reads/s
+		out := mustRun(t, "", "get", "s", "--limit", "1", "--endpoint", url)
+		require.Equal(t, "0123456789\n", out)
+	}
 }

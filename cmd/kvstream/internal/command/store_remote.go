@@ -299,7 +299,6 @@ type remoteReader struct {
 	shard  string
 	token  *string
 	last   string // sequence number of the last record returned
-	behind bool   // the last page was not at the tip
 }
 
 // iterator fetches a shard iterator for pos.
@@ -330,8 +329,11 @@ func (rr *remoteReader) Next(ctx context.Context, max int) ([]record, readState,
 		err = rr.store.wrap(err, rr.stream)
 		switch {
 		case errors.Is(err, engine.ErrThroughputExceeded):
-			rr.behind = false
-			return nil, stateCaughtUp, nil // Wait, then retry
+			// Over the shard's read limit: back off, then try again.
+			if err := sleepCtx(ctx, time.Second); err != nil {
+				return nil, stateCaughtUp, err
+			}
+			return nil, stateMore, nil
 		case errors.Is(err, engine.ErrExpiredIterator) && rr.last != "":
 			n, _ := engine.ParseSequenceNumber(rr.last)
 			if err := rr.iterator(ctx, engine.AfterSequenceNumber(n)); err != nil {
@@ -355,18 +357,19 @@ func (rr *remoteReader) Next(ctx context.Context, max int) ([]record, readState,
 		rr.last = recs[len(recs)-1].Seq
 	}
 	rr.token = out.NextShardIterator
-	rr.behind = aws.ToInt64(out.MillisBehindLatest) > 0
 	switch {
 	case rr.token == nil:
 		return recs, stateEnded, nil
-	case len(recs) == max || rr.behind:
+	case len(recs) == max || aws.ToInt64(out.MillisBehindLatest) > 0:
 		return recs, stateMore, nil
 	}
 	return recs, stateCaughtUp, nil
 }
 
-func (rr *remoteReader) Wait(ctx context.Context) error {
-	t := time.NewTimer(remotePollInterval)
+func (rr *remoteReader) Wait(ctx context.Context) error { return sleepCtx(ctx, remotePollInterval) }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
