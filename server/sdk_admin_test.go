@@ -260,7 +260,21 @@ func TestSDKCreateDelayAndLimits(t *testing.T) {
 
 	desc, err := env.db.DescribeStream("slow")
 	require.NoError(t, err)
-	require.Equal(t, 1000, desc.Limits.WriteRecordsPerSec)
+	require.Equal(t, engine.KinesisLimits, desc.Limits)
+
+	// Streams that existed before the server get the limits too; streams
+	// with limits of their own keep them.
+	custom := engine.Limits{WriteRecordsPerSec: 7}
+	require.NoError(t, env.db.CreateStream("embedded", engine.StreamConfig{ShardCount: 1}))
+	require.NoError(t, env.db.CreateStream("custom", engine.StreamConfig{ShardCount: 1, Limits: custom}))
+	_, err = New(env.db, Config{KinesisLimits: true})
+	require.NoError(t, err)
+	desc, err = env.db.DescribeStream("embedded")
+	require.NoError(t, err)
+	require.Equal(t, engine.KinesisLimits, desc.Limits)
+	desc, err = env.db.DescribeStream("custom")
+	require.NoError(t, err)
+	require.Equal(t, custom, desc.Limits)
 }
 
 func TestSDKThrottling(t *testing.T) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -83,4 +84,30 @@ func TestServeBusyDataDir(t *testing.T) {
 	defer db.Close()
 	err = Serve(context.Background(), Config{Addr: "127.0.0.1:0", DataDir: dir}, nil)
 	require.ErrorIs(t, err, engine.ErrLocked)
+}
+
+// TestServeReadTimeout checks a client that never finishes its request is
+// cut off after ReadTimeout, and that Serve still shuts down promptly.
+func TestServeReadTimeout(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Serve(ctx, Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), ReadTimeout: 200 * time.Millisecond,
+			ShutdownTimeout: 2 * time.Second, Engine: &engine.Options{NoSync: true}}, func(a string) { addrc <- a })
+	}()
+	addr := <-addrc
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"))
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadAll(conn) // the server closes the connection
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 3*time.Second)
+	cancel()
+	require.NoError(t, <-errc)
 }

@@ -51,7 +51,9 @@ type Config struct {
 	CreateDelay time.Duration
 	// KinesisLimits applies engine.KinesisLimits (1000 records/s and
 	// 1 MiB/s written, 2 MiB/s and 5 calls/s read, per shard) to every
-	// stream created through the server. Default false: no throttling.
+	// stream: New sets them (persistently, with DB.SetLimits) on existing
+	// streams that have no limits, and streams created through the server
+	// get them at creation. Default false: no throttling.
 	KinesisLimits bool
 	// AccessKey and SecretKey, when both set, turn on SigV4 verification:
 	// requests must be signed with these credentials (service "kinesis",
@@ -164,7 +166,33 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	if cfg.verifying() {
 		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey)
 	}
+	if cfg.KinesisLimits {
+		if err := s.applyKinesisLimits(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// applyKinesisLimits sets engine.KinesisLimits on every stream that has
+// no limits yet.
+func (s *Server) applyKinesisLimits() error {
+	names, err := s.db.ListStreams()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		d, err := s.db.DescribeStream(n)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if d.Limits == (engine.Limits{}) {
+			if err := s.db.SetLimits(n, engine.KinesisLimits); err != nil && !errors.Is(err, engine.ErrStreamNotFound) {
+				return fmt.Errorf("server: apply Kinesis limits to stream %s: %w", n, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ServeHTTP implements http.Handler. It never panics: a panic in a handler
