@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -30,6 +31,31 @@ func runCtx(ctx context.Context, t *testing.T, dir, stdin string, args ...string
 	}
 	code := Execute(ctx, cmd, args)
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// runUntil runs kvstream like runCtx, waits until its stdout holds want,
+// then cancels its context, as Ctrl-C would, and returns the result.
+func runUntil(t *testing.T, dir, want string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cmd := NewRootCommand()
+	var out, errb syncBuffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetIn(strings.NewReader(""))
+	done := make(chan int, 1)
+	go func() { done <- Execute(ctx, cmd, append([]string{"--data", dir}, args...)) }()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) }, 30*time.Second, time.Millisecond,
+		"waiting for %q; stdout %q, stderr %q", want, out.String(), errb.String())
+	cancel()
+	select {
+	case code := <-done:
+		return result{stdout: out.String(), stderr: errb.String(), code: code}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kvstream %v did not stop after cancel", args)
+	}
+	return result{}
 }
 
 func run(t *testing.T, dir string, args ...string) result {

@@ -2,7 +2,6 @@ package command
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
@@ -68,9 +66,7 @@ func TestDemoRerun(t *testing.T) {
 func TestDemoInterrupt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	r := runCtx(ctx, t, dir, "", "demo", "--rate", "50")
+	r := runUntil(t, dir, "got {", "demo", "--rate", "50")
 	r.check(t, ExitOK, []string{"Press Ctrl-C to stop", "Put "}, nil)
 	require.NotEmpty(t, gotSeq.FindAllString(r.stdout, -1))
 	db, err := engine.Open(dir, nil)

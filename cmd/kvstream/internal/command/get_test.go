@@ -116,12 +116,10 @@ func TestGetJSONBinary(t *testing.T) {
 // the engine.
 func TestGetFollowInterrupt(t *testing.T) {
 	t.Parallel()
-	dir, _ := getFixture(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	r := runCtx(ctx, t, dir, "", "get", "s", "--follow")
-	r.check(t, ExitOK, []string{"a1", "a3", "b2"}, nil)
-	require.Len(t, lines(r.stdout), 5)
+	dir, puts := getFixture(t)
+	r := runUntil(t, dir, "a3\n", "get", "s", "--follow", "--shard", strings.Fields(puts[0])[0])
+	r.check(t, ExitOK, nil, nil)
+	require.Equal(t, "a1\na2\na3\n", r.stdout)
 	mustRun(t, dir, "streams", "list")
 }
 
@@ -206,4 +204,50 @@ func TestFollowLocal(t *testing.T) {
 		require.Greater(t, i, last[k], "records of key %s in put order: %v", k, got)
 		last[k] = i
 	}
+}
+
+// TestGetConsumer: a durable consumer resumes where the previous run
+// stopped, across processes (here: runs), and --limit checkpoints only
+// what it printed.
+func TestGetConsumer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustRun(t, dir, "streams", "create", "s")
+	mustRun(t, dir, "put", "s", "r1", "r2", "r3", "--key", "k")
+	for _, tc := range []struct {
+		name string
+		put  []string // records put before the run
+		args []string
+		want string
+	}{
+		{name: "first two", args: []string{"--limit", "2"}, want: "r1\nr2\n"},
+		{name: "the rest", want: "r3\n"},
+		{name: "caught up", want: ""},
+		{name: "new records", put: []string{"r4", "r5"}, want: "r4\nr5\n"},
+		{name: "follow with limit", put: []string{"r6"}, args: []string{"--follow", "--limit", "1"}, want: "r6\n"},
+		{name: "another consumer from the start", args: []string{"--consumer", "other", "--limit", "1"}, want: "r1\n"},
+		{name: "a new consumer at latest", args: []string{"--consumer", "late", "--from", "latest"}, want: ""},
+		{name: "the latest one sees what comes next", put: []string{"r7"}, args: []string{"--consumer", "late"}, want: "r7\n"},
+	} {
+		if len(tc.put) > 0 {
+			mustRun(t, dir, append([]string{"put", "s", "--key", "k"}, tc.put...)...)
+		}
+		args := append([]string{"get", "s", "--consumer", "billing"}, tc.args...)
+		r := run(t, dir, args...)
+		r.check(t, ExitOK, nil, nil)
+		require.Equal(t, tc.want, r.stdout, tc.name)
+	}
+}
+
+// TestGetConsumerInterrupt: Ctrl-C on a following consumer exits 0 and
+// keeps the checkpoints of what was printed.
+func TestGetConsumerInterrupt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustRun(t, dir, "streams", "create", "s")
+	mustRun(t, dir, "put", "s", "r1", "r2", "--key", "k")
+	r := runUntil(t, dir, "r2\n", "get", "s", "--consumer", "c", "--follow")
+	r.check(t, ExitOK, nil, nil)
+	require.Equal(t, "r1\nr2\n", r.stdout)
+	require.Equal(t, "", mustRun(t, dir, "get", "s", "--consumer", "c"))
 }
