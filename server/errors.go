@@ -80,6 +80,9 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		typ = errLimitExceeded
 	}
 	if typ == errInternalFailure {
+		if errCanceled(err) { // the client went away; nothing to report
+			return newAPIError(errInternalFailure, "The request was cancelled.")
+		}
 		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
 		return newAPIError(errInternalFailure, "Internal service failure.")
 	}

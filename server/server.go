@@ -58,7 +58,8 @@ type Config struct {
 	// AccessKey and SecretKey, when both set, turn on SigV4 verification:
 	// requests must be signed with these credentials (service "kinesis",
 	// any region) or they get Kinesis' authentication errors. Default
-	// empty: no verification (any credentials are accepted).
+	// empty: no verification (any credentials are accepted). GET /healthz
+	// and GET /metrics are never authenticated.
 	AccessKey, SecretKey string
 	// InsecureAllowRemote lets Serve listen on a non-loopback address
 	// without SigV4 verification. Default false.

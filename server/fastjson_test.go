@@ -1,0 +1,80 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// The hand-written encoders must produce what encoding/json produces for
+// the generic response structs (compared as parsed JSON).
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " and \ backslash`, "tab\tnl\ncr\r", "\x00\x01\x1f\x7f", "ünïcødé ✓ 😀",
+		"bad utf8 \xff\xfe end", "\u2028\u2029", "<html>&amp;"} {
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		var a, b string
+		require.NoError(t, json.Unmarshal(want, &a))
+		got := appendJSONString(nil, s)
+		require.NoError(t, json.Unmarshal(got, &b), "%q", got)
+		require.Equal(t, a, b, "%q", s)
+	}
+}
+
+func TestAppendShardID(t *testing.T) {
+	for _, id := range []engine.ShardID{0, 7, 1<<31 - 1, 1<<32 - 1} {
+		require.Equal(t, id.String(), string(appendShardID(nil, id)))
+	}
+}
+
+func TestAppendGetRecordsJSON(t *testing.T) {
+	child := engine.ShardID(3)
+	out := engine.GetRecordsOutput{
+		Records: []engine.Record{
+			{SequenceNumber: engine.SequenceNumber{ShardCreated: 1700000000, Shard: 2, Counter: 42, Written: 1700000001},
+				PartitionKey: "k\"1", Data: []byte{0, 1, 2, 250}, Timestamp: time.UnixMilli(1700000001234)},
+			{SequenceNumber: engine.SequenceNumber{ShardCreated: 1700000000, Shard: 2, Counter: 43, Written: 1700000002},
+				PartitionKey: "ü", Data: nil, Timestamp: time.UnixMilli(1700000002005)},
+		},
+		MillisBehindLatest: 17,
+		ChildShards: []engine.ChildShard{{ShardID: child, ParentShards: []engine.ShardID{1, 2},
+			HashKeyRange: engine.HashRange{Start: engine.HashKey{Lo: 5}, End: engine.MaxHashKey}}},
+	}
+	generic := getRecordsOutput{Records: []recordOut{}, MillisBehindLatest: 17, ChildShards: childShards(out.ChildShards)}
+	for _, r := range out.Records {
+		d := r.Data
+		if d == nil {
+			d = []byte{}
+		}
+		generic.Records = append(generic.Records, recordOut{SequenceNumber: r.SequenceNumber.String(),
+			ApproximateArrivalTimestamp: ts(r.Timestamp), Data: d, PartitionKey: r.PartitionKey})
+	}
+	want, err := json.Marshal(generic)
+	require.NoError(t, err)
+	require.JSONEq(t, string(want), string(appendGetRecordsJSON(nil, &out)))
+
+	out.ChildShards, generic.ChildShards = nil, nil
+	out.NextShardIterator, generic.NextShardIterator = "tok-en_", "tok-en_"
+	want, err = json.Marshal(generic)
+	require.NoError(t, err)
+	require.JSONEq(t, string(want), string(appendGetRecordsJSON(nil, &out)))
+	require.Contains(t, string(want), `"ApproximateArrivalTimestamp":1700000001.234`)
+}
+
+func TestAppendPutRecordsJSON(t *testing.T) {
+	results := []engine.PutResult{
+		{ShardID: 1, SequenceNumber: engine.SequenceNumber{ShardCreated: 1700000000, Shard: 1, Counter: 9, Written: 1700000003}},
+		{ShardID: 0, Err: errors.New("throttled")},
+	}
+	failures := []putRecordsResultEntry{{ErrorCode: errThroughputExceeded, ErrorMessage: "Rate exceeded for shard shardId-000000000000 in stream s."}}
+	generic := putRecordsOutput{FailedRecordCount: 1, EncryptionType: "NONE", Records: []putRecordsResultEntry{
+		{SequenceNumber: results[0].SequenceNumber.String(), ShardId: "shardId-000000000001"}, failures[0]}}
+	want, err := json.Marshal(generic)
+	require.NoError(t, err)
+	require.JSONEq(t, string(want), string(appendPutRecordsJSON(nil, 1, results, failures, "NONE")))
+}
