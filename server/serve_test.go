@@ -43,11 +43,16 @@ func TestServe(t *testing.T) {
 	require.NoError(t, err)
 	_, err = kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("served"), PartitionKey: aws.String("k"), Data: []byte("kept")})
 	require.NoError(t, err)
-	resp, err := http.Get("http://" + addr + "/healthz")
+	// h2c with prior knowledge, as the Java SDK v2 speaks on plain http.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/healthz")
 	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, "ok\n", string(b))
+	require.Equal(t, 2, resp.ProtoMajor)
 
 	cancel()
 	select {
