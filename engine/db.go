@@ -67,6 +67,10 @@ type stream struct {
 
 	id          uint32
 	retentionMs atomic.Int64
+	// nOpen is len(open), readable without mu (shard-quota counts run
+	// under db.mu, which must not wait for a stream lock: lock order is
+	// stream.mu, then db.mu).
+	nOpen atomic.Int32
 }
 
 // Open opens (creating if needed) the data directory dir. A second Open
@@ -265,6 +269,7 @@ func (s *stream) rebuildRoutingLocked() {
 		s.open = append(s.open, s.logs[sm.ID])
 		s.ranges = append(s.ranges, sm.Range)
 	}
+	s.nOpen.Store(int32(len(s.open)))
 }
 
 // route returns the open shard whose range contains h. The caller holds
@@ -321,15 +326,20 @@ func (db *DB) Close() error {
 	}
 	db.bg.stop()
 	db.writer.Close()
-	db.mu.Lock()
+	// Lock order is stream.mu then db.mu: collect, release, then lock.
+	db.mu.RLock()
+	streams := make([]*stream, 0, len(db.mu.streams))
 	for _, s := range db.mu.streams {
+		streams = append(streams, s)
+	}
+	db.mu.RUnlock()
+	for _, s := range streams {
 		s.mu.Lock()
 		for _, l := range s.logs {
 			l.Close() // wake tail readers
 		}
 		s.mu.Unlock()
 	}
-	db.mu.Unlock()
 	if werr := db.writer.Err(); werr != nil {
 		// A WAL write failure can leave Pebble's commit pipeline locked, and
 		// Pebble's Close waits for that lock. Give it a moment, then give

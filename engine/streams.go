@@ -124,17 +124,14 @@ func (db *DB) putMetaLocked(b *pebble.Batch, m *streamMeta) error {
 }
 
 // openShardsLocked counts open shards across streams other than except
-// (nil: all streams). The caller holds db.mu and must not hold the lock of
-// any stream but except.
+// (nil: all streams). The caller holds db.mu; no stream lock is taken.
 func (db *DB) openShardsLocked(except *stream) int {
 	n := 0
 	for _, s := range db.mu.streams {
 		if s == except {
 			continue
 		}
-		s.mu.RLock()
-		n += len(s.open)
-		s.mu.RUnlock()
+		n += int(s.nOpen.Load()) // no stream lock under db.mu
 	}
 	return n
 }
@@ -146,14 +143,20 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := db.check(); err != nil {
 		return err
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	s := db.mu.streams[name]
-	if s == nil {
-		return notFound(name)
+	// Lock order is stream.mu then db.mu (updateMeta and reshard take
+	// db.mu under the stream's lock), so look up, lock the stream, then
+	// take db.mu and check the stream is still the one named.
+	s, err := db.streamByName(name)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if s.deleted || db.mu.streams[name] != s {
+		return notFound(name)
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Delete(shard.CatalogKey(name), nil)
