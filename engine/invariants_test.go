@@ -152,6 +152,22 @@ func TestReopenOnDiskAndLock(t *testing.T) {
 	require.ElementsMatch(t, want, got)
 }
 
+// TestReopenNoSync: with fsync off, a clean Close still keeps every record.
+func TestReopenNoSync(t *testing.T) {
+	opts := memOpts(newStepClock())
+	opts.NoSync = true
+	db := openDB(t, "db", opts)
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	for i := range 100 {
+		put(t, db, "s", "k", itoa(i))
+	}
+	want := shardRecords(t, db, "s", 0)
+	require.NoError(t, db.Close())
+	db = openDB(t, "db", opts)
+	require.Equal(t, want, shardRecords(t, db, "s", 0))
+	require.EqualValues(t, 101, put(t, db, "s", "k", "next").SequenceNumber.Counter)
+}
+
 // TestUnknownFormatVersionRefused: a directory written by a newer format is
 // not opened (and not modified).
 func TestUnknownFormatVersionRefused(t *testing.T) {

@@ -121,10 +121,14 @@ func TestUpdateShardCountLineage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct{ from, to int }{{4, 6}, {5, 3}, {3, 2}, {1, 2}, {2, 1}, {4, 8}, {8, 4}, {3, 5}, {7, 4}, {6, 6}} {
 		t.Run(fmt.Sprintf("%d_to_%d", c.from, c.to), func(t *testing.T) {
-			db, _, _ := newDB(t)
+			db, _, opts := newDB(t)
 			require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: c.from}))
 			require.NoError(t, db.UpdateShardCount("s", c.to))
 			byID := checkLineage(t, db, "s")
+			// The new shard table is what a restart loads.
+			require.NoError(t, db.Close())
+			db = openDB(t, "db", opts)
+			require.Equal(t, byID, checkLineage(t, db, "s"))
 			uniform(t, db, "s", c.to)
 			if c.from == c.to {
 				require.Len(t, byID, c.from, "a uniform stream at its count is left alone")
