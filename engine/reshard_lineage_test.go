@@ -260,16 +260,16 @@ func TestSplitAndMergeLineage(t *testing.T) {
 	require.Equal(t, engine.ShardID(0), *byID[2].ParentShardID)
 	checkRouting(t, db, "s", rng)
 	// Split the upper child at its last allowed key (End-1), then merge
-	// everything back pairwise, in both argument orders.
+	// everything back pairwise.
 	require.NoError(t, db.SplitShard("s", 2, new(big.Int).Sub(maxHash, bigOne).String()))
 	byID = checkLineage(t, db, "s")
 	require.Equal(t, new(big.Int).Sub(maxHash, bigOne).String(), byID[4].HashKeyRange.Start.String(), "upper child is [max-1, max]")
 	require.Equal(t, new(big.Int).Sub(maxHash, big.NewInt(2)).String(), byID[3].HashKeyRange.End.String())
 	checkRouting(t, db, "s", rng)
-	require.NoError(t, db.MergeShards("s", 4, 3)) // upper, lower: order does not matter here
+	require.NoError(t, db.MergeShards("s", 3, 4)) // ShardToMerge, then the adjacent shard above it
 	byID = checkLineage(t, db, "s")
-	require.Equal(t, engine.ShardID(4), *byID[5].ParentShardID)
-	require.Equal(t, engine.ShardID(3), *byID[5].AdjacentParentShardID)
+	require.Equal(t, engine.ShardID(3), *byID[5].ParentShardID)
+	require.Equal(t, engine.ShardID(4), *byID[5].AdjacentParentShardID)
 	require.NoError(t, db.MergeShards("s", 1, 5))
 	byID = checkLineage(t, db, "s")
 	require.Equal(t, engine.HashRange{End: engine.MaxHashKey}, byID[6].HashKeyRange)
