@@ -37,6 +37,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/shard"
+	"go.uber.org/goleak"
 )
 
 const (
@@ -52,6 +53,17 @@ const (
 	crashEpochLen   = 10 // cycles per data directory
 	crashChildLimit = 60 * time.Second
 )
+
+// TestMain checks that the package's tests leave no goroutine behind
+// (the engine owns goroutines: the Writer, the trimmer, tail waiters).
+// Child processes (the crash child, fault tests run in a child) skip the
+// check: they are killed, or strand Pebble goroutines on purpose.
+func TestMain(m *testing.M) {
+	if os.Getenv(crashEnvDir) != "" || os.Getenv(faultChildEnv) != "" {
+		os.Exit(m.Run())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // crashChildOptions are the child's options: default durability (fsync
 // before ack) and a fast trimmer; everything else default.
@@ -646,4 +658,43 @@ func crashCheckTiling(t *testing.T, cycle int, stream string, shards []engine.Sh
 		next = s.HashKeyRange.End.Add(1)
 	}
 	t.Errorf("cycle %d: %s has no open shard", cycle, stream)
+}
+
+// TestRegressionOpenLockedDirectory: Open of a directory another process
+// holds must fail with ErrLocked (DESIGN: "a second Open gets a clear
+// error"). It failed with ErrCorruption ("open <dir>: resource temporarily
+// unavailable"): Open recognised a held lock by looking for "lock" in
+// Pebble's error text, and the OS error for a held flock is EAGAIN.
+func TestRegressionOpenLockedDirectory(t *testing.T) {
+	t.Skip("BUG: Open of a directory held by another process (or by an unclosable Pebble DB in this process) returns ErrCorruption (EAGAIN text), not ErrLocked (engine/db.go Open matches \"lock\" in the error text)")
+	dir := t.TempDir()
+	crashCreateStreams(t, dir)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvMode+"=plain", crashEnvCycle+"=0", crashEnvSeed+"=1")
+	cmd.ExtraFiles = []*os.File{pw}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = pw.Close()
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	l, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil || l != "R\n" {
+		t.Fatalf("child: %q, %v", l, err)
+	}
+	db, err := engine.Open(dir, nil)
+	if err == nil {
+		_ = db.Close()
+		t.Fatal("a second process opened a directory in use")
+	}
+	if !errors.Is(err, engine.ErrLocked) || engine.IsCorruptionError(err) {
+		t.Fatalf("Open of a directory in use by another process = %v; want ErrLocked, not corruption", err)
+	}
 }
