@@ -270,3 +270,50 @@ func TestDeleteRecreateIsolation(t *testing.T) {
 	_, err = db.GetRecords(ctx, oldTok, 10)
 	require.Error(t, err)
 }
+
+// TestPutRecordsResultsMatchRecords: PutRecords results are in input
+// order, each names the shard and the sequence number of its own record,
+// and each shard holds its entries in input order.
+func TestPutRecordsResultsMatchRecords(t *testing.T) {
+	db, _, _ := newDB(t)
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 4, Partitioner: engine.PartitionerMD5}))
+	var es []engine.Entry
+	for i := range 60 {
+		e := engine.Entry{PartitionKey: "key" + itoa(i%17), Data: []byte("d" + itoa(i))}
+		if i%10 == 0 {
+			e.ExplicitHashKey = maxHash.String() // last shard
+		}
+		es = append(es, e)
+	}
+	res, err := db.PutRecords(context.Background(), "s", es)
+	require.NoError(t, err)
+	require.Len(t, res, len(es))
+	bySeq := map[string]string{}
+	for _, id := range []engine.ShardID{0, 1, 2, 3} {
+		var order []string
+		for _, r := range shardRecords(t, db, "s", id) {
+			bySeq[r.SequenceNumber.String()] = string(r.Data)
+			order = append(order, string(r.Data))
+		}
+		var want []string
+		for i, r := range res {
+			if r.ShardID == id {
+				want = append(want, string(es[i].Data))
+			}
+		}
+		require.Equal(t, want, order, "%s holds its entries in input order", id)
+	}
+	for i, r := range res {
+		require.NoError(t, r.Err)
+		require.Equal(t, uint32(r.ShardID), r.SequenceNumber.Shard)
+		require.Equal(t, string(es[i].Data), bySeq[r.SequenceNumber.String()], "result %d", i)
+		if es[i].ExplicitHashKey != "" {
+			require.Equal(t, engine.ShardID(3), r.ShardID)
+		} else {
+			h := engine.PartitionerMD5.Hash(es[i].PartitionKey)
+			d, err := db.DescribeStream("s")
+			require.NoError(t, err)
+			require.True(t, d.Shards[r.ShardID].HashKeyRange.Contains(h))
+		}
+	}
+}
