@@ -1,0 +1,423 @@
+// Package forward drains a local kvstream stream into an upstream Kinesis
+// endpoint (AWS Kinesis Data Streams, or a central kvstream serve) with
+// PutRecords: the edge half of offline stream buffering.
+//
+// # Basics
+//
+// Producers write to the local stream as usual; their writes never wait on
+// the network. A Forwarder reads the stream through a durable consumer
+// (engine.Consumer), batches records per local shard by count, bytes and
+// linger time, sends each batch with PutRecords, and checkpoints the batch
+// only after the upstream acknowledged every entry of it:
+//
+//	f, err := forward.New(db, nil, forward.Config{
+//		Stream:       "events",
+//		TargetStream: "events",
+//		Endpoint:     "http://central:4567", // empty: AWS
+//	})
+//	go f.Run(ctx)         // until ctx ends
+//	st, err := f.Stats()  // lag, drops, errors
+//
+// # Guarantees
+//
+// Delivery is at least once. After a crash or a restart, Run resumes after
+// the last checkpoint, so the upstream may receive again the records of
+// the batches that were in flight (at most one batch per local shard).
+//
+// Per partition key order: records of one key live in one local shard
+// (after a reshard: in the parent, then in a child), and each local shard
+// has at most one PutRecords in flight, whose entries keep their local
+// order. A child shard's first batch waits until its parents' last batch
+// is acknowledged. When PutRecords fails some entries (partial success),
+// the Forwarder re-sends the failed entries and, to keep order, every
+// later entry of the batch with the same key as a failed one, even if that
+// entry was accepted — and nothing after the batch is sent until all of it
+// is accepted. So for every key, the last copy of each record in the
+// upstream appears in local order; a copy of a record appears before an
+// earlier record of its key only after a partial failure.
+//
+// # Offline operation
+//
+// An unreachable or throttling upstream is retried with exponential
+// backoff and jitter, forever; Run does not return for it (Stats reports
+// it). Meanwhile local writers are not slowed: the stream is on disk and
+// the Forwarder buffers only about two batches per shard in memory. Give
+// the stream a size bound (engine.StreamConfig.MaxBytes with DiscardOld)
+// so a long outage cannot fill the disk; records the retention deletes
+// before they are forwarded are counted in Stats.DroppedRecords.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/kvstream/kvstream/engine"
+)
+
+// Kinesis' PutRecords limits, the most a batch may hold.
+const (
+	MaxBatchRecords = 500
+	MaxBatchBytes   = 5 << 20
+)
+
+// Defaults of Config fields.
+const (
+	DefaultLinger         = 100 * time.Millisecond
+	DefaultMinBackoff     = 100 * time.Millisecond
+	DefaultMaxBackoff     = 10 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultRegion         = "us-east-1"
+)
+
+var (
+	// ErrInvalidConfig is returned by New for a Config it cannot use; the
+	// message names the field.
+	ErrInvalidConfig = errors.New("forward: invalid config")
+	// ErrRunning is returned by Run while another Run of the same
+	// Forwarder is active.
+	ErrRunning = errors.New("forward: already running")
+	// ErrRejected is returned by Run when the upstream rejects a batch as
+	// invalid (InvalidArgumentException, ValidationException or a
+	// serialization error): sending it again cannot succeed, so the
+	// Forwarder stops instead of retrying. The batch is not checkpointed.
+	ErrRejected = errors.New("forward: upstream rejected the batch")
+)
+
+// Client is the part of *kinesis.Client a Forwarder uses. Tests and
+// wrappers (metrics, fault injection) may provide their own.
+type Client interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+}
+
+// Config configures a Forwarder. Only Stream is required; every other
+// zero field takes the default its comment names.
+type Config struct {
+	// Stream is the local stream to drain. Required.
+	Stream string
+	// Consumer names the durable consumer whose checkpoints record what
+	// the upstream has acknowledged. Two Forwarders of one stream to two
+	// targets need two names. Default "forward-" + TargetStream (cut to
+	// the 128 characters a consumer name may have).
+	Consumer string
+	// Start is where a new consumer starts reading: engine.TrimHorizon()
+	// (everything still stored, the default), engine.Latest() or
+	// engine.AtTimestamp(t). An existing consumer resumes after its
+	// checkpoints and ignores Start.
+	Start engine.StartPosition
+	// TargetStream is the upstream stream's name, or its ARN (a value
+	// starting with "arn:"). Default: Stream.
+	TargetStream string
+	// Endpoint overrides the upstream endpoint, e.g.
+	// "http://127.0.0.1:4567" for a kvstream serve. Default empty: AWS's
+	// endpoint for Region. Used only when New builds the client.
+	Endpoint string
+	// Region is the upstream's region. Default: the AWS configuration
+	// chain's ($AWS_REGION, the shared config file), else "us-east-1".
+	// Used only when New builds the client.
+	Region string
+	// MaxBatchRecords caps the entries of one PutRecords. Default and
+	// maximum 500, as Kinesis.
+	MaxBatchRecords int
+	// MaxBatchBytes caps data plus partition keys of one PutRecords.
+	// Default and maximum 5 MiB, as Kinesis.
+	MaxBatchBytes int
+	// Linger is how long a shard's batch may wait for more records before
+	// it is sent when it is not full. Default 100ms (the KPL's
+	// RecordMaxBufferedTime); a negative value sends at once.
+	Linger time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// attempts after a failure (throttling, a connection error, a 5xx, a
+	// partial failure). Each wait is drawn between half and all of
+	// min(MaxBackoff, MinBackoff·2^attempt). Defaults 100ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// RequestTimeout bounds one PutRecords call. Default 30s.
+	RequestTimeout time.Duration
+	// Logger receives a line when the upstream starts failing and when it
+	// recovers. Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.TargetStream == "" {
+		c.TargetStream = c.Stream
+	}
+	if c.Consumer == "" {
+		name := c.TargetStream
+		if i := strings.LastIndexByte(name, '/'); strings.HasPrefix(name, "arn:") && i >= 0 {
+			name = name[i+1:]
+		}
+		c.Consumer = "forward-" + name
+		if len(c.Consumer) > 128 {
+			c.Consumer = c.Consumer[:128]
+		}
+	}
+	if c.MaxBatchRecords == 0 {
+		c.MaxBatchRecords = MaxBatchRecords
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = MaxBatchBytes
+	}
+	switch {
+	case c.Linger == 0:
+		c.Linger = DefaultLinger
+	case c.Linger < 0:
+		c.Linger = 0
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate reports the first unusable field.
+func (c Config) validate() error {
+	switch {
+	case c.Stream == "":
+		return fmt.Errorf("%w: Stream is required", ErrInvalidConfig)
+	case c.MaxBatchRecords < 1 || c.MaxBatchRecords > MaxBatchRecords:
+		return fmt.Errorf("%w: MaxBatchRecords %d must be 1 to %d", ErrInvalidConfig, c.MaxBatchRecords, MaxBatchRecords)
+	case c.MaxBatchBytes < 1 || c.MaxBatchBytes > MaxBatchBytes:
+		return fmt.Errorf("%w: MaxBatchBytes %d must be 1 to %d", ErrInvalidConfig, c.MaxBatchBytes, MaxBatchBytes)
+	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("%w: MinBackoff %v and MaxBackoff %v must satisfy 0 ≤ MinBackoff ≤ MaxBackoff", ErrInvalidConfig, c.MinBackoff, c.MaxBackoff)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("%w: RequestTimeout %v must not be negative", ErrInvalidConfig, c.RequestTimeout)
+	}
+	return nil
+}
+
+// NewClient returns a Kinesis client for cfg's Endpoint and Region, with
+// credentials from the standard AWS configuration chain (environment,
+// shared files, SSO, container and instance roles). On a loopback
+// Endpoint (a local kvstream serve, which accepts any credentials unless
+// it verifies SigV4) without $AWS_ACCESS_KEY_ID or $AWS_PROFILE set, it
+// uses placeholder credentials instead of searching the chain. The
+// client's own retries are off: the Forwarder retries with its backoff.
+func NewClient(ctx context.Context, cfg Config) (*kinesis.Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	local := false
+	if cfg.Endpoint != "" {
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: Endpoint %q must be a URL such as http://127.0.0.1:4567", ErrInvalidConfig, cfg.Endpoint)
+		}
+		local = isLoopback(u.Hostname()) && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == ""
+	}
+	var awsCfg aws.Config
+	if local {
+		awsCfg = aws.Config{Region: cfg.Region, Credentials: credentials.NewStaticCredentialsProvider("kvstream", "kvstream", "")}
+	} else {
+		var err error
+		if awsCfg, err = config.LoadDefaultConfig(ctx, opts...); err != nil {
+			return nil, fmt.Errorf("forward: AWS configuration: %w", err)
+		}
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = DefaultRegion
+	}
+	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.Retryer = aws.NopRetryer{}
+	}), nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Forwarder drains one local stream into one upstream stream. Run does
+// the work; Stats may be called at any time from any goroutine.
+type Forwarder struct {
+	db     *engine.DB
+	client Client
+	cfg    Config
+
+	running atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		// pos holds each shard's forwarding position; it outlives Runs so
+		// Stats works between them.
+		pos map[engine.ShardID]*position
+		// queues are the current Run's per-shard buffers (nil between Runs).
+		queues map[engine.ShardID]*queue
+		// lastErr is the most recent upstream failure, at lastErrAt;
+		// lastOK is the most recent acknowledged batch.
+		lastErr   error
+		lastErrAt time.Time
+		lastOK    time.Time
+		failing   bool // the most recent call failed as a whole
+	}
+
+	forwardedRecords atomic.Int64
+	forwardedBytes   atomic.Int64
+	requests         atomic.Int64
+	failedRequests   atomic.Int64
+	throttled        atomic.Int64
+	retried          atomic.Int64
+}
+
+// position is how far one local shard has been forwarded. Counters are
+// the engine's per-shard record counters (SequenceNumber.Counter).
+type position struct {
+	mu sync.Mutex
+	// acked is the last counter the upstream acknowledged and the
+	// consumer checkpointed (0: none).
+	acked uint64
+	// read is the last counter the current Run handed to the shard's
+	// sender (equal to acked between Runs).
+	read uint64
+	// dropped counts records the Forwarder found deleted by retention
+	// before it read them (gaps in the counters), up to and including
+	// counter droppedThrough; a gap seen again by a later Run is not
+	// counted twice.
+	dropped        int64
+	droppedThrough uint64
+}
+
+// advance records that the reader handed counter c to the sender and
+// counts the records between the previous one and c that retention
+// deleted.
+func (p *position) advance(c uint64) {
+	p.mu.Lock()
+	if from := max(p.read, p.droppedThrough); c > from+1 {
+		p.dropped += int64(c - from - 1)
+		p.droppedThrough = c - 1
+	}
+	p.read = c
+	p.mu.Unlock()
+}
+
+// New returns a Forwarder of cfg.Stream in db to cfg.TargetStream through
+// client. A nil client means NewClient(cfg). New creates the durable
+// consumer cfg.Consumer at cfg.Start if it does not exist; it does not
+// contact the upstream. The Forwarder does not own db: close db only after
+// Run has returned.
+//
+// A client passed in should not retry on its own (aws.NopRetryer, or
+// RetryMaxAttempts 1): the Forwarder retries, and retries the SDK adds
+// underneath only delay the backoff and Stats.
+func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil DB", ErrInvalidConfig)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		c, err := NewClient(context.Background(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		client = c
+	}
+	c, err := db.OpenConsumer(cfg.Stream, cfg.Consumer, engine.ConsumerConfig{Start: cfg.Start})
+	if err != nil {
+		return nil, fmt.Errorf("forward: consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
+	}
+	f := &Forwarder{db: db, client: client, cfg: cfg}
+	f.mu.pos = make(map[engine.ShardID]*position)
+	f.loadPositions(c)
+	return f, nil
+}
+
+// Config returns the Forwarder's configuration with defaults applied.
+func (f *Forwarder) Config() Config { return f.cfg }
+
+// loadPositions sets every shard's position to c's checkpoints, dropping
+// whatever a previous Run read but did not get acknowledged.
+func (f *Forwarder) loadPositions(c *engine.Consumer) {
+	cps := c.Checkpoints()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.mu.pos {
+		p.mu.Lock()
+		p.read = p.acked
+		p.mu.Unlock()
+	}
+	for id, sn := range cps {
+		p := f.positionLocked(id)
+		p.mu.Lock()
+		p.acked = max(p.acked, sn.Counter)
+		p.read = p.acked
+		p.mu.Unlock()
+	}
+}
+
+func (f *Forwarder) positionLocked(id engine.ShardID) *position {
+	p := f.mu.pos[id]
+	if p == nil {
+		p = &position{}
+		f.mu.pos[id] = p
+	}
+	return p
+}
+
+func (f *Forwarder) position(id engine.ShardID) *position {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.positionLocked(id)
+}
+
+// Run forwards records until ctx ends, then returns nil; it returns
+// earlier only for an error it cannot retry: the local stream was deleted
+// or the DB closed or failed, a checkpoint could not be written, or the
+// upstream rejected a batch as invalid (ErrRejected). Upstream outages and
+// throttling are retried, never returned.
+//
+// Records read but not yet acknowledged when Run returns are sent again by
+// the next Run. Run may be called again after it returns, but not
+// concurrently (ErrRunning).
+func (f *Forwarder) Run(ctx context.Context) error {
+	if !f.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer f.running.Store(false)
+	// A fresh consumer each Run: a consumer remembers how far it read in
+	// this process, and the next Run must start at the checkpoints.
+	c, err := f.db.OpenConsumer(f.cfg.Stream, f.cfg.Consumer, engine.ConsumerConfig{Start: f.cfg.Start})
+	if err != nil {
+		return fmt.Errorf("forward: consumer %s of stream %s: %w", f.cfg.Consumer, f.cfg.Stream, err)
+	}
+	f.loadPositions(c)
+	r := &run{f: f, c: c, senders: make(map[engine.ShardID]*sender)}
+	err = r.run(ctx)
+	f.mu.Lock()
+	f.mu.queues = nil
+	f.mu.Unlock()
+	f.loadPositions(c)
+	return err
+}
