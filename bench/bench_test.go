@@ -3,6 +3,8 @@ package bench
 import (
 	"flag"
 	"testing"
+
+	"github.com/kvstream/kvstream/engine"
 )
 
 // The benchmarks run the library workloads at their default sizes (the
@@ -12,14 +14,33 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 1x ./bench/ -args -bench.rounds=3
 //
+// Flags after -args: -bench.rounds (runs per side, median reported),
+// -bench.scale (multiplies record counts; 0.1 for a quick look),
+// -bench.profile (small or throughput), -bench.producers (PutRecords
+// callers), -bench.dir (keep the read data set between runs). Profile with
+// the usual -cpuprofile/-memprofile and `go tool pprof -top -focus
+// 'appendEngine|readEngine|putPhase'` to separate the engine side.
+//
 // ns/op is the wall time of the whole run (both sides, loading and
-// measuring disk use) and means little; read the custom metrics.
+// measuring disk use) and means little; read the custom metrics: ratio
+// (engine ÷ ceiling), rec/s and pebble-rec/s, MB/s, latencies, CPU per
+// record of each side, peak RSS and disk bytes per record.
 var (
 	flagScale  = flag.Float64("bench.scale", 1, "multiply every benchmark's record count by this")
 	flagRounds = flag.Int("bench.rounds", 1, "rounds per workload; each round runs both sides (see Result.Rounds)")
 	flagProd   = flag.Int("bench.producers", 0, "PutRecords producer goroutines (default: DefaultAppendConfig's)")
 	flagDir    = flag.String("bench.dir", "", "keep read data sets in this directory across runs (default: a temporary directory)")
+	flagProf   = flag.String("bench.profile", "throughput", "engine memory profile of both sides: small or throughput")
 )
+
+// profile returns the -bench.profile flag's profile.
+func profile(b *testing.B) engine.Profile {
+	p, err := ParseProfile(*flagProf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
 
 func scaled(n int64) int64 { return max(1, int64(float64(n)**flagScale)) }
 
@@ -50,6 +71,7 @@ func BenchmarkPutRecords(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			cfg := DefaultAppendConfig()
+			cfg.Profile = profile(b)
 			cfg.NoSync = !sync
 			cfg.Records = scaled(cfg.Records)
 			cfg.Rounds = *flagRounds
@@ -70,6 +92,7 @@ func BenchmarkPutRecords(b *testing.B) {
 
 func BenchmarkPutRecord(b *testing.B) {
 	cfg := DefaultPutConfig()
+	cfg.Profile = profile(b)
 	cfg.Records = scaled(cfg.Records)
 	cfg.Rounds = *flagRounds
 	var r Result
@@ -90,6 +113,7 @@ func BenchmarkRead(b *testing.B) {
 	for _, via := range []ReadAPI{ViaGetRecords, ViaIterator} {
 		b.Run(via.String(), func(b *testing.B) {
 			cfg := DefaultReadConfig()
+			cfg.Profile = profile(b)
 			cfg.Via = via
 			cfg.Records = scaled(cfg.Records)
 			cfg.Rounds = *flagRounds
@@ -113,6 +137,7 @@ func BenchmarkTail(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			cfg := DefaultTailConfig()
+			cfg.Profile = profile(b)
 			cfg.NoSync = !sync
 			cfg.Records = scaled(cfg.Records)
 			cfg.Rounds = *flagRounds
