@@ -1,0 +1,171 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/server"
+	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/require"
+)
+
+// forwardRoot returns the kvstream command tree with forward in it: the
+// real one once root.go registers forward, else a root with the same
+// global flags and error handling around newForwardCommand.
+func forwardRoot() *cobra.Command {
+	root := NewRootCommand()
+	for _, c := range root.Commands() {
+		if c.Name() == "forward" {
+			return root
+		}
+	}
+	ro := &rootOptions{}
+	cmd := &cobra.Command{Use: "kvstream", SilenceErrors: true, SilenceUsage: true}
+	ro.AddFlags(cmd.PersistentFlags())
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.AddCommand(newForwardCommand(ro))
+	markRuns(cmd)
+	return cmd
+}
+
+// forwardOutput is a bytes.Buffer safe for the forwarder's logger and the
+// command writing at once.
+type forwardOutput struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *forwardOutput) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *forwardOutput) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runForward(ctx context.Context, dir string, args ...string) result {
+	cmd := forwardRoot()
+	var out, errb forwardOutput
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	args = append([]string{"--data", dir, "forward"}, args...)
+	code := Execute(ctx, cmd, args)
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// forwardPutLocal writes n records "i" (from first) to stream in dir.
+func forwardPutLocal(t *testing.T, dir, stream string, shards, first, n int) {
+	t.Helper()
+	db, err := engine.Open(dir, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	if shards > 0 {
+		require.NoError(t, db.CreateStream(stream, engine.StreamConfig{ShardCount: shards}))
+	}
+	var entries []engine.Entry
+	for i := first; i < first+n; i++ {
+		entries = append(entries, engine.Entry{PartitionKey: fmt.Sprint("k", i%7), Data: fmt.Append(nil, i)})
+		if len(entries) == 500 || i == first+n-1 {
+			_, err := db.PutRecords(context.Background(), stream, entries)
+			require.NoError(t, err)
+			entries = entries[:0]
+		}
+	}
+}
+
+func TestForwardCommand(t *testing.T) {
+	// The upstream: a kvstream server with stream "central".
+	updb, err := engine.Open(t.TempDir(), &engine.Options{NoSync: true})
+	require.NoError(t, err)
+	require.NoError(t, updb.CreateStream("central", engine.StreamConfig{ShardCount: 1}))
+	srv, err := server.New(updb, server.Config{})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.Close()
+		require.NoError(t, updb.Close())
+	})
+	count := func() int {
+		it, err := updb.Iterate("central", 0, engine.TrimHorizon())
+		require.NoError(t, err)
+		defer it.Close()
+		n := 0
+		for it.Next() {
+			n++
+		}
+		return n
+	}
+
+	dir := filepath.Join(t.TempDir(), "data")
+	forwardPutLocal(t, dir, "events", 2, 0, 2000)
+	// forward runs until Ctrl-C; cancel it once everything is upstream.
+	forwardAll := func(want int) result {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan result, 1)
+		go func() {
+			done <- runForward(ctx, dir, "--stream", "events", "--to", hs.URL, "--to-stream", "central",
+				"--linger", "1ms", "--stats-interval", "5ms")
+		}()
+		deadline := time.Now().Add(20 * time.Second)
+		for count() < want && time.Now().Before(deadline) {
+			select {
+			case r := <-done:
+				t.Fatalf("forward ended early: %+v", r)
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+		require.Equal(t, want, count())
+		time.Sleep(20 * time.Millisecond) // let a progress line or two print
+		cancel()
+		return <-done
+	}
+	r := forwardAll(2000)
+	t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	r.check(t, ExitOK, []string{"forwarded: 2000 records", "caught up"}, []string{"forwarding events in", "to central at " + hs.URL, "consumer forward-central", "progress:"})
+
+	// A restart resumes after the checkpoints: nothing is sent twice.
+	forwardPutLocal(t, dir, "events", 0, 2000, 500)
+	r = forwardAll(2500)
+	r.check(t, ExitOK, []string{"forwarded: 500 records"}, nil)
+	require.Equal(t, 2500, count())
+}
+
+func TestForwardCommandErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	forwardPutLocal(t, dir, "events", 1, 0, 1)
+	for _, tc := range []struct {
+		name string
+		dir  string
+		args []string
+		code int
+		err  string
+	}{
+		{"no stream", dir, []string{"--to", "http://127.0.0.1:1"}, ExitUsage, "--stream is required"},
+		{"sequence start", dir, []string{"--stream", "events", "--from", "at:49647060812288014558888668248263847763900017820167045122"}, ExitUsage, "--from must be"},
+		{"bad url", dir, []string{"--stream", "events", "--to", "127.0.0.1:4567"}, ExitUsage, "must be a URL"},
+		{"big batch", dir, []string{"--stream", "events", "--batch-records", "501"}, ExitUsage, "--batch-records 501"},
+		{"bad backoff", dir, []string{"--stream", "events", "--min-backoff", "2s", "--max-backoff", "1s"}, ExitUsage, "--min-backoff"},
+		{"argument", dir, []string{"--stream", "events", "extra"}, ExitUsage, "extra"},
+		{"no data dir", filepath.Join(t.TempDir(), "none"), []string{"--stream", "events", "--to", "http://127.0.0.1:1"}, ExitFailure, "no data directory"},
+		{"unknown stream", dir, []string{"--stream", "nope", "--to", "http://127.0.0.1:1"}, ExitFailure, `stream "nope" not found`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runForward(t.Context(), tc.dir, tc.args...)
+			r.check(t, tc.code, nil, []string{tc.err})
+			require.False(t, strings.Contains(r.stderr, "forwarding"), r.stderr)
+		})
+	}
+}
