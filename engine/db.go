@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -87,7 +88,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		po.Cache.Unref()
 	}
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, &shard.Error{Kind: shard.ErrLocked, Msg: fmt.Sprintf(
 				"data directory %s is in use by another kvstream DB (a running server or another Open); close it, or talk to the server with --endpoint", dir), Cause: err}
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 
 	"github.com/kvstream/kvstream/shard"
 )
@@ -59,35 +60,43 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 		return nil, notFound(name)
 	}
 	results := make([]PutResult, len(entries))
-	req := shard.GetRequest()
-	defer shard.PutRequest(req)
+	logs := make([]*shard.Log, len(entries))
 	var ehks []shard.HashKey
-	var pending int64
 	for i := range entries {
 		e := &entries[i]
 		var h shard.HashKey
-		var ehk *shard.HashKey
 		if e.ExplicitHashKey != "" {
 			if h, err = parseExplicitHashKey(e.ExplicitHashKey); err != nil {
 				return nil, err
 			}
 			if ehks == nil {
-				ehks = make([]shard.HashKey, 0, len(entries))
+				ehks = make([]shard.HashKey, len(entries))
 			}
-			ehks = append(ehks, h)
-			ehk = &ehks[len(ehks)-1]
+			ehks[i] = h
 		} else {
 			h = s.meta.Partitioner.Hash(e.PartitionKey)
 		}
 		l := s.route(h)
+		logs[i] = l
 		results[i].ShardID = l.ID
 		if n := e.SequenceNumberForOrdering; !n.IsZero() && l.Owns(n) && n.Counter > l.Published() {
 			return nil, shard.Errorf(shard.ErrInvalidArgument,
 				"ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s is invalid.", n, name)
 		}
-		if err := db.admitWrite(ctx, s, l, e, &pending); err != nil {
+	}
+	bulk := db.admitBulk(s, logs, entries)
+	req := shard.GetRequest()
+	defer shard.PutRequest(req)
+	var pending int64
+	for i := range entries {
+		e, l := &entries[i], logs[i]
+		if err := db.admitWrite(ctx, s, l, e, &pending, bulk); err != nil {
 			results[i].Err = err
 			continue
+		}
+		var ehk *shard.HashKey
+		if e.ExplicitHashKey != "" {
+			ehk = &ehks[i]
 		}
 		req.Appends = append(req.Appends, shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data})
 	}
@@ -113,7 +122,7 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 //
 // MaxBytes counts stored bytes (shard.ValueLen), the unit DescribeStream
 // reports; pending is what earlier entries of the same call will add.
-func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry, pending *int64) error {
+func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry, pending *int64, bulk []*shard.Log) error {
 	n := len(e.Data) + len(e.PartitionKey)
 	if m := s.meta; m.MaxBytes > 0 && m.Discard == DiscardNew {
 		stored := int64(shard.ValueLen(e.PartitionKey, e.ExplicitHashKey != "", e.Data))
@@ -123,7 +132,7 @@ func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry,
 		*pending += stored
 	}
 	t := l.Throttle()
-	if t == nil {
+	if t == nil || slices.Contains(bulk, l) {
 		return nil
 	}
 	if s.meta.Limits.Wait {
@@ -133,4 +142,40 @@ func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry,
 		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for shard %s in stream %s.", l.ID, s.meta.Name)
 	}
 	return nil
+}
+
+// admitBulk takes each throttled shard's whole share of a call from its
+// buckets in one step when it fits, so a PutRecords that is under the
+// limits costs two bucket operations per shard, not per entry. It returns
+// the shards admitted that way; entries of other shards are admitted one
+// by one (partial success).
+func (db *DB) admitBulk(s *stream, logs []*shard.Log, entries []Entry) []*shard.Log {
+	if s.meta.Limits.Wait || len(entries) < 2 {
+		return nil
+	}
+	var admitted []*shard.Log
+	var seen [16]*shard.Log
+	distinct := seen[:0]
+	for _, l := range logs {
+		if l.Throttle() != nil && !slices.Contains(distinct, l) {
+			distinct = append(distinct, l)
+		}
+	}
+	if len(distinct) == 0 {
+		return nil
+	}
+	now := db.opts.Clock()
+	for _, l := range distinct {
+		records, bytes := 0, 0
+		for i, li := range logs {
+			if li == l {
+				records++
+				bytes += len(entries[i].Data) + len(entries[i].PartitionKey)
+			}
+		}
+		if l.Throttle().AdmitWriteN(now, records, bytes) {
+			admitted = append(admitted, l)
+		}
+	}
+	return admitted
 }

@@ -35,6 +35,16 @@ const (
 	PartitionerMD5    = shard.PartitionerMD5
 )
 
+// Kinds of start positions (StartPosition.Kind); String gives the Kinesis
+// ShardIteratorType name.
+const (
+	KindTrimHorizon         = iterator.KindTrimHorizon
+	KindLatest              = iterator.KindLatest
+	KindAtSequenceNumber    = iterator.KindAtSequenceNumber
+	KindAfterSequenceNumber = iterator.KindAfterSequenceNumber
+	KindAtTimestamp         = iterator.KindAtTimestamp
+)
+
 // MaxHashKey is 2^128-1.
 var MaxHashKey = shard.MaxHashKey
 

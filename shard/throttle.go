@@ -78,18 +78,28 @@ func cancelAll(rs []*rate.Reservation, now time.Time) {
 }
 
 // AdmitWrite takes one record and bytes from the write buckets at now and
-// reports whether both had capacity; when it returns false nothing is
-// taken.
-func (t *Throttle) AdmitWrite(now time.Time, bytes int) bool {
+// reports whether both had capacity.
+func (t *Throttle) AdmitWrite(now time.Time, bytes int) bool { return t.AdmitWriteN(now, 1, bytes) }
+
+// AdmitWriteN takes records and bytes from the write buckets at now, all
+// or nothing, and reports whether they had capacity. It checks before it
+// takes, so a rejected call normally takes nothing; under a race with
+// another writer it may take the records but not the bytes (erring toward
+// rejecting, never toward exceeding the limit). It does not allocate.
+func (t *Throttle) AdmitWriteN(now time.Time, records, bytes int) bool {
 	if t == nil {
 		return true
 	}
-	rs, wait, ok := reserve(now, []int{1, bytes}, t.writeRecords, t.writeBytes)
-	if !ok || wait > 0 {
-		cancelAll(rs, now)
+	if t.writeRecords != nil && t.writeRecords.TokensAt(now) < float64(records) {
 		return false
 	}
-	return true
+	if t.writeBytes != nil && t.writeBytes.TokensAt(now) < float64(bytes) {
+		return false
+	}
+	if t.writeRecords != nil && !t.writeRecords.AllowN(now, records) {
+		return false
+	}
+	return t.writeBytes == nil || t.writeBytes.AllowN(now, bytes)
 }
 
 // WaitWrite is AdmitWrite that waits (in real time) for capacity until
