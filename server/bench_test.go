@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/kvstream/kvstream/engine"
@@ -101,7 +102,12 @@ func BenchmarkServerPutRecords(b *testing.B) {
 		env := newEnv(b, Config{}, benchEngineOptions())
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
-		kc := env.client(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: tr} })
+		// The SDK's standard retryer, as a real producer runs with: under
+		// heavy machine load a transport error was seen once in the run.
+		kc := env.client(func(o *kinesis.Options) {
+			o.HTTPClient = &http.Client{Transport: tr}
+			o.Retryer = retry.NewStandard()
+		})
 		ctx := context.Background()
 		if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("bench"), ShardCount: aws.Int32(benchShards)}); err != nil {
 			b.Fatal(err)

@@ -401,7 +401,13 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
-		ae := s.engineError(err, "")
+		stream := "" // the token names the stream; messages are qualified when the ARN says which
+		if in.StreamARN != nil {
+			if _, _, n, ok := parseStreamARN(*in.StreamARN); ok {
+				stream = n
+			}
+		}
+		ae := s.engineError(err, stream)
 		// Kinesis names the shard as account/stream/shard.
 		if rest, ok := strings.CutPrefix(ae.Msg, "Rate exceeded for Shard - "); ok && !strings.HasPrefix(rest, s.cfg.Account+"/") {
 			ae.Msg = "Rate exceeded for Shard - " + s.cfg.Account + "/" + rest
