@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/kvstream/kvstream/engine"
 )
@@ -122,12 +121,13 @@ func (c *check) putBatch(b *putBatch) {
 	}
 }
 
-// validPartitionKey reports whether pk has 1 to 256 characters.
+// validPartitionKey reports whether pk has 1 to 256 characters (UTF-16
+// code units).
 func validPartitionKey(pk string) bool {
 	if len(pk) >= 1 && len(pk) <= 256 {
-		return true // byte length bounds the character count from above
+		return true // the UTF-8 length bounds the UTF-16 length from above
 	}
-	return len(pk) > 256 && utf8.RuneCountInString(pk) <= 256
+	return len(pk) > 256 && javaLen(pk) <= 256
 }
 
 // putEntry records the violations of one entry (i is 0-based).

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // Model constraints from the Kinesis service model (2013-12-02), checked
@@ -27,10 +26,24 @@ func (c *check) required(path string, present bool) bool {
 	return present
 }
 
-// length checks a string's length in characters against [min, max]
-// (max 0: unbounded).
+// javaLen returns the length of s as Java (and so Kinesis) measures it:
+// in UTF-16 code units.
+func javaLen(s string) int {
+	n := 0
+	for _, r := range s {
+		if r >= 0x10000 {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+// length checks a string's length in characters (UTF-16 code units, as
+// AWS counts) against [min, max] (max 0: unbounded).
 func (c *check) length(path, v string, min, max int) {
-	n := utf8.RuneCountInString(v)
+	n := javaLen(v)
 	if n < min {
 		c.add(quote(v), path, "have length greater than or equal to "+strconv.Itoa(min))
 	}
@@ -171,10 +184,10 @@ func (c *check) tagMap(path string, tags map[string]string, present bool) {
 		c.add(printMap(tags), path, "have length less than or equal to 200")
 	}
 	for k, v := range tags {
-		if n := utf8.RuneCountInString(k); n < 1 || n > 128 {
+		if n := javaLen(k); n < 1 || n > 128 {
 			c.add(printMap(tags), path, "have keys of length between 1 and 128")
 		}
-		if utf8.RuneCountInString(v) > 256 {
+		if javaLen(v) > 256 {
 			c.add(printMap(tags), path, "have values of length less than or equal to 256")
 		}
 	}

@@ -260,3 +260,29 @@ func TestPanicRecovered(t *testing.T) {
 	code, _, _ = env.postJSON("ListStreams", `{}`)
 	require.Equal(t, http.StatusOK, code)
 }
+
+// TestPartitionKeyLength checks lengths are counted as Kinesis (Java)
+// counts them, in UTF-16 code units: 128 emoji are 256 units (accepted),
+// 129 are 258 (rejected), though both are under 256 code points.
+func TestPartitionKeyLength(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	code, _, _ := env.postJSON("CreateStream", `{"StreamName":"p","ShardCount":1}`)
+	require.Equal(t, http.StatusOK, code)
+	for _, n := range []int{128, 129} {
+		pk := strings.Repeat("😀", n)
+		for _, op := range []string{"PutRecord", "PutRecords"} {
+			body := `{"StreamName":"p","PartitionKey":"` + pk + `","Data":"eA=="}`
+			if op == "PutRecords" {
+				body = `{"StreamName":"p","Records":[{"PartitionKey":"` + pk + `","Data":"eA=="}]}`
+			}
+			code, _, resp := env.postJSON(op, body)
+			if n == 128 {
+				require.Equal(t, http.StatusOK, code, "%s %s", op, resp)
+			} else {
+				require.Equal(t, http.StatusBadRequest, code, op)
+				require.Equal(t, errValidation, jsonErr(t, resp).Type)
+				require.Contains(t, jsonErr(t, resp).Message, "Member must have length less than or equal to 256")
+			}
+		}
+	}
+}
