@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -407,4 +408,71 @@ func TestFaultRandomWAL(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestRegressionFailedCatalogCommitLeavesMemoryAhead: control-plane calls
+// changed the in-memory stream state before committing the catalog, and
+// kept the change when the commit failed (here because of an earlier,
+// sticky WAL failure):
+//   - the trimmer dropping an expired closed shard removed its log, the
+//     catalog kept it, and the next ListShards/DescribeStream panicked
+//     with a nil pointer dereference (reads must keep working after a
+//     write failure);
+//   - a failed SplitShard closed the parent in memory: ListShards still
+//     called it open, yet GetRecords ended it (no NextShardIterator) with
+//     no ChildShards, and the children not in the catalog were readable.
+func TestRegressionFailedCatalogCommitLeavesMemoryAhead(t *testing.T) {
+	t.Skip("BUG: updateMeta applies in-memory changes (dropExpiredShards deletes logs, reshard closes parents and installs children/routing) before the catalog commit and keeps them when it fails: ListShards then panics (nil log) or contradicts reads (engine/streams.go updateMeta, retention.go, reshard.go)")
+	ctx := context.Background()
+	half := "170141183460469231731687303715884105728"
+	setup := func(t *testing.T) (*engine.DB, *plClock, *faultFS) {
+		clk := &plClock{}
+		clk.ms.Store(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+		f := newFaultFS(walSync, errorfs.ErrInjected)
+		db, err := engine.Open("db", &engine.Options{FS: f.fs, Clock: clk.Now, TrimInterval: time.Hour})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Retention: time.Hour}))
+		_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte("x")})
+		require.NoError(t, err)
+		return db, clk, f
+	}
+	t.Run("drop expired shard", func(t *testing.T) {
+		db, clk, f := setup(t)
+		clk.Advance(50 * time.Minute)
+		require.NoError(t, db.SplitShard("s", 0, half))
+		clk.Advance(11 * time.Minute)
+		require.NoError(t, db.Trim(ctx, "s")) // trims shard 0; too early to drop it
+		f.on.On()
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte("y")})
+		require.ErrorIs(t, err, engine.ErrWriteFailed)
+		f.on.Off()
+		clk.Advance(time.Hour)
+		require.ErrorIs(t, db.Trim(ctx, "s"), engine.ErrWriteFailed) // the drop cannot commit
+		require.NotPanics(t, func() {
+			shards, err := db.ListShards("s")
+			require.NoError(t, err)
+			require.Len(t, shards, 3, "the catalog still holds the shard the failed trim meant to drop")
+			_, err = db.DescribeStream("s")
+			require.NoError(t, err)
+		})
+	})
+	t.Run("split", func(t *testing.T) {
+		db, _, f := setup(t)
+		f.on.On()
+		require.ErrorIs(t, db.SplitShard("s", 0, half), engine.ErrWriteFailed)
+		f.on.Off()
+		shards, err := db.ListShards("s")
+		require.NoError(t, err)
+		require.Len(t, shards, 1)
+		require.True(t, shards[0].Open())
+		tok, err := db.GetShardIterator("s", 0, engine.TrimHorizon())
+		require.NoError(t, err)
+		out, err := db.GetRecords(ctx, tok, 0)
+		require.NoError(t, err)
+		require.Len(t, out.Records, 1)
+		require.NotEmpty(t, out.NextShardIterator, "a shard the catalog calls open must not end")
+		_, err = db.GetShardIterator("s", 1, engine.TrimHorizon())
+		require.ErrorIs(t, err, engine.ErrShardNotFound, "a child of a failed split must not exist")
+	})
 }
