@@ -29,6 +29,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,10 +51,10 @@ var (
 const (
 	// TestRegressionRetentionRaiseResurrects: raising retention shows
 	// records that had already expired but were not trimmed yet.
-	bugRetentionRaiseResurrects = true
+	bugRetentionRaiseResurrects = false
 	// TestRegressionTrimmedShardCounterAfterReopen: an open shard whose
 	// records were all trimmed restarts its counter at 1 after reopen.
-	bugTrimmedShardCounterRestarts = true
+	bugTrimmedShardCounterRestarts = false
 )
 
 func modelEnvInt(flagVal uint64, env string) uint64 {
@@ -1063,7 +1065,7 @@ func (m *model) opTrim() {
 	if !m.wantErr("Trim", err, "ok") {
 		return
 	}
-	cut := m.now() - s.retentionMs
+	cut := m.cutoff(s) // past retention, or expired before a retention raise
 	for _, sh := range s.shards {
 		to := sh.published() + 1
 		for c := max(sh.trim, 1); c <= sh.published(); c++ {
@@ -1381,5 +1383,67 @@ func TestRegressionTrimmedShardCounterAfterReopen(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"new"}) {
 		t.Errorf("after reopen the shard reads %q, want the acknowledged record [new]", got)
+	}
+}
+
+// TestRegressionConcurrentTrimStats: two Trim calls on a stream at once
+// (an explicit Trim racing the background trimmer, or two callers) could
+// both count the records from the same trim point, and both subtracted
+// them from the shard's stats: the Records/Bytes counts (DescribeStream,
+// and MaxBytes enforcement) drifted below what is stored. The race needs
+// two trims in flight at once, so the test runs many while writers write.
+func TestRegressionConcurrentTrimStats(t *testing.T) {
+	t.Skip("BUG: concurrent Trim calls on one stream subtract the same deleted records twice from the shard stats (engine/retention.go trimTo counts from a trim point another trim may move first)")
+	clk := &plClock{}
+	start := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	clk.ms.Store(start.UnixMilli())
+	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMem(), Clock: clk.Now, TrimInterval: time.Hour, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := db.CreateStream("s", engine.StreamConfig{ShardCount: 2, Retention: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var writers, trimmers sync.WaitGroup
+	for g := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; !stop.Load(); i++ {
+				if _, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: fmt.Sprint(g, i), Data: []byte("0123456789")}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range 3 {
+		trimmers.Add(1)
+		go func() {
+			defer trimmers.Done()
+			for range 1500 {
+				clk.Advance(time.Second)
+				if err := db.Trim(ctx, "s"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	trimmers.Wait()
+	stop.Store(true)
+	writers.Wait()
+	clk.ms.Store(start.UnixMilli()) // retention hides nothing: read all that is stored
+	shards, err := db.ListShards("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range shards {
+		if n := len(crashReadShard(t, db, "s", d.ShardID)); int64(n) != d.Records {
+			t.Errorf("%s: stats count %d records, %d are stored", d.ShardID, d.Records, n)
+		}
 	}
 }
