@@ -33,15 +33,24 @@
 // later entry of the batch with the same key as a failed one, even if that
 // entry was accepted — and nothing after the batch is sent until all of it
 // is accepted. So for every key, the last copy of each record in the
-// upstream appears in local order; a copy of a record appears before an
-// earlier record of its key only after a partial failure.
+// upstream appears in local order, and a consumer that applies records
+// per key (last write wins) ends in the local state. A copy of a record
+// appears before an earlier record of its key only when the upstream
+// accepted it after refusing that earlier one in the same call; Kinesis
+// throttles per shard, so in practice the entries after a refused one of
+// the same key are refused too, and only the refused entries are re-sent.
+//
+// Records are read by one goroutine and handed to per-shard queues; when
+// one shard's queue is full (its upstream shard throttles) the others wait
+// too, so a slow upstream shard slows the whole stream.
 //
 // # Offline operation
 //
 // An unreachable or throttling upstream is retried with exponential
 // backoff and jitter, forever; Run does not return for it (Stats reports
 // it). Meanwhile local writers are not slowed: the stream is on disk and
-// the Forwarder buffers only about two batches per shard in memory. Give
+// the Forwarder holds at most three batches per shard in memory (two
+// queued, one being sent). Give
 // the stream a size bound (engine.StreamConfig.MaxBytes with DiscardOld)
 // so a long outage cannot fill the disk; records the retention deletes
 // before they are forwarded are counted in Stats.DroppedRecords.

@@ -28,7 +28,12 @@ type Stats struct {
 	// DroppedRecords counts local records that retention (age, or
 	// MaxBytes with DiscardOld) deleted before they were forwarded: the
 	// gaps the reader met, plus the records between each shard's read
-	// position and its trim horizon now.
+	// position and its trim horizon now. A consumer new at the trim
+	// horizon counts the records deleted before it was created too. Not
+	// counted: records of a closed shard that expired from the stream
+	// before the Forwarder read it (the engine forgets the shard).
+	// Like the other counters it counts since New; drops behind the
+	// checkpoints (seen by an earlier process) are not counted again.
 	DroppedRecords int64
 	// LagRecords is the number of local records not yet acknowledged
 	// upstream (buffered in memory, or still only on disk).
