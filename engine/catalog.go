@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/kvstream/kvstream/shard"
@@ -14,12 +15,15 @@ const catalogVersion = 1
 // shard.CatalogKey(name). It is small and written only by control-plane
 // calls, so readability wins over compactness here.
 type streamMeta struct {
-	Version     int               `json:"v"`
-	Name        string            `json:"name"`
-	ID          uint32            `json:"id"`
-	CreatedMs   int64             `json:"created_ms"`
-	ActiveMs    int64             `json:"active_ms"` // CREATING until then
-	RetentionMs int64             `json:"retention_ms"`
+	Version     int    `json:"v"`
+	Name        string `json:"name"`
+	ID          uint32 `json:"id"`
+	CreatedMs   int64  `json:"created_ms"`
+	ActiveMs    int64  `json:"active_ms"` // CREATING until then
+	RetentionMs int64  `json:"retention_ms"`
+	// FloorMs hides records that arrived before it even if retention is
+	// raised later: raising retention never brings expired records back.
+	FloorMs     int64             `json:"floor_ms,omitempty"`
 	Partitioner shard.Partitioner `json:"partitioner"`
 	Limits      Limits            `json:"limits"`
 	MaxBytes    int64             `json:"max_bytes,omitempty"`
@@ -70,7 +74,33 @@ func decodeStreamMeta(b []byte) (*streamMeta, error) {
 			return nil, shard.Errorf(shard.ErrCorruption, "catalog entry %q has an inconsistent shard table", m.Name)
 		}
 	}
+	if !m.openShardsTile() {
+		return nil, shard.Errorf(shard.ErrCorruption, "catalog entry %q: open shards do not cover the hash-key space exactly once", m.Name)
+	}
 	return &m, nil
+}
+
+// openShardsTile reports whether the open shards' ranges cover
+// [0, 2^128-1] exactly once, the invariant routing depends on.
+func (m *streamMeta) openShardsTile() bool {
+	var open []shard.HashRange
+	for _, s := range m.Shards {
+		if !s.Closed {
+			open = append(open, s.Range)
+		}
+	}
+	slices.SortFunc(open, func(a, b shard.HashRange) int { return a.Start.Cmp(b.Start) })
+	next := shard.HashKey{}
+	for i, r := range open {
+		if r.Start != next || r.End.Cmp(r.Start) < 0 {
+			return false
+		}
+		if r.End == shard.MaxHashKey {
+			return i == len(open)-1
+		}
+		next = r.End.Add(1)
+	}
+	return false
 }
 
 func (m *streamMeta) retention() time.Duration {

@@ -109,7 +109,7 @@ func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consum
 		}
 		now := db.opts.nowMs()
 		for id, l := range s.logs {
-			next, err := iterator.Resolve(db.pdb, l, cfg.Start, now, now-s.retentionMs.Load())
+			next, err := iterator.Resolve(db.pdb, l, cfg.Start, now, s.cutoffMs(now))
 			if err != nil {
 				return nil, err
 			}

@@ -68,6 +68,7 @@ type stream struct {
 
 	id          uint32
 	retentionMs atomic.Int64
+	floorMs     atomic.Int64 // meta.FloorMs
 	// nOpen is len(open), readable without mu (shard-quota counts run
 	// under db.mu, which must not wait for a stream lock: lock order is
 	// stream.mu, then db.mu).
@@ -182,6 +183,7 @@ func (db *DB) load() error {
 func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 	s := &stream{meta: m, id: m.ID, logs: make(map[shard.ShardID]*shard.Log, len(m.Shards))}
 	s.retentionMs.Store(m.RetentionMs)
+	s.floorMs.Store(m.FloorMs)
 	for _, sm := range m.Shards {
 		last, arrival, err := db.lastRecord(m.ID, sm.ID)
 		if err != nil {
@@ -193,6 +195,11 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 		trim, err := db.loadTrimPoint(m.ID, sm.ID)
 		if err != nil {
 			return nil, err
+		}
+		if trim > last+1 {
+			// Every record was trimmed: counters continue after the
+			// trim point, never restart.
+			last = trim - 1
 		}
 		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
 		if err := db.loadShardStats(l); err != nil {
@@ -365,6 +372,10 @@ func (db *DB) Close() error {
 	}
 	return db.pdb.Close()
 }
+
+// Options returns a copy of the options the DB was opened with, defaults
+// filled in.
+func (db *DB) Options() Options { return *db.opts }
 
 // Dir returns the data directory.
 func (db *DB) Dir() string { return db.dir }

@@ -20,7 +20,7 @@ import (
 // bugCatalogAcceptsUntiled marks the known bug that
 // TestRegressionCatalogOpenShardsMustTile pins; set it to false with the
 // fix so the fuzz target checks tiling too.
-const bugCatalogAcceptsUntiled = true
+const bugCatalogAcceptsUntiled = false
 
 // catalogSeeds returns the encoded catalog entries of real streams: fresh,
 // split, merged, rescaled, with tags and settings.

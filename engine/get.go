@@ -19,8 +19,13 @@ func (db *DB) readableLog(s *stream, id shard.ShardID) (*shard.Log, error) {
 	return l, nil
 }
 
+// cutoffMs returns the oldest arrival time still readable at nowMs.
+func (s *stream) cutoffMs(nowMs int64) int64 {
+	return max(nowMs-s.retentionMs.Load(), s.floorMs.Load())
+}
+
 func (s *stream) cutoff(db *DB) func() int64 {
-	return func() int64 { return db.opts.nowMs() - s.retentionMs.Load() }
+	return func() int64 { return s.cutoffMs(db.opts.nowMs()) }
 }
 
 // GetShardIterator returns a shard iterator token for the shard at pos.
@@ -36,7 +41,7 @@ func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (stri
 		return "", err
 	}
 	now := db.opts.nowMs()
-	next, err := iterator.Resolve(db.pdb, l, pos, now, now-s.retentionMs.Load())
+	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
 	if err != nil {
 		return "", err
 	}
@@ -150,7 +155,7 @@ func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, er
 		return nil, err
 	}
 	now := db.opts.nowMs()
-	next, err := iterator.Resolve(db.pdb, l, pos, now, now-s.retentionMs.Load())
+	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
 	if err != nil {
 		return nil, err
 	}

@@ -310,6 +310,8 @@ func errKind(err error) string {
 		return "ExpiredIterator"
 	case errors.Is(err, engine.ErrResourceInUse):
 		return "ResourceInUse"
+	case errors.Is(err, engine.ErrLimitExceeded):
+		return "LimitExceeded"
 	case errors.Is(err, context.Canceled):
 		return "Canceled"
 	}
@@ -939,7 +941,7 @@ func (m *model) opUpdateShardCount() {
 	m.stats["rescale"]++
 	err := m.db.UpdateShardCount(name, target)
 	if !valid {
-		m.wantErr("UpdateShardCount", err, "InvalidArgument")
+		m.wantErr("UpdateShardCount", err, "LimitExceeded")
 		return
 	}
 	if !m.wantErr("UpdateShardCount", err, "ok") {

@@ -176,7 +176,7 @@ func (db *DB) UpdateShardCount(name string, target int) error {
 		}
 		n := len(open)
 		if target > 2*n || 2*target < n {
-			return shard.Errorf(shard.ErrInvalidArgument,
+			return shard.Errorf(shard.ErrLimitExceeded,
 				"UpdateShardCount target %d for stream %s must be at least half (%d) and at most double (%d) the current open shard count %d.",
 				target, name, (n+1)/2, 2*n, n)
 		}

@@ -40,7 +40,7 @@ func (db *DB) trimStream(ctx context.Context, s *stream) error {
 	s.mu.RUnlock()
 
 	// 1. By age.
-	cutoff := db.opts.nowMs() - s.retentionMs.Load()
+	cutoff := s.cutoffMs(db.opts.nowMs())
 	for _, l := range logs {
 		for {
 			if err := ctx.Err(); err != nil {

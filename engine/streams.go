@@ -249,7 +249,9 @@ func (s *stream) describeShardsLocked() []ShardDescription {
 			Bytes:                  l.Bytes.Load(),
 			Records:                l.Records.Load(),
 		}
+		d.CreatedAt = time.Unix(int64(sm.Created), 0)
 		if sm.Closed {
+			d.ClosedAt = time.UnixMilli(sm.ClosedMs)
 			d.EndingSequenceNumber = shard.SequenceNumber{ShardCreated: sm.Created, Shard: uint32(sm.ID), Counter: shard.MaxCounter, Written: uint64(sm.ClosedMs / 1000)}
 		}
 		out = append(out, d)
@@ -303,6 +305,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
 	s.retentionMs.Store(m.RetentionMs)
+	s.floorMs.Store(m.FloorMs)
 	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
 	if m.MaxBytes > 0 {
 		db.bg.kick()
@@ -319,9 +322,18 @@ func (db *DB) SetRetention(name string, d time.Duration) error {
 		return err
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		m.RetentionMs = d.Milliseconds()
+		db.setRetentionLocked(m, d)
 		return nil
 	})
+}
+
+// setRetentionLocked changes m's retention; when it grows, records already
+// past the old retention stay hidden (FloorMs).
+func (db *DB) setRetentionLocked(m *streamMeta, d time.Duration) {
+	if d.Milliseconds() > m.RetentionMs {
+		m.FloorMs = max(m.FloorMs, db.opts.nowMs()-m.RetentionMs)
+	}
+	m.RetentionMs = d.Milliseconds()
 }
 
 // IncreaseRetention raises the retention period; d must not be less than
@@ -336,7 +348,7 @@ func (db *DB) IncreaseRetention(name string, d time.Duration) error {
 				"Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.",
 				int64(d.Hours()), name, m.RetentionMs/3600000)
 		}
-		m.RetentionMs = d.Milliseconds()
+		db.setRetentionLocked(m, d)
 		return nil
 	})
 }
@@ -353,7 +365,7 @@ func (db *DB) DecreaseRetention(name string, d time.Duration) error {
 				"Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
 				int64(d.Hours()), name, m.RetentionMs/3600000)
 		}
-		m.RetentionMs = d.Milliseconds()
+		db.setRetentionLocked(m, d)
 		return nil
 	})
 }

@@ -191,6 +191,11 @@ type ShardDescription struct {
 	StartingSequenceNumber SequenceNumber
 	// EndingSequenceNumber is set (non-zero) once the shard is closed.
 	EndingSequenceNumber SequenceNumber
+	// CreatedAt is when the shard was created (second precision: the
+	// creation second is part of its sequence numbers).
+	CreatedAt time.Time
+	// ClosedAt is when a reshard closed the shard (zero while open).
+	ClosedAt time.Time
 	// Beyond Kinesis: the stored bytes and records of the shard.
 	Bytes   int64
 	Records int64

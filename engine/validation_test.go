@@ -144,8 +144,8 @@ func TestValidationErrors(t *testing.T) {
 		{"merge closed", func() error { return db.MergeShards("closed", 0, 1) }, engine.ErrResourceInUse, []string{"closed"}},
 		// UpdateShardCount: 1 ≤ target, within [half, double] of the open count.
 		{"target 0", func() error { return db.UpdateShardCount("s", 0) }, engine.ErrValidation, []string{"TargetShardCount 0", "at least 1"}},
-		{"target over double", func() error { return db.UpdateShardCount("s", 5) }, engine.ErrInvalidArgument, []string{"target 5", "double (4)", "open shard count 2"}},
-		{"target under half", func() error { return db.UpdateShardCount("three", 1) }, engine.ErrInvalidArgument, []string{"target 1", "half (2)", "open shard count 3"}},
+		{"target over double", func() error { return db.UpdateShardCount("s", 5) }, engine.ErrLimitExceeded, []string{"target 5", "double (4)", "open shard count 2"}},
+		{"target under half", func() error { return db.UpdateShardCount("three", 1) }, engine.ErrLimitExceeded, []string{"target 1", "half (2)", "open shard count 3"}},
 		{"target on-demand", func() error { return db.UpdateShardCount("demand", 3) }, engine.ErrValidation, []string{"ON_DEMAND"}},
 		// Other settings.
 		{"max bytes", func() error { return db.SetMaxBytes("s", -5, engine.DiscardOld) }, engine.ErrValidation, []string{"MaxBytes -5"}},
