@@ -40,6 +40,7 @@ type DB struct {
 	tokens *iterator.Codec
 
 	closed atomic.Bool
+	trimMu sync.Mutex // serializes trims (see trimStream)
 
 	// mu guards the stream maps and the id/time allocators. Stream-level
 	// state has its own lock (stream.mu); lock order is db.mu then stream.mu.

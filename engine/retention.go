@@ -27,6 +27,10 @@ func (db *DB) Trim(ctx context.Context, name string) error {
 }
 
 func (db *DB) trimStream(ctx context.Context, s *stream) error {
+	// One trim at a time: trimTo counts what it deletes from the current
+	// trim point, so two trims of a shard at once would count twice.
+	db.trimMu.Lock()
+	defer db.trimMu.Unlock()
 	s.mu.RLock()
 	if s.deleted {
 		s.mu.RUnlock()

@@ -61,6 +61,7 @@ Start with: kvstream demo`,
 		newGetCommand(root),
 		newStreamsCommand(root),
 		newBenchCommand(root),
+		newForwardCommand(root),
 	)
 	markRuns(cmd)
 	return cmd
