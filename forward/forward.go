@@ -21,24 +21,28 @@
 // # Guarantees
 //
 // Delivery is at least once. After a crash or a restart, Run resumes after
-// the last checkpoint, so the upstream may receive again the records of
-// the batches that were in flight (at most one batch per local shard).
+// the last checkpoint, so the upstream may receive again the batches that
+// were in flight: at most one per local shard. A call that failed or timed
+// out may have been applied all the same; it is sent again.
 //
 // Per partition key order: records of one key live in one local shard
-// (after a reshard: in the parent, then in a child), and each local shard
-// has at most one PutRecords in flight, whose entries keep their local
-// order. A child shard's first batch waits until its parents' last batch
-// is acknowledged. When PutRecords fails some entries (partial success),
-// the Forwarder re-sends the failed entries and, to keep order, every
-// later entry of the batch with the same key as a failed one, even if that
-// entry was accepted — and nothing after the batch is sent until all of it
-// is accepted. So for every key, the last copy of each record in the
-// upstream appears in local order, and a consumer that applies records
-// per key (last write wins) ends in the local state. A copy of a record
-// appears before an earlier record of its key only when the upstream
-// accepted it after refusing that earlier one in the same call; Kinesis
+// (after a reshard: in the parent, then in a child). Each local shard has
+// at most one PutRecords in flight, its entries in local order, and a
+// batch is sent only after every entry of the previous one was
+// acknowledged; a child shard's first batch waits until its parents' last
+// batch is acknowledged. So for every key the first copy of each record
+// upstream comes in local order; duplicates from retries and restarts
+// come later.
+//
+// The exception is a partial failure in which the upstream refuses an
+// entry and accepts a later entry of the same key in the same call: the
+// later record then precedes the earlier one upstream. The Forwarder
+// re-sends the refused entries together with every later entry of the
+// batch that has the key of a refused one, accepted or not, so the last
+// copy of each record comes in local order, and a consumer that applies
+// records per key (last write wins) ends in the local state. Kinesis
 // throttles per shard, so in practice the entries after a refused one of
-// the same key are refused too, and only the refused entries are re-sent.
+// the same key are refused too, and nothing accepted is sent twice.
 //
 // Records are read by one goroutine and handed to per-shard queues; when
 // one shard's queue is full (its upstream shard throttles) the others wait
@@ -48,12 +52,12 @@
 //
 // An unreachable or throttling upstream is retried with exponential
 // backoff and jitter, forever; Run does not return for it (Stats reports
-// it). Meanwhile local writers are not slowed: the stream is on disk and
+// it). Meanwhile local writers are not slowed: the stream is on disk, and
 // the Forwarder holds at most three batches per shard in memory (two
-// queued, one being sent). Give
-// the stream a size bound (engine.StreamConfig.MaxBytes with DiscardOld)
-// so a long outage cannot fill the disk; records the retention deletes
-// before they are forwarded are counted in Stats.DroppedRecords.
+// queued, one being sent). Give the stream a size bound
+// (engine.StreamConfig.MaxBytes with DiscardOld) so a long outage cannot
+// fill the disk; records the retention deletes before they are forwarded
+// are counted in Stats.DroppedRecords.
 package forward
 
 import (
