@@ -155,3 +155,50 @@ func TestIteratorWaitWakesOnPutAndReturnsOnCancel(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, it.Wait(ctx), context.Canceled)
 }
+
+func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Retention: time.Hour}))
+	put := func(v string) {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte(v)})
+		require.NoError(t, err)
+	}
+	put("old-1")
+	put("old-2")
+	c, err := db.Consumer("s", "slow")
+	require.NoError(t, err)
+	first := collect(t, c, 1, true)
+	require.Equal(t, "old-1", string(first[0].Data))
+	clk.Advance(2 * time.Hour) // old-2 expires unread
+	require.NoError(t, db.Trim(ctx, "s"))
+	put("new-1")
+	c, err = db.Consumer("s", "slow")
+	require.NoError(t, err)
+	got := collect(t, c, 1, true)
+	require.Equal(t, "new-1", string(got[0].Data))
+}
+
+func TestConsumerStartAtTimestamp(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
+	for i := range 6 {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: fmt.Sprint(i), Data: []byte(fmt.Sprint(i))})
+		require.NoError(t, err)
+		clk.Advance(time.Second)
+	}
+	c, err := db.OpenConsumer("s", "ts", engine.ConsumerConfig{Start: engine.AtTimestamp(clk.Now().Add(-3 * time.Second))})
+	require.NoError(t, err)
+	got := map[string]bool{}
+	for _, r := range collect(t, c, 3, false) {
+		got[string(r.Data)] = true
+	}
+	require.Equal(t, map[string]bool{"3": true, "4": true, "5": true}, got)
+	_, err = db.OpenConsumer("s", "bad", engine.ConsumerConfig{Start: engine.AtSequenceNumber(engine.SequenceNumber{})})
+	require.ErrorIs(t, err, engine.ErrValidation)
+}
