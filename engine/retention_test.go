@@ -183,3 +183,72 @@ func TestReadThrottle(t *testing.T) {
 	_, err = db.GetRecords(ctx, tok, 1)
 	require.NoError(t, err)
 }
+
+func TestWriteByteThrottleAndRefill(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Limits: engine.Limits{WriteBytesPerSec: 1000}}))
+	// Exactly at the limit: 10 records of 99 B data + 1 B key.
+	for range 10 {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: make([]byte, 99)})
+		require.NoError(t, err)
+	}
+	// One byte past it.
+	_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
+	clk.Advance(50 * time.Millisecond) // refills 50 bytes
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: make([]byte, 49)})
+	require.NoError(t, err)
+	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
+}
+
+func TestReadByteThrottleDebt(t *testing.T) {
+	clk := newFakeClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	ctx := context.Background()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Limits: engine.Limits{ReadBytesPerSec: 1000}}))
+	for range 30 {
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: make([]byte, 99)})
+		require.NoError(t, err)
+	}
+	tok, err := db.GetShardIterator("s", 0, engine.TrimHorizon())
+	require.NoError(t, err)
+	out, err := db.GetRecords(ctx, tok, 0) // 3000 bytes: 2 s of debt
+	require.NoError(t, err)
+	require.Len(t, out.Records, 30)
+	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded, "a read over the byte limit throttles the next calls")
+	clk.Advance(time.Second)
+	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
+	require.ErrorIs(t, err, engine.ErrThroughputExceeded, "still in debt after 1 s")
+	clk.Advance(1100 * time.Millisecond)
+	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
+	require.NoError(t, err)
+}
+
+func TestWriteThrottleWaitMode(t *testing.T) {
+	db, err := engine.Open(t.TempDir(), &engine.Options{NoSync: true})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Limits: engine.Limits{WriteRecordsPerSec: 100, Wait: true}}))
+	ctx := context.Background()
+	start := time.Now()
+	for range 110 { // 100 from the full bucket, 10 more need ~100 ms
+		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
+		require.NoError(t, err)
+	}
+	require.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond, "puts over the limit waited for tokens")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	for {
+		_, err = db.PutRecord(cctx, "s", engine.Entry{PartitionKey: "k"})
+		if err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, context.Canceled)
+}
