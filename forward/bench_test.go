@@ -14,18 +14,28 @@ import (
 
 // BenchmarkForward measures how fast a Forwarder drains a backlog of
 // b.N 100-byte records (1000 keys) into a kvstream server on loopback
-// (httptest, the real aws-sdk-go-v2 client, JSON 1.1), both engines with
-// their default durability (fsync'd puts and checkpoints) and the small
-// memory profile.
+// (httptest, the real aws-sdk-go-v2 client, JSON 1.1), in the same
+// process. Both engines keep their default durability (fsync'd puts and
+// checkpoints); the memory profile of both is a sub-benchmark parameter.
 func BenchmarkForward(b *testing.B) {
-	for _, shards := range []int{1, 4} {
-		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+	for _, bc := range []struct {
+		profile engine.Profile
+		shards  int
+	}{
+		{engine.ProfileSmall, 1},
+		{engine.ProfileSmall, 4},
+		{engine.ProfileThroughput, 4},
+	} {
+		name := map[engine.Profile]string{engine.ProfileSmall: "small", engine.ProfileThroughput: "throughput"}[bc.profile]
+		shards := bc.shards
+		b.Run(fmt.Sprintf("profile=%s/shards=%d", name, shards), func(b *testing.B) {
 			dir := b.TempDir()
-			db, err := engine.Open(dir, nil)
+			db, err := engine.Open(dir, &engine.Options{Profile: bc.profile})
 			require.NoError(b, err)
 			defer db.Close()
 			require.NoError(b, db.CreateStream(localStream, engine.StreamConfig{ShardCount: shards}))
 			up := newUpstream(b, shards)
+			up.opts = &engine.Options{Profile: bc.profile}
 			up.start()
 
 			rng := rand.New(rand.NewPCG(1, 1))

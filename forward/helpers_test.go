@@ -68,6 +68,9 @@ type upstream struct {
 	dir    string
 	addr   string
 	faults *faults
+	// opts are the engine options start opens the data directory with
+	// (default: NoSync, to keep the tests fast).
+	opts *engine.Options
 
 	mu sync.Mutex
 	db *engine.DB
@@ -98,7 +101,11 @@ func (u *upstream) start() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	require.Nil(u.t, u.hs, "upstream already started")
-	db, err := engine.Open(u.dir, &engine.Options{NoSync: true})
+	opts := u.opts
+	if opts == nil {
+		opts = &engine.Options{NoSync: true}
+	}
+	db, err := engine.Open(u.dir, opts)
 	require.NoError(u.t, err)
 	srv, err := server.New(db, server.Config{})
 	require.NoError(u.t, err)
@@ -233,7 +240,12 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delay = time.Duration(f.rand().Int64N(int64(f.delay)))
 	}
 	entry, onPut, afterPut, hang := f.entry, f.onPut, f.afterPut, f.hang
+	idle := f.throttle == 0 && f.partial == 0 && f.lostAck == 0 && f.delay == 0 && onPut == nil && afterPut == nil && hang == nil
 	f.mu.Unlock()
+	if idle {
+		next.ServeHTTP(w, r)
+		return
+	}
 	if hang != nil {
 		select {
 		case <-hang:
