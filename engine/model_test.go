@@ -133,7 +133,7 @@ type mStream struct {
 	gen         int // incarnation, to tell a recreated stream from the old one
 	partitioner engine.Partitioner
 	retentionMs int64
-	watermark   int64 // arrivals below this have expired for good
+	watermark   int64 // arrivals below this stay expired, whatever the retention
 	shards      []*mShard
 	nextShard   uint32
 	consumers   map[string]map[engine.ShardID]uint64 // checkpoints
@@ -229,10 +229,12 @@ func (m *model) cutoff(s *mStream) int64 {
 	return c
 }
 
-// expire records, for the documented retention semantics, that what is
-// past retention now stays expired.
-func (m *model) expire() {
-	for _, s := range m.streams {
+// raiseRetention applies the documented rule for raising retention:
+// records already past the old retention stay expired (the watermark),
+// though the trimmer may not have deleted them yet. (A clock that steps
+// back can show expired, untrimmed records again; the model allows that.)
+func (m *model) raiseRetention(s *mStream, newMs int64) {
+	if newMs > s.retentionMs {
 		s.watermark = max(s.watermark, m.now()-s.retentionMs)
 	}
 }
@@ -1035,7 +1037,7 @@ func (m *model) opSetRetention() {
 		return
 	}
 	if m.wantErr("SetRetention", err, "ok") {
-		m.expire()
+		m.raiseRetention(s, d.Milliseconds())
 		s.retentionMs = d.Milliseconds()
 	}
 }
@@ -1106,7 +1108,6 @@ func (m *model) opClock() {
 	default:
 		d = time.Duration(m.rng.IntN(1000)) * time.Millisecond
 	}
-	m.expire()
 	m.clk.Advance(d)
 	m.logf("clock %+v", d)
 }
