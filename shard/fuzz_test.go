@@ -8,7 +8,12 @@ import (
 	"testing"
 
 	"github.com/kvstream/kvstream/shard"
+	"go.uber.org/goleak"
 )
+
+// TestMain checks that the package's tests leave no goroutine behind (the
+// Writer owns one).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Fuzz targets for every decoder in this package. Seed corpora live in
 // testdata/fuzz/<FuzzName>/ and run as ordinary tests; .ci/fuzz.sh runs
