@@ -160,7 +160,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Delete(shard.CatalogKey(name), nil)
-	for _, prefix := range []byte{shard.PrefixRecords, shard.PrefixConsumers, shard.PrefixShardState} {
+	for _, prefix := range []byte{shard.PrefixRecords, shard.PrefixConsumers, shard.PrefixShardState, shard.PrefixStreamConsumers} {
 		start, end := shard.StreamSpan(prefix, s.id)
 		_ = b.DeleteRange(start, end, nil)
 	}

@@ -9,6 +9,7 @@ import "encoding/binary"
 //	0x03 records    | streamID(4) | shard(4) | counter(8)   record value (see value.go)
 //	0x04 consumers  | streamID(4) | name | 0x00 | shard(4)  durable consumer checkpoints
 //	0x05 shardstate | streamID(4) | shard(4) | name         per-shard state (trim point, byte counts)
+//	0x06 streamconsumers | streamID(4) | name              registered (enhanced fan-out) stream consumers
 //
 // All integers are big-endian so keys sort numerically.
 const (
@@ -17,6 +18,9 @@ const (
 	PrefixRecords    byte = 0x03
 	PrefixConsumers  byte = 0x04
 	PrefixShardState byte = 0x05
+	// PrefixStreamConsumers holds registered stream consumers (Kinesis
+	// enhanced fan-out), keyed streamID(4) | name; see engine/streamconsumers.go.
+	PrefixStreamConsumers byte = 0x06
 )
 
 // RecordKeyLen is the length of a record key.
