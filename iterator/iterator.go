@@ -2,6 +2,7 @@ package iterator
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"time"
 	"unsafe"
@@ -66,13 +67,10 @@ func (it *Iterator) Next() bool {
 		if it.next > pub {
 			return false
 		}
-		if !it.open(pub) {
-			return false
-		}
-		if it.pit.First() {
+		if it.open(pub) {
 			return it.load()
 		}
-		if it.err = it.pit.Error(); it.err != nil {
+		if it.err != nil {
 			return false
 		}
 		// Records between next and pub were trimmed away.
@@ -80,8 +78,12 @@ func (it *Iterator) Next() bool {
 	}
 }
 
-// open (re)creates the Pebble iterator over [max(next, trim), pub],
-// skipping records past retention with a binary search.
+// open (re)creates the Pebble iterator over [max(next, trim), pub] and
+// positions it at the first retained record, reporting whether there is
+// one (errors go to it.err). Records past retention are skipped: if the
+// first record is retained, as it is unless the reader is behind the
+// retention period, nothing more is needed; otherwise a binary search
+// (Log.SeekArrival) finds the first retained record.
 func (it *Iterator) open(pub uint64) bool {
 	if it.pit != nil {
 		if it.err = it.pit.Close(); it.err != nil {
@@ -91,22 +93,43 @@ func (it *Iterator) open(pub uint64) bool {
 		it.pit = nil
 	}
 	from := max(it.next, it.log.TrimPoint())
-	if it.cutoff != nil {
-		c, err := it.log.SeekArrival(it.r, from, it.cutoff())
-		if err != nil {
-			it.err = err
-			return false
-		}
-		from = c
-	}
 	if from > pub {
 		it.next = from
 		from = pub + 1
 	}
 	lower, upper := it.log.Span(from, pub)
-	it.pit, it.err = it.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	it.upper = pub
-	return it.err == nil
+	pit, err := it.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		it.err = err
+		return false
+	}
+	it.pit, it.upper = pit, pub
+	if !pit.First() {
+		it.err = pit.Error()
+		return false
+	}
+	if it.cutoff == nil {
+		return true
+	}
+	cut := it.cutoff()
+	if v, err := pit.ValueAndErr(); err == nil {
+		if a, ok := shard.ValueArrival(v); ok && a >= cut {
+			return true
+		}
+	}
+	c, err := it.log.SeekArrival(it.r, from, cut)
+	if err != nil {
+		it.err = err
+		return false
+	}
+	if c <= pub && pit.SeekGE(shard.AppendRecordKey(lower[:0:0], it.log.Stream, uint32(it.log.ID), c)) {
+		return true
+	}
+	// Nothing retained up to pub: drop the iterator so Next does not
+	// step past the records it skipped.
+	it.err = errors.Join(pit.Error(), pit.Close())
+	it.pit = nil
+	return false
 }
 
 func (it *Iterator) load() bool {
