@@ -227,9 +227,10 @@ func (it *Iterator) Close() error {
 // ReadPage reads up to maxRecords records and about maxBytes of data from
 // it into records, copying every payload into arenas so the result owns
 // its memory. The record slice is sized once from the visible records and
-// the first record's size, and arenas are up to 1 MiB, so a page costs a
-// few allocations, not one per record. It returns the records and whether
-// the page stopped at a limit (more may be visible).
+// the first record's size, and arenas are sized for the rest of the page
+// (4 KiB to 1 MiB), so a page costs a few allocations, not one per
+// record. It returns the records and whether the page stopped at a limit
+// (more may be visible).
 func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var recs []shard.Record
 	var arena []byte
@@ -250,7 +251,7 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		}
 		if cap(arena)-len(arena) < n {
 			want := n * (cap(recs) - len(recs))
-			arena = make([]byte, 0, max(n, min(1<<20, max(64<<10, want), maxBytes-size+n)))
+			arena = make([]byte, 0, max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
 		arena = append(arena, pkb...)
