@@ -10,7 +10,8 @@ package engine_test
 // every record sits in the shard its hash key routed it to, and writing
 // continues. Some cycles reshard during the writes; the "trim" stream has
 // a short retention so the background trimmer deletes records (and drops
-// expired closed shards) while the child is killed.
+// expired closed shards) while the child is killed; the "churn" stream is
+// deleted and recreated all the time, and must never mix incarnations.
 //
 // KVSTREAM_CRASH_CYCLES=N sets the number of cycles (default 50, or 10
 // with -short); KVSTREAM_CRASH_SEED replays the parent's choices.
@@ -48,6 +49,7 @@ const (
 
 	crashStream     = "crash" // 24 h retention: nothing may ever go missing
 	trimStream      = "trim"  // short retention: the trimmer runs during writes
+	churnStream     = "churn" // deleted and recreated over and over
 	crashRetention  = 24 * time.Hour
 	trimRetention   = 300 * time.Millisecond
 	crashEpochLen   = 10 // cycles per data directory
@@ -184,6 +186,8 @@ func crashChild(dir, mode string, cycle int, seed uint64) {
 		go crashResharder(db, rep, &wg, crashStream, seed+100)
 		go crashResharder(db, rep, &wg, trimStream, seed+200)
 	}
+	wg.Add(1)
+	go crashChurner(db, rep, &wg, cycle, seed+300)
 	wg.Wait()
 	// Only reached after a failure: stay alive until killed so the parent
 	// reads the error line.
@@ -238,6 +242,53 @@ func crashResharder(db *engine.DB, rep *crashReporter, wg *sync.WaitGroup, strea
 	}
 }
 
+// crashChurner deletes and recreates the churn stream over and over and
+// writes a few records to each incarnation ("generation"). It reports
+// "D" after each DeleteStream returned and "C <gen>" after each
+// CreateStream returned, before writing to that generation; record ids
+// carry the generation, so the parent can tell incarnations apart.
+func crashChurner(db *engine.DB, rep *crashReporter, wg *sync.WaitGroup, cycle int, seed uint64) {
+	defer wg.Done()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 3))
+	var line []byte
+	for k := 0; ; k++ {
+		gen := cycle*100000 + k
+		if err := db.DeleteStream(ctx, churnStream); err == nil {
+			rep.send([]byte("D\n"))
+		} else if !errors.Is(err, engine.ErrStreamNotFound) {
+			rep.fail("DeleteStream %s: %v", churnStream, err)
+			return
+		}
+		time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
+		if err := db.CreateStream(churnStream, engine.StreamConfig{ShardCount: 1 + rng.IntN(3)}); err != nil {
+			rep.fail("CreateStream %s: %v", churnStream, err)
+			return
+		}
+		rep.send(fmt.Appendf(nil, "C %d\n", gen))
+		for i := range 1 + rng.IntN(20) {
+			id := fmt.Sprintf("churn%d-%d", gen, i)
+			data := crashPayload(rng, id)
+			r, err := db.PutRecord(ctx, churnStream, engine.Entry{PartitionKey: fmt.Sprint(rng.IntN(8)), Data: data})
+			if err != nil {
+				rep.fail("%s put: %v", churnStream, err)
+				return
+			}
+			rep.send(crashAckLine(line[:0], churnStream, r, id, data))
+		}
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+	}
+}
+
+// crashChurn is what the parent knows of the churn stream: the last
+// generation the child created, whether a delete was reported after it,
+// and the acknowledged records of that generation.
+type crashChurn struct {
+	gen     int // -1: none created yet
+	deleted bool
+	acked   map[string]crashAck
+}
+
 func sortShardsByStart(s []engine.ShardDescription) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j].HashKeyRange.Start.Cmp(s[j-1].HashKeyRange.Start) < 0; j-- {
@@ -257,9 +308,9 @@ type crashAck struct {
 
 // crashCycleStats is what one child did before it died.
 type crashCycleStats struct {
-	acks, reshards int
-	errs           []string
-	ready          bool
+	acks, reshards, churns int
+	errs                   []string
+	ready                  bool
 }
 
 func crashCycles(t *testing.T) int {
@@ -335,9 +386,11 @@ func TestCrashLoop(t *testing.T) {
 		dir        string
 		clock      time.Time // the parent reads with this fixed clock
 		acked      map[string]crashAck
+		churn      *crashChurn
 		totalAcks  int
 		totalResh  int
 		totalTrim  int
+		totalChurn int
 		earlyKills int
 		// reshard cycles that ran long enough to finish a reshard
 		longReshardCycles int
@@ -347,6 +400,7 @@ func TestCrashLoop(t *testing.T) {
 			dir = filepath.Join(root, fmt.Sprintf("epoch-%d", cycle/crashEpochLen))
 			clock = crashCreateStreams(t, dir)
 			acked = make(map[string]crashAck)
+			churn = &crashChurn{gen: -1, acked: map[string]crashAck{}}
 		}
 		mode := "plain"
 		if cycle%3 == 2 {
@@ -358,7 +412,7 @@ func TestCrashLoop(t *testing.T) {
 			delay = time.Duration(rng.IntN(40)) * time.Millisecond
 			earlyKills++
 		}
-		st, killedAt := crashRunChild(t, dir, mode, cycle, rng.Uint64(), delay, early, acked)
+		st, killedAt := crashRunChild(t, dir, mode, cycle, rng.Uint64(), delay, early, acked, churn)
 		if len(st.errs) > 0 {
 			t.Fatalf("cycle %d (%s): the child reported errors:\n%s", cycle, mode, strings.Join(st.errs, "\n"))
 		}
@@ -373,7 +427,8 @@ func TestCrashLoop(t *testing.T) {
 		}
 		totalAcks += st.acks
 		totalResh += st.reshards
-		trimmed := crashVerify(t, dir, clock, killedAt, acked, cycle)
+		totalChurn += st.churns
+		trimmed := crashVerify(t, dir, clock, killedAt, acked, churn, cycle)
 		totalTrim += trimmed
 		if t.Failed() {
 			t.Fatalf("cycle %d (%s, seed %d) failed; data directory kept at %s", cycle, mode, seed, dir)
@@ -382,8 +437,8 @@ func TestCrashLoop(t *testing.T) {
 	if longReshardCycles >= 2 && totalResh == 0 {
 		t.Errorf("no reshard finished in %d reshard cycles of 150 ms or more while writers were running (see TestRegressionReshardDeadlock)", longReshardCycles)
 	}
-	t.Logf("crash loop: %d cycles (%d killed early) in %v: %d acknowledged records verified, %d reshards, %d acknowledged records trimmed by retention",
-		cycles, earlyKills, time.Since(start).Round(time.Millisecond), totalAcks, totalResh, totalTrim)
+	t.Logf("crash loop: %d cycles (%d killed early) in %v: %d acknowledged records verified, %d reshards, %d stream re-creations, %d acknowledged records trimmed by retention",
+		cycles, earlyKills, time.Since(start).Round(time.Millisecond), totalAcks, totalResh, totalChurn, totalTrim)
 }
 
 // crashCreateStreams creates the two streams of a new epoch and returns
@@ -412,7 +467,7 @@ func crashCreateStreams(t *testing.T, dir string) time.Time {
 // crashRunChild starts a child on dir, kills it with SIGKILL after delay
 // (counted from its first acknowledged record unless early), and collects
 // its acknowledgements into acked.
-func crashRunChild(t *testing.T, dir, mode string, cycle int, seed uint64, delay time.Duration, early bool, acked map[string]crashAck) (crashCycleStats, time.Time) {
+func crashRunChild(t *testing.T, dir, mode string, cycle int, seed uint64, delay time.Duration, early bool, acked map[string]crashAck, churn *crashChurn) (crashCycleStats, time.Time) {
 	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -478,11 +533,27 @@ func crashRunChild(t *testing.T, dir, mode string, cycle int, seed uint64, delay
 			if err != nil {
 				t.Fatalf("cycle %d: bad ack line %q", cycle, l)
 			}
+			a := crashAck{stream: f[1], shard: uint32(sh), seq: f[3], hash: f[5], cycle: cycle}
+			if f[1] == churnStream {
+				churn.acked[f[4]] = a
+				st.acks++
+				continue
+			}
 			if _, dup := acked[f[4]]; dup {
 				t.Errorf("cycle %d: id %s acknowledged twice", cycle, f[4])
 			}
-			acked[f[4]] = crashAck{stream: f[1], shard: uint32(sh), seq: f[3], hash: f[5], cycle: cycle}
+			acked[f[4]] = a
 			st.acks++
+		case l == "D":
+			churn.deleted = true
+			churn.acked = map[string]crashAck{}
+		case len(f) == 2 && f[0] == "C":
+			g, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("cycle %d: bad line %q", cycle, l)
+			}
+			churn.gen, churn.deleted = g, false
+			st.churns++
 		case len(f) == 2 && f[0] == "S":
 			st.reshards++
 		case strings.HasPrefix(l, "E "):
@@ -501,7 +572,7 @@ func crashRunChild(t *testing.T, dir, mode string, cycle int, seed uint64, delay
 // returns how many acknowledged records are gone because retention
 // trimmed them (only possible in the trim stream). It then writes one
 // record per stream to show that writing continues, and adds it to acked.
-func crashVerify(t *testing.T, dir string, clock time.Time, killedAt time.Time, acked map[string]crashAck, cycle int) int {
+func crashVerify(t *testing.T, dir string, clock time.Time, killedAt time.Time, acked map[string]crashAck, churn *crashChurn, cycle int) int {
 	t.Helper()
 	opts := crashChildOptions()
 	opts.Clock = func() time.Time { return clock }
@@ -598,6 +669,7 @@ func crashVerify(t *testing.T, dir string, clock time.Time, killedAt time.Time, 
 				cycle, id, a.stream, shard.ShardID(a.shard), a.seq, a.hash, p.stream, shard.ShardID(p.shard), p.seq, p.hash)
 		}
 	}
+	crashVerifyChurn(t, db, churn, cycle)
 	// Writing continues, after every record already there.
 	for _, stream := range []string{crashStream, trimStream} {
 		id := fmt.Sprintf("parent%d%s", cycle, stream)
@@ -613,6 +685,63 @@ func crashVerify(t *testing.T, dir string, clock time.Time, killedAt time.Time, 
 		acked[id] = crashAck{stream: stream, shard: uint32(res.ShardID), seq: res.SequenceNumber.String(), hash: fmt.Sprintf("%x", xxhash.Sum64(data)), cycle: cycle}
 	}
 	return trimmed
+}
+
+// crashVerifyChurn checks that the churn stream, if it exists, holds one
+// generation only (delete and recreate never mix data), that it is the
+// last one created unless a later delete was reported, and that the
+// acknowledged records of a surviving generation are all there.
+func crashVerifyChurn(t *testing.T, db *engine.DB, churn *crashChurn, cycle int) {
+	t.Helper()
+	shards, err := db.ListShards(churnStream)
+	if errors.Is(err, engine.ErrStreamNotFound) {
+		return // deleted (perhaps by a delete the kill kept from being reported)
+	}
+	if err != nil {
+		t.Errorf("cycle %d: ListShards(%s): %v", cycle, churnStream, err)
+		return
+	}
+	crashCheckTiling(t, cycle, churnStream, shards)
+	found := map[string]crashAck{}
+	gens := map[int]int{}
+	for _, sd := range shards {
+		recs := crashReadShard(t, db, churnStream, sd.ShardID)
+		if int64(len(recs)) != sd.Records {
+			t.Errorf("cycle %d: %s/%s: stats say %d records, the shard holds %d", cycle, churnStream, sd.ShardID, sd.Records, len(recs))
+		}
+		for i, r := range recs {
+			if r.SequenceNumber.Counter != uint64(i+1) {
+				t.Errorf("cycle %d: %s/%s: record %d has counter %d", cycle, churnStream, sd.ShardID, i, r.SequenceNumber.Counter)
+			}
+			id, _, _ := bytes.Cut(r.Data, []byte{':'})
+			var g, n int
+			if _, err := fmt.Sscanf(string(id), "churn%d-%d", &g, &n); err != nil {
+				t.Errorf("cycle %d: %s holds a record %q of no generation", cycle, churnStream, id)
+				continue
+			}
+			gens[g]++
+			found[string(id)] = crashAck{stream: churnStream, shard: uint32(sd.ShardID), seq: r.SequenceNumber.String(), hash: fmt.Sprintf("%x", xxhash.Sum64(r.Data))}
+		}
+	}
+	if len(gens) > 1 {
+		t.Errorf("cycle %d: %s mixes generations %v (delete+recreate must never mix data)", cycle, churnStream, gens)
+	}
+	for g := range gens {
+		if g != churn.gen || churn.deleted {
+			t.Errorf("cycle %d: %s holds records of generation %d; the last created is %d (deleted after: %v)", cycle, churnStream, g, churn.gen, churn.deleted)
+		}
+	}
+	if churn.deleted {
+		return // a newer, unreported generation: nothing was written to it
+	}
+	for id, a := range churn.acked {
+		p, ok := found[id]
+		if !ok {
+			t.Errorf("cycle %d: acknowledged %s record %s (%s, %s) is lost", cycle, churnStream, id, shard.ShardID(a.shard), a.seq)
+		} else if p.shard != a.shard || p.seq != a.seq || p.hash != a.hash {
+			t.Errorf("cycle %d: acknowledged %s record %s changed", cycle, churnStream, id)
+		}
+	}
 }
 
 func crashReadShard(t *testing.T, db *engine.DB, stream string, id engine.ShardID) []engine.Record {
