@@ -115,15 +115,21 @@ type Result struct {
 	// the engine costs nothing over raw Pebble.
 	RoundRatios []float64 `json:"round_ratios"`
 	Ratio       float64   `json:"ratio"`
+	// CPURatio is the median over rounds of Ceiling.CPUPerRecord /
+	// Engine.CPUPerRecord: the share of the engine's CPU per record that
+	// raw Pebble needs too (1.0: no CPU overhead). It is steadier than
+	// Ratio on a loaded machine and meaningful when the disk, not the CPU,
+	// bounds throughput.
+	CPURatio float64 `json:"cpu_ratio"`
 }
 
 // String formats r on one line.
 func (r Result) String() string {
-	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ratio %.2f%s",
+	return fmt.Sprintf("%s [%s; %s, sync=%t]: engine %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ceiling %.0f rec/s %.1f MB/s p50 %v p99 %v cpu %v/rec rss %s | ratio %.2f%s, cpu ratio %.2f",
 		r.Workload, r.Params, r.Profile, r.Sync,
 		r.Engine.RecordsPerSec, r.Engine.MBPerSec, r.Engine.P50, r.Engine.P99, r.Engine.CPUPerRecord, mib(r.Engine.PeakRSS),
 		r.Ceiling.RecordsPerSec, r.Ceiling.MBPerSec, r.Ceiling.P50, r.Ceiling.P99, r.Ceiling.CPUPerRecord, mib(r.Ceiling.PeakRSS),
-		r.Ratio, roundRatios(r.RoundRatios))
+		r.Ratio, roundRatios(r.RoundRatios), r.CPURatio)
 }
 
 func roundRatios(rs []float64) string {
@@ -139,19 +145,20 @@ func roundRatios(rs []float64) string {
 	return b.String()
 }
 
-// WriteTable writes results as an aligned text table, one row per side.
+// WriteTable writes results as an aligned text table, one row per side;
+// the ratios (Result.Ratio and Result.CPURatio) are on the engine's row.
 func WriteTable(w io.Writer, results ...Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tside\trecords/s\tMB/s\tp50\tp99\tCPU/rec\tpeak RSS\tdisk B/rec\tratio\tprofile\tsync\t")
+	fmt.Fprintln(tw, "workload\tside\trecords/s\tMB/s\tp50\tp99\tCPU/rec\tpeak RSS\tdisk B/rec\tratio\tCPU ratio\tprofile\tsync\t")
 	for _, r := range results {
 		for i, m := range []Measurement{r.Engine, r.Ceiling} {
-			side, ratio := "engine", fmt.Sprintf("%.2f", r.Ratio)
+			side, ratio, cpu := "engine", fmt.Sprintf("%.2f", r.Ratio), fmt.Sprintf("%.2f", r.CPURatio)
 			if i == 1 {
-				side, ratio = "pebble", ""
+				side, ratio, cpu = "pebble", "", ""
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%t\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%t\t\n",
 				r.Workload, side, m.RecordsPerSec, m.MBPerSec, dur(m.P50), dur(m.P99), m.CPUPerRecord, mib(m.PeakRSS),
-				m.DiskBytesPerRecord, ratio, r.Profile, r.Sync)
+				m.DiskBytesPerRecord, ratio, cpu, r.Profile, r.Sync)
 		}
 	}
 	return tw.Flush()
@@ -374,6 +381,7 @@ func (m *Measurement) finish(lat *latencies, rss meter) {
 // their median as res.Ratio.
 func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error), ratioOf func(e, c Measurement) float64) error {
 	var es, cs []Measurement
+	var cpu []float64
 	for round := range rounds {
 		var e, c Measurement
 		for i := range 2 {
@@ -389,19 +397,30 @@ func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error)
 		}
 		es, cs = append(es, e), append(cs, c)
 		res.RoundRatios = append(res.RoundRatios, ratioOf(e, c))
+		cpu = append(cpu, ratio(float64(c.CPUPerRecord), float64(e.CPUPerRecord)))
 	}
 	byRate := func(a, b Measurement) int { return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec) }
 	slices.SortFunc(es, byRate)
 	slices.SortFunc(cs, byRate)
 	res.Engine, res.Ceiling = es[(len(es)-1)/2], cs[(len(cs)-1)/2]
-	rs := slices.Clone(res.RoundRatios)
-	slices.Sort(rs)
-	if n := len(rs); n%2 == 1 {
-		res.Ratio = rs[n/2]
-	} else {
-		res.Ratio = (rs[n/2-1] + rs[n/2]) / 2
-	}
+	res.Ratio = median(res.RoundRatios)
+	res.CPURatio = median(cpu)
 	return nil
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), leaving xs as it is.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // throughputRatio is the ratio of the write and read workloads.

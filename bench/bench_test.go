@@ -49,6 +49,7 @@ func report(b *testing.B, r Result) {
 	b.Helper()
 	b.Log(r)
 	b.ReportMetric(r.Ratio, "ratio")
+	b.ReportMetric(r.CPURatio, "cpu-ratio")
 	b.ReportMetric(r.Engine.RecordsPerSec, "rec/s")
 	b.ReportMetric(r.Ceiling.RecordsPerSec, "pebble-rec/s")
 	b.ReportMetric(r.Engine.MBPerSec, "MB/s")

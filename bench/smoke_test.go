@@ -43,6 +43,7 @@ func checkResult(t *testing.T, r Result, records int64, timed bool) {
 		}
 	}
 	require.Positive(t, r.Ratio)
+	require.Positive(t, r.CPURatio)
 	var buf bytes.Buffer
 	require.NoError(t, WriteTable(&buf, r))
 	require.Contains(t, buf.String(), r.Workload)
