@@ -405,6 +405,45 @@ func (f *Forwarder) position(id engine.ShardID) *position {
 	return f.positionLocked(id)
 }
 
+// skipTrimmed checkpoints every shard whose checkpoint is below its trim
+// horizon at the record before the horizon, counting the records in
+// between as dropped (those this process has not counted yet). Nothing is
+// being read when it runs, so no record in memory can be skipped. It makes
+// drops durable: a later process does not count them again, and the
+// consumer's Lag is exact.
+func (f *Forwarder) skipTrimmed(c *engine.Consumer) error {
+	descs, err := f.db.ListShards(f.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("forward: listing shards of %s: %w", f.cfg.Stream, err)
+	}
+	for _, d := range descs {
+		first, _, err := f.bounds(d.ShardID)
+		if err != nil {
+			return fmt.Errorf("forward: trim horizon of %s: %w", d.ShardID, err)
+		}
+		p := f.position(d.ShardID)
+		p.mu.Lock()
+		acked, counted := p.acked, max(p.acked, p.droppedThrough)
+		p.mu.Unlock()
+		if first <= acked+1 {
+			continue
+		}
+		sn := d.StartingSequenceNumber
+		sn.Counter = first - 1
+		if err := c.CheckpointAt(d.ShardID, sn); err != nil {
+			return fmt.Errorf("forward: checkpoint %s of consumer %s past trimmed records: %w", d.ShardID, f.cfg.Consumer, err)
+		}
+		p.mu.Lock()
+		if first-1 > counted {
+			p.dropped += int64(first - 1 - counted)
+		}
+		p.droppedThrough = max(p.droppedThrough, first-1)
+		p.acked, p.read = first-1, first-1
+		p.mu.Unlock()
+	}
+	return nil
+}
+
 // Run forwards records until ctx ends, then returns nil; it returns
 // earlier only for an error it cannot retry: the local stream was deleted
 // or the DB closed or failed, a checkpoint could not be written, or the
@@ -426,6 +465,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return fmt.Errorf("forward: consumer %s of stream %s: %w", f.cfg.Consumer, f.cfg.Stream, err)
 	}
 	f.loadPositions(c)
+	if err := f.skipTrimmed(c); err != nil {
+		return err
+	}
 	r := &run{f: f, c: c, senders: make(map[engine.ShardID]*sender)}
 	err = r.run(ctx)
 	f.mu.Lock()

@@ -32,8 +32,11 @@ type Stats struct {
 	// horizon counts the records deleted before it was created too. Not
 	// counted: records of a closed shard that expired from the stream
 	// before the Forwarder read it (the engine forgets the shard).
-	// Like the other counters it counts since New; drops behind the
-	// checkpoints (seen by an earlier process) are not counted again.
+	// Like the other counters it counts since New. Run checkpoints past
+	// the records it finds dropped, so a later process does not count them
+	// again — except drops the previous process reported but had not yet
+	// checkpointed past (no later record of the shard was acknowledged,
+	// and no Run started after them): those a new process reports again.
 	DroppedRecords int64
 	// LagRecords is the number of local records not yet acknowledged
 	// upstream (buffered in memory, or still only on disk).
