@@ -379,23 +379,14 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 	return append(dst, '}')
 }
 
-// appendGetRecordsJSON encodes a GetRecords response.
+// appendGetRecordsJSON appends GetRecords' JSON response body.
 func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	dst = append(dst, `{"Records":[`...)
 	for i := range out.Records {
-		r := &out.Records[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"SequenceNumber":"`...)
-		dst = r.SequenceNumber.AppendTo(dst)
-		dst = append(dst, `","ApproximateArrivalTimestamp":`...)
-		dst = appendEpochSeconds(dst, r.Timestamp)
-		dst = append(dst, `,"Data":"`...)
-		dst = base64.StdEncoding.AppendEncode(dst, r.Data)
-		dst = append(dst, `","PartitionKey":`...)
-		dst = appendJSONString(dst, r.PartitionKey)
-		dst = append(dst, '}')
+		dst = appendRecordJSON(dst, &out.Records[i])
 	}
 	dst = append(dst, ']')
 	if out.NextShardIterator != "" {
@@ -404,30 +395,50 @@ func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	}
 	dst = append(dst, `,"MillisBehindLatest":`...)
 	dst = strconv.AppendInt(dst, out.MillisBehindLatest, 10)
-	if len(out.ChildShards) > 0 {
-		dst = append(dst, `,"ChildShards":[`...)
-		for i, c := range out.ChildShards {
-			if i > 0 {
+	dst = appendChildShardsJSON(dst, out.ChildShards)
+	return append(dst, '}')
+}
+
+// appendRecordJSON appends one record as the Record shape.
+func appendRecordJSON(dst []byte, r *engine.Record) []byte {
+	dst = append(dst, `{"SequenceNumber":"`...)
+	dst = r.SequenceNumber.AppendTo(dst)
+	dst = append(dst, `","ApproximateArrivalTimestamp":`...)
+	dst = appendEpochSeconds(dst, r.Timestamp)
+	dst = append(dst, `,"Data":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+	dst = append(dst, `","PartitionKey":`...)
+	dst = appendJSONString(dst, r.PartitionKey)
+	return append(dst, '}')
+}
+
+// appendChildShardsJSON appends `,"ChildShards":[…]`, or nothing when cs
+// is empty.
+func appendChildShardsJSON(dst []byte, cs []engine.ChildShard) []byte {
+	if len(cs) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"ChildShards":[`...)
+	for i, c := range cs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"ShardId":"`...)
+		dst = appendShardID(dst, c.ShardID)
+		dst = append(dst, `","ParentShards":[`...)
+		for j, p := range c.ParentShards {
+			if j > 0 {
 				dst = append(dst, ',')
 			}
-			dst = append(dst, `{"ShardId":"`...)
-			dst = appendShardID(dst, c.ShardID)
-			dst = append(dst, `","ParentShards":[`...)
-			for j, p := range c.ParentShards {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				dst = append(dst, '"')
-				dst = appendShardID(dst, p)
-				dst = append(dst, '"')
-			}
-			dst = append(dst, `],"HashKeyRange":{"StartingHashKey":"`...)
-			dst = append(dst, c.HashKeyRange.Start.String()...)
-			dst = append(dst, `","EndingHashKey":"`...)
-			dst = append(dst, c.HashKeyRange.End.String()...)
-			dst = append(dst, `"}}`...)
+			dst = append(dst, '"')
+			dst = appendShardID(dst, p)
+			dst = append(dst, '"')
 		}
-		dst = append(dst, ']')
+		dst = append(dst, `],"HashKeyRange":{"StartingHashKey":"`...)
+		dst = append(dst, c.HashKeyRange.Start.String()...)
+		dst = append(dst, `","EndingHashKey":"`...)
+		dst = append(dst, c.HashKeyRange.End.String()...)
+		dst = append(dst, `"}}`...)
 	}
-	return append(dst, '}')
+	return append(dst, ']')
 }

@@ -63,6 +63,10 @@ var operations = map[string]opFunc{
 	"DisableEnhancedMonitoring":     (*Server).disableEnhancedMonitoring,
 	"DescribeLimits":                (*Server).describeLimits,
 	"UpdateStreamMode":              (*Server).updateStreamMode,
+	"RegisterStreamConsumer":        (*Server).registerStreamConsumer,
+	"DescribeStreamConsumer":        (*Server).describeStreamConsumer,
+	"ListStreamConsumers":           (*Server).listStreamConsumers,
+	"DeregisterStreamConsumer":      (*Server).deregisterStreamConsumer,
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -84,8 +88,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := codecFor(r.Header.Get("Content-Type"))
 	name, hasPrefix := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	fn := operations[name]
-	if !hasPrefix || fn == nil {
+	fn, sfn := operations[name], streamingOperations[name]
+	if !hasPrefix || (fn == nil && sfn == nil) {
 		name = "Unknown"
 	}
 	om := s.metrics.op(name)
@@ -105,13 +109,22 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if fn == nil {
+	if fn == nil && sfn == nil {
 		s.finish(w, c, om, start, nil, newAPIError(errUnknownOperation, ""))
 		return
 	}
 	scratch := getBuf()
 	defer putBuf(scratch)
 	rq := &request{ctx: r.Context(), op: name, codec: c, body: body.Bytes(), scratch: scratch}
+	if sfn != nil {
+		// A streamed response: the op writes it; only an error before
+		// the stream starts is answered here.
+		w.Header()["X-Amzn-Requestid"] = []string{requestID()}
+		if aerr := sfn(s, w, rq, func() { om.done(start, "") }); aerr != nil {
+			s.finish(w, c, om, start, nil, aerr)
+		}
+		return
+	}
 	resp, aerr := fn(s, rq)
 	s.finish(w, c, om, start, resp, aerr)
 }

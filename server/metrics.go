@@ -25,6 +25,10 @@ type metrics struct {
 	throttles  *prometheus.CounterVec // op
 	panics     prometheus.Counter
 
+	subscriptions    prometheus.Gauge
+	subscribeRecords prometheus.Counter
+	subscribeBytes   prometheus.Counter
+
 	mu  sync.RWMutex
 	ops map[string]*opMetrics
 }
@@ -74,10 +78,22 @@ func newMetrics() *metrics {
 			Namespace: "kvstream", Subsystem: "server", Name: "panics_total",
 			Help: "Requests that panicked and were answered with InternalFailure.",
 		}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "subscriptions",
+			Help: "Running SubscribeToShard subscriptions (enhanced fan-out).",
+		}),
+		subscribeRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_records_out_total",
+			Help: "Records pushed to SubscribeToShard subscribers.",
+		}),
+		subscribeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_bytes_out_total",
+			Help: "Data and partition-key bytes pushed to SubscribeToShard subscribers.",
+		}),
 		ops: make(map[string]*opMetrics),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
-		m.throttles, m.panics,
+		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 	return m

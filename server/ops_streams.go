@@ -111,14 +111,32 @@ func (s *Server) decodeStreamRef(rq *request) (string, *apiError) {
 }
 
 func (s *Server) deleteStream(rq *request) (any, *apiError) {
-	name, aerr := s.decodeStreamRef(rq)
+	var in streamRefInput
+	if err := rq.codec.decode(rq.body, &in); err != nil {
+		return nil, err
+	}
+	var c check
+	c.streamName(in.StreamName)
+	c.streamARN(in.StreamARN)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if in.EnforceConsumerDeletion == nil || !*in.EnforceConsumerDeletion {
+		if n := s.consumerCount(name); n > 0 {
+			return nil, newAPIError(errResourceInUse, "Stream "+name+" under account "+s.cfg.Account+" has "+strconv.Itoa(n)+
+				" registered consumers; deregister them or set EnforceConsumerDeletion.")
+		}
 	}
 	if err := s.db.DeleteStream(rq.ctx, name); err != nil {
 		return nil, s.engineError(err, name)
 	}
 	s.enc.forget(name)
+	prefix := s.streamARN(name) + "/consumer/"
+	s.subs.end(func(k subKey) bool { return strings.HasPrefix(k.consumer, prefix) }, s.streamNotFound(name))
 	return nil, nil
 }
 
@@ -253,6 +271,7 @@ func (s *Server) describeStreamSummary(rq *request) (any, *apiError) {
 		EncryptionType:          encryptionOf(d),
 		KeyId:                   d.KeyID,
 		OpenShardCount:          d.OpenShardCount,
+		ConsumerCount:           s.consumerCount(name),
 	}}, nil
 }
 

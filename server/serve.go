@@ -83,6 +83,9 @@ func (s *Server) httpServer() *http.Server {
 		ErrorLog:          nil,
 	}
 	hs.Protocols = Protocols()
+	// End SubscribeToShard streams at once, or Shutdown would wait for
+	// them to run out.
+	hs.RegisterOnShutdown(s.Close)
 	return hs
 }
 

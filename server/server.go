@@ -46,15 +46,34 @@ type Config struct {
 	// "000000000000".
 	Account string
 	// CreateDelay keeps streams created through the server CREATING for
-	// this long, as AWS does (engine.StreamConfig.ActivationDelay).
-	// Default 0: streams are ACTIVE at once.
+	// this long, as AWS does (engine.StreamConfig.ActivationDelay), and
+	// likewise registered stream consumers CREATING and deregistered ones
+	// DELETING (engine.StreamConsumerConfig). Default 0: streams and
+	// consumers are ACTIVE at once, and deregistered consumers gone.
 	CreateDelay time.Duration
 	// KinesisLimits applies engine.KinesisLimits (1000 records/s and
 	// 1 MiB/s written, 2 MiB/s and 5 calls/s read, per shard) to every
 	// stream: New sets them (persistently, with DB.SetLimits) on existing
 	// streams that have no limits, and streams created through the server
-	// get them at creation. Default false: no throttling.
+	// get them at creation. It also applies Kinesis' enhanced fan-out
+	// limits: SubscribeToShard reads 2 MiB/s per consumer and shard, and
+	// takes 1 call/s per consumer and shard (LimitExceededException).
+	// Default false: no throttling.
 	KinesisLimits bool
+	// SubscriptionLifetime ends a SubscribeToShard subscription after this
+	// long; the client subscribes again from its last
+	// ContinuationSequenceNumber. Default 5 minutes, as Kinesis.
+	SubscriptionLifetime time.Duration
+	// SubscriptionHeartbeat is how often an idle subscription gets an
+	// event with no records (and the latest ContinuationSequenceNumber).
+	// Default 5 seconds, as Kinesis.
+	SubscriptionHeartbeat time.Duration
+	// SubscriptionTakeover: a SubscribeToShard for a consumer and shard
+	// whose running subscription is younger than this fails with
+	// ResourceInUseException; after it, the new subscription takes over
+	// and the old one ends with a ResourceInUseException event. Default
+	// 5 seconds, as Kinesis.
+	SubscriptionTakeover time.Duration
 	// AccessKey and SecretKey, when both set, turn on SigV4 verification:
 	// requests must be signed with these credentials (service "kinesis",
 	// any region) or they get Kinesis' authentication errors. Default
@@ -110,6 +129,15 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.SubscriptionLifetime == 0 {
+		c.SubscriptionLifetime = 5 * time.Minute
+	}
+	if c.SubscriptionHeartbeat == 0 {
+		c.SubscriptionHeartbeat = 5 * time.Second
+	}
+	if c.SubscriptionTakeover == 0 {
+		c.SubscriptionTakeover = 5 * time.Second
+	}
 	return c
 }
 
@@ -126,6 +154,9 @@ func (c Config) validate() error {
 	}
 	if c.CreateDelay < 0 || c.MaxBodyBytes < 0 {
 		return errors.New("server: CreateDelay and MaxBodyBytes must not be negative")
+	}
+	if c.SubscriptionLifetime < 0 || c.SubscriptionHeartbeat < 0 || c.SubscriptionTakeover < 0 {
+		return errors.New("server: SubscriptionLifetime, SubscriptionHeartbeat and SubscriptionTakeover must not be negative")
 	}
 	return nil
 }
@@ -145,12 +176,14 @@ func allDigits(s string) bool {
 // Server is an http.Handler serving the Kinesis API over one engine.DB:
 // POST with X-Amz-Target is the API, GET /healthz and GET /metrics are
 // for operators. It is safe for concurrent use and does not own the DB.
+// SubscribeToShard responses stream for minutes: Close ends them.
 type Server struct {
 	db      *engine.DB
 	cfg     Config
 	metrics *metrics
 	auth    *verifier // nil when SigV4 verification is off
 	enc     encryptionCache
+	subs    *subscriptions
 }
 
 // New returns a Server over db. It validates cfg (Addr, DataDir and the
@@ -163,7 +196,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, cfg: cfg, metrics: newMetrics()}
+	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions()}
 	if cfg.verifying() {
 		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey)
 	}
