@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -684,4 +685,26 @@ func TestSubscribeToShardReadLimit(t *testing.T) {
 	sub.records(10, 10*time.Second)
 	// 5 MiB at 2 MiB/s with a 2 MiB burst: at least 1.5 s.
 	require.GreaterOrEqual(t, time.Since(start), 1400*time.Millisecond)
+}
+
+// TestBoto3EnhancedFanOut runs testdata/efo.py: boto3's
+// register_stream_consumer, subscribe_to_shard (reading events as they
+// are pushed, resuming from ContinuationSequenceNumber, a takeover) and
+// deregister_stream_consumer, with SigV4 verification and CREATING delays.
+func TestBoto3EnhancedFanOut(t *testing.T) {
+	requireBoto3(t)
+	env := newEnv(t, Config{AccessKey: testAccessKey, SecretKey: testSecretKey, CreateDelay: 300 * time.Millisecond,
+		SubscriptionHeartbeat: 200 * time.Millisecond, SubscriptionTakeover: 10 * time.Millisecond}, nil)
+	t.Cleanup(env.srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", "testdata/efo.py", env.url, "25")
+	cmd.Env = awsEnv(t, testAccessKey, testSecretKey)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Equal(t, "OK 55", lines[len(lines)-1], "%s", out)
+	require.Contains(t, string(out), "registered arn:aws:kinesis:us-east-1:000000000000:stream/efo/consumer/py:")
+	require.Contains(t, string(out), "consumer CREATING")
+	require.Contains(t, string(out), "taken over: ResourceInUseException")
 }
