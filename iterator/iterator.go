@@ -50,13 +50,19 @@ func New(r pebble.Reader, l *shard.Log, next uint64, cutoff func() int64) *Itera
 // one. It returns false at the end of the visible records (more may come:
 // see Wait) and on error (see Err).
 func (it *Iterator) Next() bool {
+	return it.advance() && it.loadInto(&it.rec)
+}
+
+// advance positions the Pebble iterator at the next visible record and
+// reports whether there is one; loadInto then decodes it.
+func (it *Iterator) advance() bool {
 	if it.err != nil || it.done {
 		return false
 	}
 	for {
 		if it.pit != nil {
 			if it.pit.Next() {
-				return it.load()
+				return true
 			}
 			if err := it.pit.Error(); err != nil {
 				it.err = err
@@ -68,7 +74,7 @@ func (it *Iterator) Next() bool {
 			return false
 		}
 		if it.open(pub) {
-			return it.load()
+			return true
 		}
 		if it.err != nil {
 			return false
@@ -132,7 +138,10 @@ func (it *Iterator) open(pub uint64) bool {
 	return false
 }
 
-func (it *Iterator) load() bool {
+// loadInto decodes the record at the Pebble iterator's position into dst
+// (PartitionKey left empty: it stays in it.pk until Record needs it) and
+// advances it.next past it.
+func (it *Iterator) loadInto(dst *shard.Record) bool {
 	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
 	v, err := it.pit.ValueAndErr()
 	if err != nil {
@@ -146,7 +155,7 @@ func (it *Iterator) load() bool {
 	}
 	it.next = c + 1
 	it.pk, it.pkSet = d.PartitionKey, false
-	it.rec = shard.Record{
+	*dst = shard.Record{
 		ShardID:         it.log.ID,
 		SequenceNumber:  it.log.Seq(c, d.ArrivalMs),
 		ExplicitHashKey: d.ExplicitHashKey,
@@ -235,22 +244,47 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var recs []shard.Record
 	var arena []byte
 	size := 0
-	for len(recs) < maxRecords && it.Next() {
-		r := it.rec
+	for len(recs) < maxRecords && it.advance() {
+		// Decode straight into the page's next slot (the first record,
+		// which sizes the page, goes through it.rec).
+		var r *shard.Record
+		if len(recs) < cap(recs) {
+			recs = recs[:len(recs)+1]
+			r = &recs[len(recs)-1]
+		} else {
+			r = &it.rec
+		}
+		if !it.loadInto(r) {
+			if r != &it.rec {
+				recs = recs[:len(recs)-1]
+			}
+			break
+		}
 		pkb := it.pk
 		n := len(r.Data) + len(pkb)
-		if size+n > maxBytes && len(recs) > 0 {
+		prior := len(recs) // records before this one
+		if r != &it.rec {
+			prior--
+		}
+		if size+n > maxBytes && prior > 0 {
 			// Undo: leave this record for the next page.
 			it.next = r.SequenceNumber.Counter
+			if r != &it.rec {
+				recs = recs[:len(recs)-1]
+			}
 			it.pit = closeQuiet(it.pit)
 			return recs, true
 		}
 		size += n
-		if recs == nil {
-			recs = make([]shard.Record, 0, pageCap(it, r.SequenceNumber.Counter, n, maxRecords, maxBytes))
+		if r == &it.rec {
+			if recs == nil {
+				recs = make([]shard.Record, 0, pageCap(it, r.SequenceNumber.Counter, n, maxRecords, maxBytes))
+			}
+			recs = append(recs, *r)
+			r = &recs[len(recs)-1]
 		}
 		if cap(arena)-len(arena) < n {
-			want := n * (cap(recs) - len(recs))
+			want := n * (cap(recs) - len(recs) + 1)
 			arena = make([]byte, 0, max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
@@ -259,7 +293,6 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		pk := arena[start : start+len(pkb)]
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
-		recs = append(recs, r)
 	}
 	return recs, len(recs) == maxRecords
 }
