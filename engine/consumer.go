@@ -160,7 +160,8 @@ func (c *Consumer) Checkpoint(r Record) error {
 }
 
 // CheckpointAt durably records that shard id is processed up to and
-// including sequence number n.
+// including sequence number n. Checkpoints never move back: a number at or
+// below the current checkpoint is ignored.
 func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	if err := c.db.check(); err != nil {
 		return err
@@ -177,15 +178,21 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	if l != nil && !l.Owns(n) {
 		return shard.Errorf(shard.ErrInvalidArgument, "sequence number %s did not come from %s of stream %s", n, id, c.s.meta.Name)
 	}
+	// Checkpoints only move forward (as KCL's do): an earlier number is a
+	// no-op. c.mu is held across the write so concurrent checkpoints
+	// persist in the order they are applied.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cp, ok := c.mu.checkpoint[id]; ok && n.Counter <= cp {
+		return nil
+	}
 	b := c.db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Set(shard.CheckpointKey(c.s.id, c.name, uint32(id)), binary.BigEndian.AppendUint64(nil, n.Counter), nil)
 	if err := c.db.writer.CommitBatch(b, c.db.writeOpts()); err != nil {
 		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "checkpoint of consumer " + c.name, Cause: err}
 	}
-	c.mu.Lock()
-	c.mu.checkpoint[id] = max(c.mu.checkpoint[id], n.Counter)
-	c.mu.Unlock()
+	c.mu.checkpoint[id] = n.Counter
 	return nil
 }
 

@@ -1457,7 +1457,6 @@ func TestRegressionConcurrentTrimStats(t *testing.T) {
 // silently: either it keeps the later one durably or it refuses (as KCL
 // refuses to checkpoint below the last checkpoint).
 func TestRegressionCheckpointMovesBack(t *testing.T) {
-	t.Skip("BUG: Consumer.CheckpointAt persists a lower sequence number over a higher one while the in-memory checkpoint keeps the higher one (engine/consumer.go)")
 	fs := vfs.NewMem()
 	db, err := engine.Open("db", &engine.Options{FS: fs})
 	if err != nil {
