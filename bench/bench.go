@@ -72,6 +72,10 @@ type Measurement struct {
 	// bytes: VmHWM from /proc/self/status, reset before the phase through
 	// /proc/self/clear_refs. Where the reset is unavailable it is the
 	// process' peak so far (getrusage), and PeakRSSCumulative is true.
+	// The reset starts from the current RSS, which can still hold memory
+	// an earlier phase's Pebble block cache returned to the C allocator;
+	// for clean figures run one workload per process (the first phase
+	// after start is always clean).
 	PeakRSS           int64 `json:"peak_rss_bytes"`
 	PeakRSSCumulative bool  `json:"peak_rss_cumulative,omitempty"`
 	// CPUPerRecord is the process' CPU time (user plus system, all
