@@ -552,7 +552,9 @@ func crashRunChild(t *testing.T, dir, mode string, cycle int, seed uint64, delay
 			if err != nil {
 				t.Fatalf("cycle %d: bad line %q", cycle, l)
 			}
-			churn.gen, churn.deleted = g, false
+			// A new generation: the earlier ones are gone (deleted, perhaps
+			// by a delete the last kill kept from being reported).
+			churn.gen, churn.deleted, churn.acked = g, false, map[string]crashAck{}
 			st.churns++
 		case len(f) == 2 && f[0] == "S":
 			st.reshards++
