@@ -284,19 +284,19 @@ func (s *stream) rebuildRoutingLocked() {
 // route returns the open shard whose range contains h. The caller holds
 // s.mu (shared is enough). Open ranges tile the whole space.
 func (s *stream) route(h shard.HashKey) *shard.Log {
-	i, _ := slices.BinarySearchFunc(s.ranges, h, func(r shard.HashRange, h shard.HashKey) int {
-		if r.End.Cmp(h) < 0 {
-			return -1
+	// The last open range whose start is ≤ h; the ranges are sorted and
+	// tile the space, so that range contains h. A plain loop: this runs
+	// once per record.
+	lo, hi := 0, len(s.ranges)-1
+	for lo < hi {
+		mid := int(uint(lo+hi+1) >> 1)
+		if st := s.ranges[mid].Start; st.Hi < h.Hi || (st.Hi == h.Hi && st.Lo <= h.Lo) {
+			lo = mid
+		} else {
+			hi = mid - 1
 		}
-		if r.Start.Cmp(h) > 0 {
-			return 1
-		}
-		return 0
-	})
-	if i >= len(s.open) {
-		i = len(s.open) - 1
 	}
-	return s.open[i]
+	return s.open[lo]
 }
 
 func (db *DB) get(key []byte) ([]byte, error) {

@@ -35,6 +35,11 @@ func validateStreamName(name string) error {
 // partitionKeyLen returns the key's length in UTF-16 code units, the unit
 // Kinesis (a Java service) measures.
 func partitionKeyLen(pk string) int {
+	if len(pk) <= maxPartitionKey {
+		// UTF-16 units never exceed UTF-8 bytes, so short keys are within
+		// the limit whatever their length in units; report bytes.
+		return len(pk)
+	}
 	n := 0
 	for _, r := range pk {
 		if r >= 0x10000 {
