@@ -431,7 +431,11 @@ func TestCrashLoop(t *testing.T) {
 		trimmed := crashVerify(t, dir, clock, killedAt, acked, churn, cycle)
 		totalTrim += trimmed
 		if t.Failed() {
-			t.Fatalf("cycle %d (%s, seed %d) failed; data directory kept at %s", cycle, mode, seed, dir)
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("kvstream-crash-%d-cycle-%d", seed, cycle))
+			if err := os.Rename(dir, kept); err != nil {
+				kept = fmt.Sprintf("(not kept: %v)", err)
+			}
+			t.Fatalf("cycle %d (%s, seed %d) failed; data directory kept at %s", cycle, mode, seed, kept)
 		}
 	}
 	if longReshardCycles >= 2 && totalResh == 0 {
