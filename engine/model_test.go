@@ -1426,7 +1426,7 @@ func TestRegressionConcurrentTrimStats(t *testing.T) {
 		trimmers.Add(1)
 		go func() {
 			defer trimmers.Done()
-			for range 1500 {
+			for range 200 {
 				clk.Advance(time.Second)
 				if err := db.Trim(ctx, "s"); err != nil {
 					t.Error(err)
