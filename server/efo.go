@@ -146,6 +146,9 @@ func (s *Server) consumerConfig() engine.StreamConsumerConfig {
 	return engine.StreamConsumerConfig{ActivationDelay: s.cfg.CreateDelay, DeletionDelay: s.cfg.CreateDelay}
 }
 
+// registerStreamConsumerInput is RegisterStreamConsumer's request. Tags
+// are validated but not kept: the tagging operations take stream ARNs
+// only.
 type registerStreamConsumerInput struct {
 	StreamARN    *string           `json:"StreamARN"`
 	ConsumerName *string           `json:"ConsumerName"`

@@ -64,13 +64,14 @@ func newEventWriter(w http.ResponseWriter, c codec) *eventWriter {
 const sdkBodyRaceDelay = 5 * time.Millisecond
 
 // start writes the response head (HTTP 200, event-stream Content-Type)
-// and the initial-response event. Write deadlines the http.Server set are
-// lifted: a subscription lasts minutes, longer than any request timeout.
+// and the initial-response event. The http.Server's read and write
+// deadlines are replaced: a subscription lasts minutes, longer than any
+// request timeout, so there is no read deadline and each event gets a
+// write deadline of its own (eventWriteTimeout).
 func (ew *eventWriter) start() error {
 	time.Sleep(sdkBodyRaceDelay)
 	// Not every ResponseWriter supports deadlines (a test recorder, say);
 	// then there is no deadline to lift.
-	_ = ew.rc.SetWriteDeadline(time.Time{})
 	_ = ew.rc.SetReadDeadline(time.Time{})
 	h := ew.w.Header()
 	h["Content-Type"] = []string{contentTypeEventStream}
@@ -112,7 +113,13 @@ func (ew *eventWriter) exception(aerr *apiError) error {
 	return ew.write(payload)
 }
 
+// eventWriteTimeout bounds the write of one event: a client that stops
+// reading (but keeps its connection) is dropped rather than holding its
+// subscription's goroutine forever.
+const eventWriteTimeout = 30 * time.Second
+
 func (ew *eventWriter) write(payload []byte) error {
+	_ = ew.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 	if err := ew.enc.Encode(ew.w, eventstream.Message{Headers: ew.headers, Payload: payload}); err != nil {
 		return err
 	}
