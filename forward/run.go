@@ -207,9 +207,11 @@ func (s *sender) loop(ctx context.Context) error {
 		s.pos.mu.Lock()
 		s.pos.acked = max(s.pos.acked, last.Counter)
 		s.pos.mu.Unlock()
-		s.q.acked()
+		// Count before the batch leaves the lag, so a Stats that sees no
+		// lag sees it forwarded.
 		s.f.forwardedRecords.Add(int64(len(batch)))
 		s.f.forwardedBytes.Add(int64(bytes))
+		s.q.acked()
 	}
 }
 

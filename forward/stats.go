@@ -63,26 +63,35 @@ type Stats struct {
 // It reads a few keys per shard and is safe to call at any time, also
 // between Runs. The counters are returned even when the error (the
 // stream is gone, the DB closed) keeps the lag from being computed.
-func (f *Forwarder) Stats() (Stats, error) {
-	st := Stats{
-		Running:          f.running.Load(),
-		ForwardedRecords: f.forwardedRecords.Load(),
-		ForwardedBytes:   f.forwardedBytes.Load(),
-		Requests:         f.requests.Load(),
-		FailedRequests:   f.failedRequests.Load(),
-		Throttled:        f.throttled.Load(),
-		RetriedRecords:   f.retried.Load(),
-	}
+func (f *Forwarder) Stats() (st Stats, err error) {
+	// The counters are read last: a batch is counted forwarded before it
+	// leaves the lag, so a record may show in both, never in neither.
+	defer func() {
+		st.Running = f.running.Load()
+		st.ForwardedRecords = f.forwardedRecords.Load()
+		st.ForwardedBytes = f.forwardedBytes.Load()
+		st.Requests = f.requests.Load()
+		st.FailedRequests = f.failedRequests.Load()
+		st.Throttled = f.throttled.Load()
+		st.RetriedRecords = f.retried.Load()
+	}()
 	f.mu.Lock()
 	st.Failing, st.LastError, st.LastErrorAt, st.LastAnswerAt = f.mu.failing, f.mu.lastErr, f.mu.lastErrAt, f.mu.lastOK
 	queues := maps.Clone(f.mu.queues)
 	positions := maps.Clone(f.mu.pos)
 	f.mu.Unlock()
 
-	type snap struct{ read, acked, droppedThrough uint64 }
+	// Positions first, then memory: a record the reader hands over in
+	// between is counted twice (on disk and in memory) rather than missed,
+	// so no lag means none.
+	type snap struct{ read, droppedThrough uint64 }
 	snaps := make(map[engine.ShardID]snap, len(positions))
-	// Memory first, then positions: a record the reader hands over in
-	// between is missed once rather than counted twice.
+	for id, p := range positions {
+		p.mu.Lock()
+		snaps[id] = snap{p.read, p.droppedThrough}
+		st.DroppedRecords += p.dropped
+		p.mu.Unlock()
+	}
 	var oldest time.Time
 	older := func(t time.Time) {
 		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
@@ -96,12 +105,6 @@ func (f *Forwarder) Stats() (Stats, error) {
 		older(o)
 	}
 	st.LagRecords = st.BufferedRecords
-	for id, p := range positions {
-		p.mu.Lock()
-		snaps[id] = snap{p.read, p.acked, p.droppedThrough}
-		st.DroppedRecords += p.dropped
-		p.mu.Unlock()
-	}
 
 	descs, err := f.db.ListShards(f.cfg.Stream)
 	if err != nil {
