@@ -39,7 +39,9 @@ type Stats struct {
 	// and no Run started after them): those a new process reports again.
 	DroppedRecords int64
 	// LagRecords is the number of local records not yet acknowledged
-	// upstream (buffered in memory, or still only on disk).
+	// upstream (buffered in memory, or still only on disk). While records
+	// move, one may briefly be counted twice, but never missed: zero
+	// means every record stored so far is acknowledged.
 	LagRecords int64
 	// LagBytes is their size: exact for the records in memory, estimated
 	// from each shard's average stored record size for those on disk.
