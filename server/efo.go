@@ -407,7 +407,8 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 		ae.Msg = strings.Replace(ae.Msg, "used in GetShardIterator", "used in SubscribeToShard", 1)
 		return ae
 	}
-	defer it.Close()
+	p := &pump{s: s, it: it}
+	defer func() { _ = p.it.Close() }()
 	created, aerr := s.shardCreated(stream, id)
 	if aerr != nil {
 		return aerr
@@ -424,10 +425,10 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	started()
 	s.metrics.subscriptions.Inc()
 	defer s.metrics.subscriptions.Dec()
-	p := &pump{
-		s: s, sub: sub, ew: ew, it: it, cons: cons, arn: arn, shard: id, shardCreated: created,
-		b: eventBuilder{codec: rq.codec}, clock: s.db.Options().Clock,
-	}
+	p.sub, p.ew, p.cons, p.arn, p.shard, p.shardCreated = sub, ew, cons, arn, id, created
+	p.b, p.clock = eventBuilder{codec: rq.codec}, s.db.Options().Clock
+	p.feed = s.feeds.acquire(feedKey{stream: stream, shard: id, created: created, codec: rq.codec})
+	defer s.feeds.release(p.feed)
 	if pos.Kind == engine.KindAfterSequenceNumber {
 		p.cont, p.haveCont = pos.Sequence, true
 	}
@@ -501,6 +502,7 @@ type pump struct {
 	shard        engine.ShardID
 	shardCreated uint64
 	b            eventBuilder
+	feed         *feed
 	clock        func() time.Time
 	// cont is the last record sent (or the AFTER_SEQUENCE_NUMBER start).
 	cont     engine.SequenceNumber
@@ -527,13 +529,25 @@ func (p *pump) run() {
 		p.b.reset()
 		n, size := 0, 0
 		var lastArrival time.Time
-		for n < maxEventRecords && size < maxBytes && p.it.Next() {
-			r := p.it.Record()
-			p.b.add(&r)
-			n++
-			size += len(r.Data) + len(r.PartitionKey)
-			p.cont, p.haveCont = r.SequenceNumber, true
-			lastArrival = r.Timestamp
+		first := p.it.NextCounter()
+		if seg, ok := p.feed.lookup(first); ok && p.skip(seg) {
+			// Another subscription encoded these records already.
+			p.s.metrics.subscribeShared.Inc()
+			p.b.addEncoded(seg.data, seg.n)
+			n, size, lastArrival = seg.n, seg.size, seg.lastArrival
+			p.cont, p.haveCont = seg.last, true
+		} else {
+			for n < maxEventRecords && size < maxBytes && p.it.Next() {
+				r := p.it.Record()
+				p.b.add(&r)
+				n++
+				size += len(r.Data) + len(r.PartitionKey)
+				p.cont, p.haveCont = r.SequenceNumber, true
+				lastArrival = r.Timestamp
+			}
+			if n > 0 && p.feed.shared() {
+				p.feed.publish(segment{first: first, next: p.it.NextCounter(), data: p.b.records(), n: n, size: size, last: p.cont, lastArrival: lastArrival})
+			}
 		}
 		if err := p.it.Err(); err != nil {
 			p.fail(p.s.engineError(err, p.cons.Stream))
@@ -573,6 +587,23 @@ func (p *pump) run() {
 		_ = p.it.Wait(wctx) // woken by a commit, the shard's end, the deadline or ctx
 		cancel()
 	}
+}
+
+// skip moves the subscription past a feed segment it is about to send, with
+// an iterator positioned after the segment's last record. It reports
+// false (the subscription reads the records itself) if that fails.
+func (p *pump) skip(seg segment) bool {
+	it, err := p.s.db.Iterate(p.cons.Stream, p.shard, engine.AfterSequenceNumber(seg.last))
+	if err != nil {
+		return false
+	}
+	if it.NextCounter() != seg.next {
+		_ = it.Close()
+		return false
+	}
+	_ = p.it.Close()
+	p.it = it
+	return true
 }
 
 // continuation returns the ContinuationSequenceNumber: the number of the

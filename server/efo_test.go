@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"github.com/fxamacker/cbor/v2"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -717,4 +719,61 @@ func TestBoto3EnhancedFanOut(t *testing.T) {
 	require.Contains(t, string(out), "registered arn:aws:kinesis:us-east-1:000000000000:stream/efo/consumer/py:")
 	require.Contains(t, string(out), "consumer CREATING")
 	require.Contains(t, string(out), "taken over: ResourceInUseException")
+}
+
+// TestSubscribeToShardSharedFeed runs several subscriptions of one shard
+// (JSON ones through the SDK and a CBOR one), which share encoded records
+// through the shard's feed: each must still get every record exactly
+// once, in order, in its own encoding, and some events must have come
+// from the feed.
+func TestSubscribeToShardSharedFeed(t *testing.T) {
+	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute}, 1)
+	const batches, per = 60, 20
+	var subs []*subReader
+	for i := range 3 {
+		out, err := e.kc.RegisterStreamConsumer(context.Background(), &kinesis.RegisterStreamConsumerInput{
+			StreamARN: aws.String(e.streamARN), ConsumerName: aws.String(fmt.Sprintf("json%d", i))})
+		require.NoError(t, err)
+		sub := subscribe(t, e.kc, *out.Consumer.ConsumerARN, shard0, latest())
+		sub.next(5 * time.Second)
+		subs = append(subs, sub)
+	}
+	body := mustCBOR(t, map[string]any{"ConsumerARN": e.consumerARN, "ShardId": shard0, "StartingPosition": map[string]any{"Type": "LATEST"}})
+	rs := rawSubscribe(t, e.testEnv, contentTypeCBOR, body)
+	rs.next()
+	rs.next()
+
+	var want []string
+	for b := range batches {
+		entries := make([]engine.Entry, per)
+		for i := range entries {
+			d := fmt.Sprintf("r%04d", b*per+i)
+			want = append(want, d)
+			entries[i] = engine.Entry{PartitionKey: "k", Data: []byte(d)}
+		}
+		_, err := e.db.PutRecords(context.Background(), "s", entries)
+		require.NoError(t, err)
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i, sub := range subs {
+		recs, _ := sub.records(len(want), 10*time.Second)
+		require.Equal(t, want, dataOf(recs), "json consumer %d", i)
+		for j := 1; j < len(recs); j++ {
+			require.Less(t, *recs[j-1].SequenceNumber, *recs[j].SequenceNumber)
+		}
+	}
+	var got []string
+	for len(got) < len(want) {
+		h, p := rs.next()
+		require.Equal(t, "SubscribeToShardEvent", h[":event-type"])
+		var ev struct{ Records []struct{ Data []byte } }
+		require.NoError(t, cbor.Unmarshal(p, &ev))
+		for _, r := range ev.Records {
+			got = append(got, string(r.Data))
+		}
+	}
+	require.Equal(t, want, got, "cbor consumer")
+	var m dto.Metric
+	require.NoError(t, e.srv.metrics.subscribeShared.Write(&m))
+	require.Positive(t, m.GetCounter().GetValue(), "some events came from the feed")
 }

@@ -161,6 +161,28 @@ func (b *eventBuilder) add(r *engine.Record) {
 	b.n++
 }
 
+// records returns the records encoded since reset (for a feed segment);
+// it is valid until the next reset.
+func (b *eventBuilder) records() []byte {
+	if b.codec == codecJSON {
+		return b.buf[len(`{"Records":[`):]
+	}
+	return b.buf
+}
+
+// addEncoded appends n records encoded by another builder of the same
+// codec (records of a feed segment).
+func (b *eventBuilder) addEncoded(data []byte, n int) {
+	if n == 0 {
+		return
+	}
+	if b.codec == codecJSON && b.n > 0 {
+		b.buf = append(b.buf, ',')
+	}
+	b.buf = append(b.buf, data...)
+	b.n += n
+}
+
 // finish completes the event and returns its payload, valid until the
 // next reset. cont is the ContinuationSequenceNumber (omitted when nil,
 // as at the end of a closed shard, where children are the ChildShards).

@@ -28,6 +28,7 @@ type metrics struct {
 	subscriptions    prometheus.Gauge
 	subscribeRecords prometheus.Counter
 	subscribeBytes   prometheus.Counter
+	subscribeShared  prometheus.Counter
 
 	mu  sync.RWMutex
 	ops map[string]*opMetrics
@@ -90,10 +91,14 @@ func newMetrics() *metrics {
 			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_bytes_out_total",
 			Help: "Data and partition-key bytes pushed to SubscribeToShard subscribers.",
 		}),
+		subscribeShared: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_shared_events_total",
+			Help: "SubscribeToShard events whose records another subscription of the shard had read and encoded.",
+		}),
 		ops: make(map[string]*opMetrics),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
-		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes,
+		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 	return m

@@ -184,6 +184,7 @@ type Server struct {
 	auth    *verifier // nil when SigV4 verification is off
 	enc     encryptionCache
 	subs    *subscriptions
+	feeds   feeds
 }
 
 // New returns a Server over db. It validates cfg (Addr, DataDir and the
