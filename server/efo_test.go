@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/fxamacker/cbor/v2"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/kvstream/kvstream/engine"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
 
