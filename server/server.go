@@ -5,6 +5,11 @@
 //
 // New returns an http.Handler over an open DB; Serve opens a data
 // directory, listens and serves until its context is cancelled.
+//
+// Enhanced fan-out is served too: registered stream consumers
+// (RegisterStreamConsumer and friends, kept by the engine) and
+// SubscribeToShard, whose response is an application/vnd.amazon.eventstream
+// stream of events pushed as records commit (efo.go, eventstream.go).
 package server
 
 import (
