@@ -99,7 +99,7 @@ func BenchmarkServerPutRecords(b *testing.B) {
 	})
 
 	b.Run("server-sdk", func(b *testing.B) {
-		env := newEnv(b, Config{}, benchEngineOptions())
+		env := newEnvSync(b, Config{}, benchEngineOptions(), true) // fsync'd, like the embedded side
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
 		// The SDK's standard retryer, as a real producer runs with: under

@@ -32,9 +32,16 @@ type testEnv struct {
 // newEnv starts a test server. opts may be nil.
 func newEnv(t testing.TB, cfg Config, opts *engine.Options) *testEnv {
 	t.Helper()
+	return newEnvSync(t, cfg, opts, false)
+}
+
+// newEnvSync is newEnv with the engine's durability chosen by sync (newEnv
+// turns fsync off to keep tests fast).
+func newEnvSync(t testing.TB, cfg Config, opts *engine.Options, sync bool) *testEnv {
+	t.Helper()
 	env := &testEnv{t: t}
 	o := opts.Clone()
-	o.NoSync = true
+	o.NoSync = !sync
 	if o.Clock == nil {
 		o.Clock = func() time.Time { return time.Now().Add(time.Duration(env.off.Load())) }
 	}
