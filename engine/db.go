@@ -260,6 +260,32 @@ func (db *DB) lastRecord(streamID uint32, id shard.ShardID) (uint64, int64, erro
 	return c, a, nil
 }
 
+// syncLogsLocked makes the shard logs follow s.meta after a committed
+// catalog change: logs of new shards are created (closed if the shard is),
+// logs of shards the change closed are closed (no append can follow: the
+// caller holds s.mu exclusively), logs of shards that left the catalog are
+// dropped, and routing is rebuilt.
+func (s *stream) syncLogsLocked() {
+	keep := make(map[shard.ShardID]bool, len(s.meta.Shards))
+	for _, sm := range s.meta.Shards {
+		keep[sm.ID] = true
+		l := s.logs[sm.ID]
+		if l == nil {
+			l = shard.NewLog(s.id, sm.ID, sm.Created, 0, 0, 0)
+			s.logs[sm.ID] = l
+		}
+		if sm.Closed && !l.IsClosed() {
+			l.Close()
+		}
+	}
+	for id := range s.logs {
+		if !keep[id] {
+			delete(s.logs, id)
+		}
+	}
+	s.rebuildRoutingLocked()
+}
+
 // rebuildRoutingLocked recomputes the sorted open-shard table from meta.
 func (s *stream) rebuildRoutingLocked() {
 	s.open = s.open[:0]

@@ -30,7 +30,6 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 			}
 			return secs
 		}
-		before := len(m.Shards)
 		if err := fn(s, m, now, alloc); err != nil {
 			return err
 		}
@@ -47,23 +46,8 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 			return shard.Errorf(shard.ErrLimitExceeded,
 				"This request would exceed the shard limit for the account. Limit: %d; the DB would have %d open shards.", db.opts.MaxShards, total)
 		}
-		// Apply to the in-memory state: close parents, create children.
-		for _, sm := range m.Shards {
-			if l := s.logs[sm.ID]; l != nil && sm.Closed && !l.IsClosed() {
-				l.Close()
-			}
-		}
-		for _, sm := range m.Shards[before:] {
-			l := shard.NewLog(s.id, sm.ID, sm.Created, 0, 0, 0)
-			if sm.Closed {
-				l.Close()
-			}
-			s.logs[sm.ID] = l
-		}
-		old := s.meta
-		s.meta = m
-		s.rebuildRoutingLocked()
-		s.meta = old // updateMeta installs m after the commit
+		// updateMeta closes the parents' logs and creates the children's
+		// once the catalog change is durable.
 		return nil
 	})
 }

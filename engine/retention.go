@@ -175,9 +175,6 @@ func (db *DB) dropExpiredShards(s *stream, cutoff int64) error {
 	}
 	return db.updateMeta(name, func(s *stream, m *streamMeta) error {
 		m.Shards = slices.DeleteFunc(m.Shards, func(sm shardMeta) bool { return slices.Contains(expired, sm.ID) })
-		for _, id := range expired {
-			delete(s.logs, id)
-		}
 		return nil
 	})
 }

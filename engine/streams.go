@@ -276,7 +276,9 @@ func (db *DB) ListShards(name string) ([]ShardDescription, error) {
 
 // updateMeta applies fn to a copy of the stream's catalog entry under the
 // stream's exclusive lock and persists it; fn may return an error to
-// abort. It is the one path for control-plane changes.
+// abort. It is the one path for control-plane changes. fn must change only
+// m (it may read s): the in-memory state follows m only after the commit
+// succeeded (syncLogsLocked), so a failed commit leaves memory as it was.
 func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) error {
 	s, err := db.streamByName(name)
 	if err != nil {
@@ -306,6 +308,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	s.meta = m
 	s.retentionMs.Store(m.RetentionMs)
 	s.floorMs.Store(m.FloorMs)
+	s.syncLogsLocked()
 	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
 	if m.MaxBytes > 0 {
 		db.bg.kick()
