@@ -27,7 +27,7 @@ func SafeCommit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 		if r := recover(); r != nil {
 			switch v := r.(type) {
 			case PebbleFatal:
-				err = fmt.Errorf("pebble: %s", v.Msg)
+				err = v // its message already reads "pebble: …"
 			case error:
 				err = fmt.Errorf("pebble: commit failed: %w", v)
 			default:
