@@ -41,11 +41,7 @@ func (s *Server) changeRetention(rq *request, apply func(string, time.Duration) 
 	var c check
 	c.streamName(in.StreamName)
 	c.required("retentionPeriodHours", in.RetentionPeriodHours != nil)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -97,11 +93,7 @@ func (s *Server) addTagsToStream(rq *request) (any, *apiError) {
 	var c check
 	c.streamName(in.StreamName)
 	c.tagMap("tags", in.Tags, in.Tags != nil)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -148,11 +140,7 @@ func (s *Server) removeTagsFromStream(rq *request) (any, *apiError) {
 	var c check
 	c.streamName(in.StreamName)
 	c.tagKeys(in.TagKeys)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -196,11 +184,7 @@ func (s *Server) listTagsForStream(rq *request) (any, *apiError) {
 	c.streamName(in.StreamName)
 	c.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, 1, 128, nil, "")
 	c.intRange("limit", in.Limit, 1, 50)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -340,11 +324,7 @@ func (s *Server) setEncryption(rq *request, start bool) (any, *apiError) {
 		c.enum("encryptionType", in.EncryptionType, encryptionTypes)
 	}
 	c.reqStr("keyId", in.KeyId, 1, 2048, nil, "")
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -418,11 +398,7 @@ func (s *Server) changeMonitoring(rq *request, enable bool) (any, *apiError) {
 			}
 		}
 	}
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -42,11 +42,7 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
 	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
 	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -301,11 +297,7 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 		c.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
 	}
 	c.str("startingSequenceNumber", in.StartingSequenceNumber, 0, 0, isSeqNum, seqPatternText)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}

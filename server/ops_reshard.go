@@ -22,11 +22,7 @@ func (s *Server) splitShard(rq *request) (any, *apiError) {
 	c.streamName(in.StreamName)
 	c.shardID("shardToSplit", in.ShardToSplit, true)
 	c.reqStr("newStartingHashKey", in.NewStartingHashKey, 0, 0, isHashKey, hashKeyPatternText)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -56,11 +52,7 @@ func (s *Server) mergeShards(rq *request) (any, *apiError) {
 	c.streamName(in.StreamName)
 	c.shardID("shardToMerge", in.ShardToMerge, true)
 	c.shardID("adjacentShardToMerge", in.AdjacentShardToMerge, true)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -107,11 +99,7 @@ func (s *Server) updateShardCount(rq *request) (any, *apiError) {
 	if c.required("scalingType", in.ScalingType != nil) {
 		c.enum("scalingType", in.ScalingType, scalingTypes)
 	}
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -117,11 +117,7 @@ func (s *Server) deleteStream(rq *request) (any, *apiError) {
 	}
 	var c check
 	c.streamName(in.StreamName)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -177,11 +173,7 @@ func (s *Server) describeStream(rq *request) (any, *apiError) {
 	c.streamName(in.StreamName)
 	c.intRange("limit", in.Limit, 1, 10000)
 	c.shardID("exclusiveStartShardId", in.ExclusiveStartShardId, false)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	name, aerr := s.resolveStream(in.StreamName, in.StreamARN)
+	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -28,6 +28,17 @@ func parseStreamARN(arn string) (region, account, name string, ok bool) {
 	return parts[3], parts[4], name, true
 }
 
+// checkedStream ends a request's model validation with the StreamARN check
+// (AWS lists that member last), reports every violation found so far, and
+// then resolves the stream the request names.
+func (s *Server) checkedStream(c *check, name, arn *string) (string, *apiError) {
+	c.streamARN(arn)
+	if err := c.err(); err != nil {
+		return "", err
+	}
+	return s.resolveStream(name, arn)
+}
+
 // resolveStream returns the stream a request names by StreamName and/or
 // StreamARN (the ARN wins when both are given, and they must agree). An
 // ARN of another region or account names a stream that does not exist
