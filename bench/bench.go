@@ -196,33 +196,9 @@ func ParseProfile(s string) (engine.Profile, error) {
 	return 0, fmt.Errorf("kvstream: bench: profile %q must be small or throughput", s)
 }
 
-// PebbleOptions returns the Pebble options the engine uses for profile p
-// (engine/options.go, pebbleOptions), for the ceiling side. The engine does
-// not export them, so they are repeated here; keep the two in step.
-func PebbleOptions(p engine.Profile) *pebble.Options {
-	po := &pebble.Options{}
-	if p == engine.ProfileThroughput {
-		po.MemTableSize = 64 << 20
-		po.MemTableStopWritesThreshold = 4
-		po.L0StopWritesThreshold = 1000
-		po.L0CompactionThreshold = 4
-		po.CompactionConcurrencyRange = func() (int, int) { return 1, 1 }
-		po.Cache = pebble.NewCache(256 << 20)
-		po.Levels[0].BlockSize = 32 << 10
-	} else {
-		po.MemTableSize = 4 << 20
-		po.Cache = pebble.NewCache(8 << 20)
-	}
-	po.FormatMajorVersion = pebble.FormatNewest
-	po.Logger = quietLogger{}
-	return po
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)           {}
-func (quietLogger) Errorf(string, ...any)          {}
-func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+// PebbleOptions returns the Pebble options the engine uses for profile p,
+// for the ceiling side (engine.PebbleOptions).
+func PebbleOptions(p engine.Profile) *pebble.Options { return engine.PebbleOptions(p) }
 
 // openPebble opens dir with profile p's options; the cache reference is
 // handed to the DB.

@@ -144,29 +144,41 @@ func (o *Options) Validate() error {
 
 func (o *Options) nowMs() int64 { return o.Clock().UnixMilli() }
 
-// pebbleOptions builds Pebble's options for dir from the profile.
+// PebbleOptions returns the Pebble options of memory profile p, as the
+// engine opens Pebble with them (FS unset: the OS). The caller owns the
+// returned block cache reference (Cache.Unref it after pebble.Open). The
+// bench package uses it so the raw-Pebble ceiling runs the same settings.
+func PebbleOptions(p Profile) *pebble.Options {
+	po := &pebble.Options{}
+	if p == ProfileThroughput {
+		po.MemTableSize = 64 << 20
+		po.MemTableStopWritesThreshold = 4
+		po.L0StopWritesThreshold = 1000
+		po.L0CompactionThreshold = 4
+		po.CompactionConcurrencyRange = func() (int, int) { return 1, 1 }
+		po.Cache = pebble.NewCache(256 << 20)
+		po.Levels[0].BlockSize = 32 << 10
+	} else {
+		po.MemTableSize = 4 << 20
+		po.Cache = pebble.NewCache(8 << 20)
+	}
+	po.FormatMajorVersion = pebble.FormatNewest
+	po.Logger = quietLogger{}
+	return po
+}
+
+// pebbleOptions builds Pebble's options from the profile, or from the
+// caller's Options.Pebble.
 func (o *Options) pebbleOptions() *pebble.Options {
 	var po *pebble.Options
 	if o.Pebble != nil {
 		po = o.Pebble.Clone()
+		po.FormatMajorVersion = pebble.FormatNewest
+		po.Logger = quietLogger{}
 	} else {
-		po = &pebble.Options{}
-		if o.Profile == ProfileThroughput {
-			po.MemTableSize = 64 << 20
-			po.MemTableStopWritesThreshold = 4
-			po.L0StopWritesThreshold = 1000
-			po.L0CompactionThreshold = 4
-			po.CompactionConcurrencyRange = func() (int, int) { return 1, 1 }
-			po.Cache = pebble.NewCache(256 << 20)
-			po.Levels[0].BlockSize = 32 << 10
-		} else {
-			po.MemTableSize = 4 << 20
-			po.Cache = pebble.NewCache(8 << 20)
-		}
+		po = PebbleOptions(o.Profile)
 	}
 	po.FS = o.FS
-	po.FormatMajorVersion = pebble.FormatNewest
-	po.Logger = quietLogger{}
 	return po
 }
 
