@@ -243,6 +243,9 @@ func (c *Consumer) plan() ([]shardPlan, bool) {
 			return true
 		}
 		cp, ok := c.mu.checkpoint[id]
+		// Not l.Empty(): a closed shard that never held a record (an
+		// intermediate shard of UpdateShardCount) must still wait for its
+		// own parents, which reading it to its end (readEnd) ensures.
 		return (ok && cp >= l.Published()) || l.TrimPoint() > l.Published()
 	}
 	var out []shardPlan

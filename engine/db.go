@@ -111,7 +111,6 @@ func Open(dir string, opts *Options) (*DB, error) {
 // load reads the format version, secret and catalog, and recovers every
 // shard's last counter.
 func (db *DB) load() error {
-	wo := db.writeOpts()
 	v, err := db.get(shard.MetaKey(metaFormat))
 	if err != nil {
 		return err
@@ -123,12 +122,12 @@ func (db *DB) load() error {
 			return err
 		}
 		b := db.pdb.NewBatch()
+		defer b.Close()
 		_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
 		_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
 		if err := shard.SafeCommit(b, pebble.Sync); err != nil {
 			return err
 		}
-		_ = wo
 		db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
 		db.mu.nextStream = 1
 		return nil

@@ -12,7 +12,7 @@ import (
 // stable storage when PutRecord returns. ctx is consulted only when the
 // stream's limits are configured to wait for capacity.
 func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {
-	res, err := db.put(ctx, name, []Entry{e}, -1)
+	res, err := db.put(ctx, name, []Entry{e}, false)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -31,10 +31,13 @@ func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]P
 	if len(entries) > db.opts.MaxPutRecordsEntries {
 		return nil, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
 	}
-	return db.put(ctx, name, entries, 0)
+	return db.put(ctx, name, entries, true)
 }
 
-func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) ([]PutResult, error) {
+// put validates, routes, admits and commits entries. batch says the call
+// is a PutRecords: entries are named by index in errors and the request's
+// total size is checked.
+func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool) ([]PutResult, error) {
 	s, err := db.streamByName(name)
 	if err != nil {
 		return nil, err
@@ -42,7 +45,7 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 	total := 0
 	for i := range entries {
 		idx := -1
-		if first >= 0 {
+		if batch {
 			idx = i
 		}
 		if err := db.validateEntry(&entries[i], idx); err != nil {
@@ -50,7 +53,7 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, first int) 
 		}
 		total += len(entries[i].Data) + len(entries[i].PartitionKey)
 	}
-	if first >= 0 && total > db.opts.MaxPutRecordsBytes {
+	if batch && total > db.opts.MaxPutRecordsBytes {
 		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, db.opts.MaxPutRecordsBytes)
 	}
 

@@ -162,9 +162,7 @@ func (db *DB) dropExpiredShards(s *stream, cutoff int64) error {
 	s.mu.RLock()
 	var expired []shard.ShardID
 	for _, sm := range s.meta.Shards {
-		if l := s.logs[sm.ID]; sm.Closed && sm.ClosedMs < cutoff && l != nil && l.TrimPoint() > l.Published() {
-			expired = append(expired, sm.ID)
-		} else if sm.Closed && sm.ClosedMs < cutoff && l != nil && l.Published() == 0 {
+		if l := s.logs[sm.ID]; sm.Closed && sm.ClosedMs < cutoff && l != nil && l.Empty() {
 			expired = append(expired, sm.ID)
 		}
 	}

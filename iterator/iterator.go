@@ -25,11 +25,10 @@ type Iterator struct {
 	cutoff func() int64 // oldest retained arrival (Unix ms)
 	next   uint64
 
-	pit   *pebble.Iterator
-	upper uint64 // last counter the current pebble iterator may return
-	rec   shard.Record
-	err   error
-	done  bool
+	pit  *pebble.Iterator
+	rec  shard.Record
+	err  error
+	done bool
 
 	// pk is the current record's partition key, borrowed from Pebble;
 	// Record turns it into rec.PartitionKey on first use (pkSet), reusing
@@ -109,7 +108,7 @@ func (it *Iterator) open(pub uint64) bool {
 		it.err = err
 		return false
 	}
-	it.pit, it.upper = pit, pub
+	it.pit = pit
 	if !pit.First() {
 		it.err = pit.Error()
 		return false

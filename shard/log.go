@@ -68,6 +68,13 @@ func (l *Log) PublishedArrival() int64 { return l.publishedArrival.Load() }
 // TrimPoint returns the first counter that may still exist.
 func (l *Log) TrimPoint() uint64 { return l.trim.Load() }
 
+// Empty reports whether no record remains: none was ever published, or
+// all were trimmed.
+func (l *Log) Empty() bool {
+	pub := l.Published()
+	return pub == 0 || l.TrimPoint() > pub
+}
+
 // SetTrimPoint raises the trim point to c (it never moves back).
 func (l *Log) SetTrimPoint(c uint64) {
 	for {
