@@ -55,47 +55,23 @@ func newMetrics() *metrics {
 			Help:    "Kinesis API request latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
 		}, []string{"op"}),
-		recordsIn: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "records_in_total",
-			Help: "Records accepted by PutRecord and PutRecords.",
-		}),
-		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "bytes_in_total",
-			Help: "Data bytes accepted by PutRecord and PutRecords.",
-		}),
-		recordsOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "records_out_total",
-			Help: "Records returned by GetRecords.",
-		}),
-		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "bytes_out_total",
-			Help: "Data bytes returned by GetRecords.",
-		}),
+		recordsIn:  counter("records_in_total", "Records accepted by PutRecord and PutRecords."),
+		bytesIn:    counter("bytes_in_total", "Data bytes accepted by PutRecord and PutRecords."),
+		recordsOut: counter("records_out_total", "Records returned by GetRecords."),
+		bytesOut:   counter("bytes_out_total", "Data bytes returned by GetRecords."),
 		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kvstream", Subsystem: "server", Name: "throttles_total",
 			Help: "Throttled calls and PutRecords entries, by operation.",
 		}, []string{"op"}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "panics_total",
-			Help: "Requests that panicked and were answered with InternalFailure.",
-		}),
+		panics: counter("panics_total", "Requests that panicked and were answered with InternalFailure."),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "kvstream", Subsystem: "server", Name: "subscriptions",
 			Help: "Running SubscribeToShard subscriptions (enhanced fan-out).",
 		}),
-		subscribeRecords: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_records_out_total",
-			Help: "Records pushed to SubscribeToShard subscribers.",
-		}),
-		subscribeBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_bytes_out_total",
-			Help: "Data and partition-key bytes pushed to SubscribeToShard subscribers.",
-		}),
-		subscribeShared: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "kvstream", Subsystem: "server", Name: "subscribe_shared_events_total",
-			Help: "SubscribeToShard events whose records another subscription of the shard had read and encoded.",
-		}),
-		ops: make(map[string]*opMetrics),
+		subscribeRecords: counter("subscribe_records_out_total", "Records pushed to SubscribeToShard subscribers."),
+		subscribeBytes:   counter("subscribe_bytes_out_total", "Data and partition-key bytes pushed to SubscribeToShard subscribers."),
+		subscribeShared:  counter("subscribe_shared_events_total", "SubscribeToShard events whose records another subscription of the shard had read and encoded."),
+		ops:              make(map[string]*opMetrics),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
 		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared,
@@ -129,4 +105,9 @@ func (om *opMetrics) done(start time.Time, errType string) {
 		return
 	}
 	om.m.requests.WithLabelValues(om.name, errType).Inc()
+}
+
+// counter returns a kvstream_server_<name> counter.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvstream", Subsystem: "server", Name: name, Help: help})
 }
