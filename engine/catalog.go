@@ -36,6 +36,12 @@ type streamMeta struct {
 	NextShard   uint32            `json:"next_shard"`
 	Shards      []shardMeta       `json:"shards"`
 	UpdatingMs  int64             `json:"updating_ms,omitempty"` // UPDATING until then
+	// MaxRecordBytes overrides Options.MaxRecordBytes for this stream
+	// (0: the DB's default).
+	MaxRecordBytes int `json:"max_record_bytes,omitempty"`
+	// Attrs are the stream's attributes (attrs.go): bytes the engine
+	// stores for the layer above it and does not interpret.
+	Attrs map[string][]byte `json:"attrs,omitempty"`
 }
 
 // shardMeta is one shard's lineage and range. Closed shards keep their
@@ -117,5 +123,6 @@ func (m *streamMeta) clone() *streamMeta {
 			c.Tags[k] = v
 		}
 	}
+	c.Attrs = cloneAttrs(m.Attrs)
 	return &c
 }

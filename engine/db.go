@@ -70,6 +70,9 @@ type stream struct {
 	id          uint32
 	retentionMs atomic.Int64
 	floorMs     atomic.Int64 // meta.FloorMs
+	// maxRecordBytes is the stream's effective record limit
+	// (meta.MaxRecordBytes, or Options.MaxRecordBytes when that is 0).
+	maxRecordBytes atomic.Int64
 	// nOpen is len(open), readable without mu (shard-quota counts run
 	// under db.mu, which must not wait for a stream lock: lock order is
 	// stream.mu, then db.mu).
@@ -184,6 +187,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 	s := &stream{meta: m, id: m.ID, logs: make(map[shard.ShardID]*shard.Log, len(m.Shards))}
 	s.retentionMs.Store(m.RetentionMs)
 	s.floorMs.Store(m.FloorMs)
+	s.maxRecordBytes.Store(int64(db.recordLimit(m)))
 	for _, sm := range m.Shards {
 		last, arrival, err := db.lastRecord(m.ID, sm.ID)
 		if err != nil {

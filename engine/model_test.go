@@ -894,14 +894,13 @@ func (m *model) opMerge() {
 	a, b := open[i], open[i+1] // adjacent, a below b
 	valid := true
 	if m.rng.IntN(6) == 0 && len(open) > 2 {
-		b, valid = open[(i+2)%len(open)], false // not adjacent
-		if b == a || a.rng.End.Add(1) == b.rng.Start || (b.rng.End != engine.MaxHashKey && b.rng.End.Add(1) == a.rng.Start) {
-			valid = true
-		}
+		b = open[(i+2)%len(open)] // not adjacent (unless it wraps to a's neighbour)
 	}
-	if m.rng.IntN(2) == 0 {
-		a, b = b, a // either order is accepted
+	if m.rng.IntN(4) == 0 {
+		a, b = b, a // the reverse order is rejected, as Kinesis does
 	}
+	// Valid only as Kinesis: a's range ends just below b's.
+	valid = a.rng.End != engine.MaxHashKey && a.rng.End.Add(1) == b.rng.Start
 	m.logf("MergeShards %s %s %s (valid %v)", name, a.id, b.id, valid)
 	m.stats["merge"]++
 	err := m.db.MergeShards(name, a.id, b.id)

@@ -42,19 +42,19 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	if err != nil {
 		return nil, err
 	}
-	total := 0
+	total, limit := 0, int(s.maxRecordBytes.Load())
 	for i := range entries {
 		idx := -1
 		if batch {
 			idx = i
 		}
-		if err := db.validateEntry(&entries[i], idx); err != nil {
+		if err := validateEntry(&entries[i], idx, limit); err != nil {
 			return nil, err
 		}
 		total += len(entries[i].Data) + len(entries[i].PartitionKey)
 	}
-	if batch && total > db.opts.MaxPutRecordsBytes {
-		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, db.opts.MaxPutRecordsBytes)
+	if maxTotal := max(db.opts.MaxPutRecordsBytes, limit); batch && total > maxTotal {
+		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, maxTotal)
 	}
 
 	s.mu.RLock()

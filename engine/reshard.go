@@ -111,7 +111,9 @@ func (db *DB) SplitShard(name string, id ShardID, newStartingHashKey string) err
 
 // MergeShards closes two adjacent open shards and creates one child
 // covering both ranges, with ParentShardID id and AdjacentParentShardID
-// adjacent.
+// adjacent. As in Kinesis, id's range must end just below adjacent's:
+// EndingHashKey(id)+1 == StartingHashKey(adjacent); the reverse order is
+// ErrInvalidArgument.
 func (db *DB) MergeShards(name string, id, adjacent ShardID) error {
 	return db.reshard(name, func(s *stream, m *streamMeta, now int64, secs func() uint64) error {
 		i, err := findOpen(m, name, id)
@@ -123,17 +125,14 @@ func (db *DB) MergeShards(name string, id, adjacent ShardID) error {
 			return err
 		}
 		a, b := m.Shards[i].Range, m.Shards[j].Range
-		// x ends just below y; the last range (ending at 2^128-1) is
-		// adjacent to nothing after it (Add would wrap to 0).
-		below := func(x, y shard.HashRange) bool { return x.End != shard.MaxHashKey && x.End.Add(1) == y.Start }
-		if !below(a, b) && !below(b, a) {
+		// As Kinesis: id's range must end just below adjacent's (the
+		// order matters). The last range, ending at 2^128-1, is below
+		// nothing (Add would wrap to 0).
+		if a.End == shard.MaxHashKey || a.End.Add(1) != b.Start {
 			return shard.Errorf(shard.ErrInvalidArgument,
 				"Shards %s and %s in stream %s are not an adjacent pair of shards eligible for merging", id, adjacent, name)
 		}
 		r := shard.HashRange{Start: a.Start, End: b.End}
-		if b.Start.Cmp(a.Start) < 0 {
-			r = shard.HashRange{Start: b.Start, End: a.End}
-		}
 		s.closeShard(m, i, now)
 		s.closeShard(m, j, now)
 		p, q := id, adjacent

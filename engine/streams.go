@@ -48,6 +48,9 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if err := validateTags(cfg.Tags, 0); err != nil {
 		return err
 	}
+	if err := validateMaxRecordBytes(cfg.MaxRecordBytes); err != nil {
+		return err
+	}
 
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -74,6 +77,8 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 		Encryption:  "NONE",
 		Tags:        maps.Clone(cfg.Tags),
 		NextShard:   uint32(cfg.ShardCount),
+
+		MaxRecordBytes: cfg.MaxRecordBytes,
 	}
 	for i, r := range shard.SplitHashSpace(cfg.ShardCount) {
 		m.Shards = append(m.Shards, shardMeta{ID: shard.ShardID(i), Range: r, Created: secs})
@@ -225,6 +230,7 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 		KeyID:             m.KeyID,
 		ShardLevelMetrics: slices.Clone(m.Metrics),
 		OpenShardCount:    len(s.open),
+		MaxRecordBytes:    db.recordLimit(m),
 	}
 	if d.Status != StatusCreating {
 		d.Shards = s.describeShardsLocked()
@@ -308,6 +314,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	s.meta = m
 	s.retentionMs.Store(m.RetentionMs)
 	s.floorMs.Store(m.FloorMs)
+	s.maxRecordBytes.Store(int64(db.recordLimit(m)))
 	s.syncLogsLocked()
 	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
 	if m.MaxBytes > 0 {
@@ -391,6 +398,40 @@ func (db *DB) SetMaxBytes(name string, maxBytes int64, discard DiscardPolicy) er
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
 		m.MaxBytes, m.Discard = maxBytes, discard
+		return nil
+	})
+}
+
+// maxStreamRecordBytes bounds a stream's own record limit.
+const maxStreamRecordBytes = 64 << 20
+
+func validateMaxRecordBytes(n int) error {
+	if n < 0 || n > maxStreamRecordBytes {
+		return validationf("MaxRecordBytes %d must be in [0, %d] (0: the DB's Options.MaxRecordBytes)", n, maxStreamRecordBytes)
+	}
+	return nil
+}
+
+// recordLimit returns the record limit of the stream m describes.
+func (db *DB) recordLimit(m *streamMeta) int {
+	if m.MaxRecordBytes > 0 {
+		return m.MaxRecordBytes
+	}
+	return db.opts.MaxRecordBytes
+}
+
+// SetMaxRecordBytes changes the stream's record limit (data plus
+// partition key of one record): later puts are checked against n; records
+// already stored are untouched. 0 returns the stream to the DB's
+// Options.MaxRecordBytes. A PutRecords call may always carry at least one
+// record of the stream's limit (its byte cap is the larger of
+// Options.MaxPutRecordsBytes and n).
+func (db *DB) SetMaxRecordBytes(name string, n int) error {
+	if err := validateMaxRecordBytes(n); err != nil {
+		return err
+	}
+	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
+		m.MaxRecordBytes = n
 		return nil
 	})
 }

@@ -156,6 +156,10 @@ type StreamConfig struct {
 	ActivationDelay time.Duration
 	// Tags are stored with the stream.
 	Tags map[string]string
+	// MaxRecordBytes caps data plus partition key of one record in this
+	// stream, up to 64 MiB (Kinesis streams allow up to 10 MiB). Default
+	// 0: Options.MaxRecordBytes. DB.SetMaxRecordBytes changes it later.
+	MaxRecordBytes int
 }
 
 // Entry is one record to put.
@@ -165,7 +169,8 @@ type Entry struct {
 	// ExplicitHashKey, if set, overrides the partition key's hash: a
 	// decimal in [0, 2^128-1].
 	ExplicitHashKey string
-	// Data is the payload; data plus key ≤ Options.MaxRecordBytes.
+	// Data is the payload; data plus key ≤ the stream's record limit
+	// (StreamConfig.MaxRecordBytes, default Options.MaxRecordBytes).
 	Data []byte
 	// SequenceNumberForOrdering, if set, must be a number this shard
 	// issued; the new record's number is then guaranteed greater.
@@ -218,6 +223,9 @@ type StreamDescription struct {
 	EncryptionType    string // "NONE" or "KMS"
 	KeyID             string
 	ShardLevelMetrics []string
+	// MaxRecordBytes is the stream's record limit in effect (its own, or
+	// Options.MaxRecordBytes).
+	MaxRecordBytes int
 	// Shards lists every shard still holding data, open or closed, by id.
 	Shards         []ShardDescription
 	OpenShardCount int

@@ -53,7 +53,7 @@ func partitionKeyLen(pk string) int {
 
 // validateEntry checks one entry's static constraints. i is its index in
 // a PutRecords call (-1 for PutRecord), used to name the field.
-func (db *DB) validateEntry(e *Entry, i int) error {
+func validateEntry(e *Entry, i, maxRecordBytes int) error {
 	field := func(f string) string {
 		if i < 0 {
 			return f
@@ -63,8 +63,8 @@ func (db *DB) validateEntry(e *Entry, i int) error {
 	if n := partitionKeyLen(e.PartitionKey); n < 1 || n > maxPartitionKey {
 		return validationf("%s must be 1 to %d characters long (it has %d)", field("PartitionKey"), maxPartitionKey, n)
 	}
-	if n := len(e.Data) + len(e.PartitionKey); n > db.opts.MaxRecordBytes {
-		return validationf("%s plus PartitionKey is %d bytes, more than the limit of %d bytes", field("Data"), n, db.opts.MaxRecordBytes)
+	if n := len(e.Data) + len(e.PartitionKey); n > maxRecordBytes {
+		return validationf("%s plus PartitionKey is %d bytes, more than the limit of %d bytes", field("Data"), n, maxRecordBytes)
 	}
 	return nil
 }
