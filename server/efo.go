@@ -233,6 +233,7 @@ func (s *Server) deregisterStreamConsumer(rq *request) (any, *apiError) {
 	if err := s.db.DeregisterStreamConsumer(cons.Stream, cons.Name); err != nil {
 		return nil, s.engineError(err, cons.Stream)
 	}
+	s.forgetConsumerPolicy(cons)
 	arn := s.consumerARN(cons.Stream, cons.Name, cons.CreatedAt)
 	s.subs.end(func(k subKey) bool { return k.consumer == arn },
 		newAPIError(errResourceNotFound, "Consumer "+arn+" was deregistered."))
@@ -808,4 +809,4 @@ func (r *subscriptions) close() {
 // ones. It does not close the DB. Serve calls it when it shuts down; call
 // it before http.Server.Shutdown when serving a Server yourself, or
 // Shutdown waits for the subscriptions to run out (up to 5 minutes).
-func (s *Server) Close() { s.subs.close() }
+func (s *Server) Close() { s.stopPending(); s.subs.close() }

@@ -67,6 +67,14 @@ var operations = map[string]opFunc{
 	"DescribeStreamConsumer":        (*Server).describeStreamConsumer,
 	"ListStreamConsumers":           (*Server).listStreamConsumers,
 	"DeregisterStreamConsumer":      (*Server).deregisterStreamConsumer,
+	// Added to the API since 2020.
+	"DescribeAccountSettings":    (*Server).describeAccountSettings,
+	"UpdateAccountSettings":      (*Server).updateAccountSettings,
+	"UpdateMaxRecordSize":        (*Server).updateMaxRecordSize,
+	"UpdateStreamWarmThroughput": (*Server).updateStreamWarmThroughput,
+	"PutResourcePolicy":          (*Server).putResourcePolicy,
+	"GetResourcePolicy":          (*Server).getResourcePolicy,
+	"DeleteResourcePolicy":       (*Server).deleteResourcePolicy,
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -113,6 +121,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.finish(w, c, om, start, nil, newAPIError(errUnknownOperation, ""))
 		return
 	}
+	s.settle() // apply the stream changes that are due (lifecycle.go)
 	scratch := getBuf()
 	defer putBuf(scratch)
 	rq := &request{ctx: r.Context(), op: name, codec: c, body: body.Bytes(), scratch: scratch}

@@ -288,8 +288,8 @@ func (s *Server) requireActive(name string) *apiError {
 	if err != nil {
 		return s.engineError(err, name)
 	}
-	if d.Status != engine.StatusActive {
-		return newAPIError(errResourceInUse, "Stream "+name+" under account "+s.cfg.Account+" not ACTIVE, instead in state "+string(d.Status))
+	if st := s.statusOf(name, d.Status); st != engine.StatusActive {
+		return s.notActive(name, st)
 	}
 	return nil
 }

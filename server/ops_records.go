@@ -11,8 +11,9 @@ import (
 
 // The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
 
-// maxDataBytes is the model's effective Data limit (1 MiB before base64).
-const maxDataBytes = 1 << 20
+// A record's Data is checked against its stream's record limit (1 MiB
+// unless UpdateMaxRecordSize or CreateStream's MaxRecordSizeInKiB raised
+// it, up to 10 MiB): see Server.dataLimit.
 
 type putRecordInput struct {
 	StreamName                *string `json:"StreamName"`
@@ -36,8 +37,8 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	}
 	var c check
 	c.streamName(in.StreamName)
-	if c.required("data", in.Data != nil) && len(in.Data) > maxDataBytes {
-		c.add(blobValue(len(in.Data)), "data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+	if limit := s.dataLimit(in.StreamName, in.StreamARN); c.required("data", in.Data != nil) && len(in.Data) > limit {
+		c.add(blobValue(len(in.Data)), "data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
 	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
 	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
@@ -51,12 +52,20 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 		e.ExplicitHashKey = *in.ExplicitHashKey
 	}
 	if in.SequenceNumberForOrdering != nil {
-		n, ok := engine.ParseSequenceNumber(*in.SequenceNumberForOrdering)
-		if !ok {
-			return nil, newAPIError(errInvalidArgument, "ExclusiveMinimumSequenceNumber "+*in.SequenceNumberForOrdering+
+		sn := *in.SequenceNumberForOrdering
+		switch checkOrderingNumber(sn, s.now()) {
+		case orderingInvalid:
+			return nil, newAPIError(errInvalidArgument, "ExclusiveMinimumSequenceNumber "+sn+
 				" used in PutRecord on stream "+name+" under account "+s.cfg.Account+" is invalid.")
+		case orderingInternal:
+			return nil, newAPIError(errInternalFailure, "")
 		}
-		e.SequenceNumberForOrdering = n
+		// A number of kvstream's own shape orders the record after it
+		// (the engine checks it belongs to the shard); other valid
+		// numbers do not constrain the new one.
+		if n, ok := engine.ParseSequenceNumber(sn); ok {
+			e.SequenceNumberForOrdering = n
+		}
 	}
 	res, err := s.db.PutRecord(rq.ctx, name, e)
 	if err != nil {
@@ -95,9 +104,10 @@ type putRecordsOutput struct {
 // maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
 const maxPutRecordsBytes = 5 << 20
 
-// checkPutBatch checks PutRecords' model constraints on a decoded batch.
-// Paths are only built for violations, so a valid batch costs nothing.
-func (c *check) putBatch(b *putBatch) {
+// checkPutBatch checks PutRecords' model constraints on a decoded batch;
+// limit is the stream's record limit for Data. Paths are only built for
+// violations, so a valid batch costs nothing.
+func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
@@ -110,9 +120,9 @@ func (c *check) putBatch(b *putBatch) {
 	}
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
-		if f&hasData == 0 || len(e.Data) > maxDataBytes || f&hasPartitionKey == 0 ||
+		if f&hasData == 0 || len(e.Data) > limit || f&hasPartitionKey == 0 ||
 			(f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey)) || !validPartitionKey(e.PartitionKey) {
-			c.putEntry(i, e, f)
+			c.putEntry(i, e, f, limit)
 		}
 	}
 }
@@ -127,10 +137,10 @@ func validPartitionKey(pk string) bool {
 }
 
 // putEntry records the violations of one entry (i is 0-based).
-func (c *check) putEntry(i int, e *engine.Entry, f entryFlags) {
+func (c *check) putEntry(i int, e *engine.Entry, f entryFlags, limit int) {
 	p := "records." + strconv.Itoa(i+1) + ".member."
-	if c.required(p+"data", f&hasData != 0) && len(e.Data) > maxDataBytes {
-		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(maxDataBytes))
+	if c.required(p+"data", f&hasData != 0) && len(e.Data) > limit {
+		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
 	if f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey) {
 		c.pattern(p+"explicitHashKey", e.ExplicitHashKey, isHashKey, hashKeyPatternText)
@@ -200,8 +210,9 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 		b.fromInput(&in)
 	}
 	var c check
-	c.putBatch(b)
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
+	limit := s.dataLimit(streamName, streamARN)
+	c.putBatch(b, limit)
 	c.streamName(streamName)
 	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
@@ -215,8 +226,9 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	for i := range b.entries {
 		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
 	}
-	if total > maxPutRecordsBytes {
-		return nil, newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
+	// 5 MiB, or one record of the stream's limit when that is more.
+	if maxTotal := max(maxPutRecordsBytes, limit); total > maxTotal {
+		return nil, newAPIError(errInvalidArgument, "Records size exceeds "+strconv.Itoa(maxTotal>>20)+" MB limit")
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
 	if err != nil {

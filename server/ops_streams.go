@@ -68,6 +68,17 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 	if in.ShardCount != nil {
 		shards = int(min(*in.ShardCount, 1<<30))
 	}
+	if in.WarmThroughputMiBps != nil && *in.WarmThroughputMiBps > 0 {
+		if aerr := s.checkWarmThroughput(name, mode, *in.WarmThroughputMiBps, false); aerr != nil {
+			return nil, aerr
+		}
+	}
+	if _, err := s.db.DescribeStream(name); err == nil {
+		return nil, newAPIError(errResourceInUse, "Stream "+name+" under account "+s.cfg.Account+" already exists.")
+	}
+	if aerr := s.checkShardLimit(shards); aerr != nil {
+		return nil, aerr
+	}
 	cfg := engine.StreamConfig{
 		ShardCount:      shards,
 		Partitioner:     engine.PartitionerMD5,
@@ -75,9 +86,13 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 		ActivationDelay: s.cfg.CreateDelay,
 		Tags:            in.Tags,
 	}
+	if in.MaxRecordSizeInKiB != nil {
+		cfg.MaxRecordBytes = int(*in.MaxRecordSizeInKiB) * 1024
+	}
 	if s.cfg.KinesisLimits {
 		cfg.Limits = engine.KinesisLimits
 	}
+	s.recordLimits.forget(name)
 	if err := s.db.CreateStream(name, cfg); err != nil {
 		ae := s.engineError(err, name)
 		if ae.Type == errLimitExceeded {
@@ -86,6 +101,11 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 		return nil, ae
 	}
 	s.enc.forget(name)
+	if in.WarmThroughputMiBps != nil && *in.WarmThroughputMiBps > 0 {
+		if err := s.db.SetAttr(name, warmThroughputAttr, []byte(strconv.FormatInt(*in.WarmThroughputMiBps, 10))); err != nil {
+			return nil, s.engineError(err, name)
+		}
+	}
 	return nil, nil
 }
 
@@ -121,18 +141,27 @@ func (s *Server) deleteStream(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	if _, err := s.db.DescribeStream(name); err != nil {
+		return nil, s.engineError(err, name)
+	}
+	if p, ok := s.pendingOf(name); ok && p.Op == "delete" {
+		return nil, s.streamNotFound(name) // already being deleted
+	}
 	if in.EnforceConsumerDeletion == nil || !*in.EnforceConsumerDeletion {
 		if n := s.consumerCount(name); n > 0 {
 			return nil, newAPIError(errResourceInUse, "Stream "+name+" under account "+s.cfg.Account+" has "+strconv.Itoa(n)+
 				" registered consumers; deregister them or set EnforceConsumerDeletion.")
 		}
 	}
-	if err := s.db.DeleteStream(rq.ctx, name); err != nil {
+	if s.cfg.DeleteDelay > 0 {
+		// DELETING until the delay has passed (lifecycle.go). A pending
+		// reshard is dropped: the stream will not be ACTIVE again.
+		return nil, s.schedule(name, pendingChange{Op: "delete", DueMs: s.now().Add(s.cfg.DeleteDelay).UnixMilli()})
+	}
+	s.dropPending(name)
+	if err := s.deleteNow(name); err != nil {
 		return nil, s.engineError(err, name)
 	}
-	s.enc.forget(name)
-	prefix := s.streamARN(name) + "/consumer/"
-	s.subs.end(func(k subKey) bool { return strings.HasPrefix(k.consumer, prefix) }, s.streamNotFound(name))
 	return nil, nil
 }
 
@@ -196,7 +225,7 @@ func (s *Server) describeStream(rq *request) (any, *apiError) {
 	return describeStreamOutput{StreamDescription: streamDescription{
 		StreamName:              d.Name,
 		StreamARN:               s.streamARN(d.Name),
-		StreamStatus:            string(d.Status),
+		StreamStatus:            string(s.statusOf(d.Name, d.Status)),
 		StreamModeDetails:       modeOf(d),
 		Shards:                  toShards(shards),
 		HasMoreShards:           more,
@@ -237,6 +266,8 @@ type streamDescriptionSummary struct {
 	KeyId                   string             `json:"KeyId,omitempty"`
 	OpenShardCount          int                `json:"OpenShardCount"`
 	ConsumerCount           int                `json:"ConsumerCount"`
+	WarmThroughput          *warmThroughputOut `json:"WarmThroughput,omitempty"`
+	MaxRecordSizeInKiB      int                `json:"MaxRecordSizeInKiB"`
 }
 
 type describeStreamSummaryOutput struct {
@@ -255,7 +286,7 @@ func (s *Server) describeStreamSummary(rq *request) (any, *apiError) {
 	return describeStreamSummaryOutput{StreamDescriptionSummary: streamDescriptionSummary{
 		StreamName:              d.Name,
 		StreamARN:               s.streamARN(d.Name),
-		StreamStatus:            string(d.Status),
+		StreamStatus:            string(s.statusOf(d.Name, d.Status)),
 		StreamModeDetails:       modeOf(d),
 		RetentionPeriodHours:    int64(d.Retention / time.Hour),
 		StreamCreationTimestamp: ts(d.CreatedAt),
@@ -264,6 +295,8 @@ func (s *Server) describeStreamSummary(rq *request) (any, *apiError) {
 		KeyId:                   d.KeyID,
 		OpenShardCount:          d.OpenShardCount,
 		ConsumerCount:           s.consumerCount(name),
+		WarmThroughput:          s.warmThroughputOf(name),
+		MaxRecordSizeInKiB:      d.MaxRecordBytes / 1024,
 	}}, nil
 }
 
@@ -303,7 +336,7 @@ func (s *Server) listStreams(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
+	now := s.now().UnixMilli()
 	after := ""
 	if in.ExclusiveStartStreamName != nil {
 		after = *in.ExclusiveStartStreamName
@@ -344,7 +377,7 @@ func (s *Server) listStreams(rq *request) (any, *apiError) {
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
 			StreamName:              n,
 			StreamARN:               s.streamARN(n),
-			StreamStatus:            string(d.Status),
+			StreamStatus:            string(s.statusOf(n, d.Status)),
 			StreamModeDetails:       modeOf(d),
 			StreamCreationTimestamp: ts(d.CreatedAt),
 		})
@@ -401,7 +434,7 @@ func (s *Server) listShards(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
+	now := s.now().UnixMilli()
 	var tok pageToken
 	hasStream := in.StreamName != nil || in.StreamARN != nil
 	switch {
@@ -537,10 +570,6 @@ type describeLimitsOutput struct {
 	OnDemandStreamCountLimit int `json:"OnDemandStreamCountLimit"`
 }
 
-// defaultShardLimit is engine.Options.MaxShards' default, reported when
-// the server does not know the engine's options.
-const defaultShardLimit = 20000
-
 func (s *Server) describeLimits(rq *request) (any, *apiError) {
 	var in struct{}
 	if err := rq.codec.decode(rq.body, &in); err != nil {
@@ -550,10 +579,7 @@ func (s *Server) describeLimits(rq *request) (any, *apiError) {
 	if err != nil {
 		return nil, s.engineError(err, "")
 	}
-	out := describeLimitsOutput{ShardLimit: defaultShardLimit, OnDemandStreamCountLimit: 50}
-	if s.cfg.Engine != nil && s.cfg.Engine.MaxShards > 0 {
-		out.ShardLimit = s.cfg.Engine.MaxShards
-	}
+	out := describeLimitsOutput{ShardLimit: s.shardLimit(), OnDemandStreamCountLimit: 50}
 	for _, n := range names {
 		d, err := s.db.DescribeStream(n)
 		if err != nil {

@@ -30,7 +30,11 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 	if err := checkAddr(cfg); err != nil {
 		return err
 	}
-	db, err := engine.Open(cfg.DataDir, cfg.Engine)
+	eo := cfg.Engine.Clone()
+	if eo.MaxShards == 0 {
+		eo.MaxShards = cfg.ShardLimit
+	}
+	db, err := engine.Open(cfg.DataDir, eo)
 	if err != nil {
 		return err
 	}

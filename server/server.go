@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
@@ -28,6 +29,9 @@ const (
 	DefaultRegion       = "us-east-1"
 	DefaultAccount      = "000000000000"
 	DefaultMaxBodyBytes = 7 << 20
+	// DefaultShardLimit is Config.ShardLimit's default: AWS's default
+	// open-shard quota in us-east-1 (and engine.Options.MaxShards').
+	DefaultShardLimit = 20000
 )
 
 // Config configures a Server (New) and, for the fields marked so, the
@@ -56,6 +60,28 @@ type Config struct {
 	// DELETING (engine.StreamConsumerConfig). Default 0: streams and
 	// consumers are ACTIVE at once, and deregistered consumers gone.
 	CreateDelay time.Duration
+	// DeleteDelay keeps a deleted stream DELETING for this long before it
+	// is gone, as AWS does: it is still described and listed, data calls
+	// still work, and control-plane changes get ResourceInUseException.
+	// Default 0: DeleteStream removes the stream at once.
+	DeleteDelay time.Duration
+	// UpdateDelay keeps a stream UPDATING, with its old shards, for this
+	// long after SplitShard, MergeShards or UpdateShardCount before the
+	// new shards appear (records go to the old shards meanwhile), as AWS
+	// does. Default 0: the new shards appear at once.
+	UpdateDelay time.Duration
+	// ShardLimit is the account's open-shard quota: CreateStream,
+	// SplitShard and UpdateShardCount that would exceed it get AWS's
+	// LimitExceededException, and DescribeLimits reports it. Default:
+	// Engine.MaxShards if set, else 20,000 (AWS's default in us-east-1).
+	// Serve also opens the engine with it as Options.MaxShards unless
+	// Engine.MaxShards is set.
+	ShardLimit int
+	// Clock returns the current time for the server's own timing (the
+	// delays above, NextToken ages, account settings). Default time.Now.
+	// Tests inject a clock to move time without sleeping; the engine has
+	// its own (engine.Options.Clock), which tests usually set to the same.
+	Clock func() time.Time
 	// KinesisLimits applies engine.KinesisLimits (1000 records/s and
 	// 1 MiB/s written, 2 MiB/s and 5 calls/s read, per shard) to every
 	// stream: New sets them (persistently, with DB.SetLimits) on existing
@@ -134,6 +160,15 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.ShardLimit == 0 {
+		c.ShardLimit = DefaultShardLimit
+		if c.Engine != nil && c.Engine.MaxShards > 0 {
+			c.ShardLimit = c.Engine.MaxShards
+		}
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	if c.SubscriptionLifetime == 0 {
 		c.SubscriptionLifetime = 5 * time.Minute
 	}
@@ -159,6 +194,9 @@ func (c Config) validate() error {
 	}
 	if c.CreateDelay < 0 || c.MaxBodyBytes < 0 {
 		return errors.New("server: CreateDelay and MaxBodyBytes must not be negative")
+	}
+	if c.DeleteDelay < 0 || c.UpdateDelay < 0 || c.ShardLimit < 0 {
+		return errors.New("server: DeleteDelay, UpdateDelay and ShardLimit must not be negative")
 	}
 	if c.SubscriptionLifetime < 0 || c.SubscriptionHeartbeat < 0 || c.SubscriptionTakeover < 0 {
 		return errors.New("server: SubscriptionLifetime, SubscriptionHeartbeat and SubscriptionTakeover must not be negative")
@@ -190,6 +228,11 @@ type Server struct {
 	enc     encryptionCache
 	subs    *subscriptions
 	feeds   feeds
+	pending pendingChanges
+	// recordLimits caches each stream's record limit (ops_account.go).
+	recordLimits recordLimitCache
+	// accountMu serializes changes to the account settings.
+	accountMu sync.Mutex
 }
 
 // New returns a Server over db. It validates cfg (Addr, DataDir and the
@@ -210,6 +253,9 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		if err := s.applyKinesisLimits(); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.loadPending(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

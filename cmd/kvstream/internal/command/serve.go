@@ -20,6 +20,9 @@ type serveOptions struct {
 	region              string
 	account             string
 	createDelay         time.Duration
+	deleteDelay         time.Duration
+	updateDelay         time.Duration
+	shardLimit          int
 	kinesisLimits       bool
 	accessKey           string
 	secretKey           string
@@ -33,6 +36,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.region, "region", server.DefaultRegion, "region reported in stream ARNs")
 	fs.StringVar(&o.account, "account", server.DefaultAccount, "12-digit account id reported in ARNs and messages")
 	fs.DurationVar(&o.createDelay, "create-delay", 0, "keep new streams CREATING this long, as AWS does (e.g. 500ms)")
+	fs.DurationVar(&o.deleteDelay, "delete-delay", 0, "keep deleted streams DELETING this long before they are gone, as AWS does")
+	fs.DurationVar(&o.updateDelay, "update-delay", 0, "keep streams UPDATING, with their old shards, this long after SplitShard, MergeShards or UpdateShardCount")
+	fs.IntVar(&o.shardLimit, "shard-limit", server.DefaultShardLimit, "the account's open-shard quota (LimitExceededException beyond it)")
 	fs.BoolVar(&o.kinesisLimits, "kinesis-limits", false, "throttle streams created through the server at Kinesis' per-shard limits (1000 rec/s, 1 MiB/s in; 2 MiB/s, 5 reads/s out)")
 	fs.StringVar(&o.accessKey, "access-key", "", "verify SigV4 signatures made with this access key (also $KVSTREAM_ACCESS_KEY)")
 	fs.StringVar(&o.secretKey, "secret-key", "", "the secret key for --access-key (also $KVSTREAM_SECRET_KEY, which keeps it out of ps)")
@@ -79,6 +85,9 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		Region:              o.region,
 		Account:             o.account,
 		CreateDelay:         o.createDelay,
+		DeleteDelay:         o.deleteDelay,
+		UpdateDelay:         o.updateDelay,
+		ShardLimit:          o.shardLimit,
 		KinesisLimits:       o.kinesisLimits,
 		AccessKey:           cmpOr(o.accessKey, os.Getenv("KVSTREAM_ACCESS_KEY")),
 		SecretKey:           cmpOr(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
