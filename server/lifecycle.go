@@ -129,7 +129,11 @@ func (s *Server) settle() {
 		if p.DueMs > now {
 			continue
 		}
-		if err := s.applyPending(name, p); err != nil && !errors.Is(err, engine.ErrStreamNotFound) {
+		err := s.applyPending(name, p)
+		if errors.Is(err, engine.ErrClosed) {
+			return // the DB was closed under a Server that was not
+		}
+		if err != nil && !errors.Is(err, engine.ErrStreamNotFound) {
 			s.cfg.Logger.Error("kvstream server: applying a pending stream change failed", "stream", name, "op", p.Op, "err", err)
 		}
 		delete(s.pending.m, name)
@@ -138,8 +142,13 @@ func (s *Server) settle() {
 	s.armPendingTimerLocked()
 }
 
-// applyPending applies p to the engine and clears its record.
+// applyPending applies p to the engine and clears its record. A change
+// whose record is gone (another Server over the same DB applied it) is
+// not applied twice.
 func (s *Server) applyPending(name string, p pendingChange) error {
+	if _, ok, err := s.db.Attr(name, pendingAttr); err != nil || !ok {
+		return err
+	}
 	var err error
 	switch p.Op {
 	case "delete":
