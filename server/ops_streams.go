@@ -303,7 +303,7 @@ func (s *Server) listStreams(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
+	now := s.cfg.Clock().UnixMilli()
 	after := ""
 	if in.ExclusiveStartStreamName != nil {
 		after = *in.ExclusiveStartStreamName
@@ -401,7 +401,7 @@ func (s *Server) listShards(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixMilli()
+	now := s.cfg.Clock().UnixMilli()
 	var tok pageToken
 	hasStream := in.StreamName != nil || in.StreamARN != nil
 	switch {

@@ -103,6 +103,15 @@ type Config struct {
 	// Logger receives errors the server cannot report to a client
 	// (panics, internal failures). Default slog.Default().
 	Logger *slog.Logger
+	// Clock returns the current time for the server's own timekeeping:
+	// the expiry of ListStreams, ListShards and ListStreamConsumers page
+	// tokens, and a SubscribeToShard subscription's lifetime, heartbeat and
+	// takeover. Default time.Now. Tests pass the engine's fake clock
+	// (engine.Options.Clock) to move time without sleeping; a waiting
+	// subscription sees a moved clock when it next wakes (a record, or
+	// SubscriptionHeartbeat of real time). SigV4 request times are always
+	// checked against the wall clock, as the client signs with it.
+	Clock func() time.Time
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -133,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	if c.SubscriptionLifetime == 0 {
 		c.SubscriptionLifetime = 5 * time.Minute
