@@ -3,6 +3,7 @@ package kvstreamtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -278,4 +279,51 @@ func TestCleanupEndsOpenSubscription(t *testing.T) {
 		<-sub.GetStream().Events()
 		// No Close: the test ends with the subscription running.
 	})
+}
+
+// fatalTB records a Fatalf instead of ending the test, and runs its
+// cleanups when end is called.
+type fatalTB struct {
+	scope
+	fatal string
+}
+
+type fatalled struct{}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	panic(fatalled{})
+}
+
+// calls fn and reports the message it failed with, "" if none.
+func (f *fatalTB) run(fn func()) (msg string) {
+	defer f.end()
+	defer func() {
+		if v := recover(); v != nil {
+			if _, ok := v.(fatalled); !ok {
+				panic(v)
+			}
+			msg = f.fatal
+		}
+	}()
+	fn()
+	return ""
+}
+
+// Invalid options fail the test with a message naming the setting.
+func TestInvalidOptions(t *testing.T) {
+	noLeaks(t)
+	for _, c := range []struct {
+		opt  kvstreamtest.Option
+		want string
+	}{
+		{kvstreamtest.WithAccount("123"), `Account "123" must be 12 digits`},
+		{kvstreamtest.WithCreateDelay(-time.Second), "CreateDelay and MaxBodyBytes must not be negative"},
+		{kvstreamtest.WithEngineOptions(func(o *engine.Options) { o.IteratorTTL = -time.Second }), "IteratorTTL -1s must be positive"},
+	} {
+		f := &fatalTB{scope: scope{TB: t}}
+		msg := f.run(func() { kvstreamtest.NewClient(f, kvstreamtest.WithInMemory(), c.opt) })
+		require.Contains(t, msg, c.want)
+		require.Contains(t, msg, "kvstreamtest:")
+	}
 }

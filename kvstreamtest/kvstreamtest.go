@@ -13,8 +13,10 @@
 // builds its own client or runs a subprocess (boto3, the AWS CLI); Open
 // returns the embedded engine for code that uses kvstream as a library.
 // Each call gets a fresh engine of its own, in t.TempDir() or, with
-// WithInMemory, in memory. Everything is closed by t.Cleanup, and no
-// goroutine of this package outlives the test.
+// WithInMemory, in memory, with fsync off (a test's data need not outlive
+// it). Everything is closed by t.Cleanup, and no goroutine of this
+// package outlives the test. Invalid options fail the test (Fatalf) with
+// the setting and its limit.
 //
 // Requests are served by the same code as `kvstream serve`, so answers,
 // errors and their types (*types.ResourceNotFoundException,
