@@ -910,7 +910,6 @@ func (b *EndpointBench) subscribePhase(ctx context.Context, s *endpointSide, pro
 		return m, fmt.Errorf("subscribe to shard: %w", err)
 	}
 	es := sub.GetStream()
-	defer es.Close()
 	got := make(chan uint64, 1024)
 	go func() {
 		defer close(got)
@@ -924,6 +923,15 @@ func (b *EndpointBench) subscribePhase(ctx context.Context, s *endpointSide, pro
 					got <- binary.BigEndian.Uint64(r.Data)
 				}
 			}
+		}
+	}()
+	// Close the stream and wait until its reader is done before the next
+	// subscription: the SDK's event-stream codec (smithy-go v1.28.9) keeps
+	// one payload buffer per client, shared by every stream it decodes,
+	// so two live streams on one client race on it.
+	defer func() {
+		_ = es.Close()
+		for range got {
 		}
 	}()
 	hashKey := sh.HashKeyRange.StartingHashKey
