@@ -85,12 +85,8 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	pdb, err := openPebble(dir, o)
+	pdb, err := openPebble(dir, o, false)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkTables(dir, o.FS, pdb); err != nil {
-		_ = pdb.Close()
 		return nil, err
 	}
 	db := &DB{opts: o, dir: dir, pdb: pdb}

@@ -47,11 +47,14 @@ var (
 type CorruptionError = shard.CorruptionError
 
 // openPebble checks dir (prepareDir), locks it and opens Pebble on it,
-// read-only if o.ReadOnly. It does not run Pebble's consistency check
-// (every sstable the MANIFEST lists exists with its size): Open runs its
-// own (checkTables) to report a failure as ErrCorruption, and Check
-// reports it as a problem and goes on.
-func openPebble(dir string, o *Options) (*pebble.DB, error) {
+// read-only if o.ReadOnly. Pebble's consistency check (every sstable the
+// MANIFEST lists exists with its recorded size) runs before Pebble
+// changes anything; its error does not say it is damage, so when Open
+// fails for a reason Pebble did not mark as corruption, the directory is
+// opened again read-only without the check and checkTables tells missing
+// or truncated sstables (ErrCorruption) from OS errors. forCheck skips
+// the check (Check reports missing tables and reads on).
+func openPebble(dir string, o *Options, forCheck bool) (*pebble.DB, error) {
 	if err := prepareDir(dir, o); err != nil {
 		return nil, err
 	}
@@ -63,7 +66,7 @@ func openPebble(dir string, o *Options) (*pebble.DB, error) {
 	if o.ReadOnly {
 		po.FS = readOnlyFS{po.FS}
 	}
-	po.DisableConsistencyCheck = true
+	po.DisableConsistencyCheck = forCheck
 	// Pebble's default DataCorruption handler calls Logger.Fatalf, which
 	// would end the process (or, with the engine's logger, panic) on the
 	// first damaged block a read meets. Reads report damage as
@@ -84,15 +87,42 @@ func openPebble(dir string, o *Options) (*pebble.DB, error) {
 	if err != nil {
 		return nil, err // classified by lockFS.Lock
 	}
+	defer lock.Close()
 	po.Lock = lock
 	pdb, err := pebble.Open(dir, po)
 	// Pebble took its own reference on success (released by its Close) and
-	// dropped it on failure: this one is ours either way.
-	_ = lock.Close()
+	// dropped it on failure: the deferred Close drops ours either way.
 	if err != nil {
+		if !forCheck && !shard.IsPebbleCorruption(err) {
+			if derr := diagnoseTables(dir, po); derr != nil {
+				return nil, derr
+			}
+		}
 		return nil, openError(dir, err)
 	}
 	return pdb, nil
+}
+
+// diagnoseTables opens dir read-only without Pebble's consistency check
+// (po.Lock is held) and returns ErrCorruption if an sstable the MANIFEST
+// lists is missing or has the wrong size, nil if not (or if it cannot
+// tell).
+func diagnoseTables(dir string, po *pebble.Options) error {
+	ro := po.Clone()
+	ro.ReadOnly = true
+	ro.DisableConsistencyCheck = true
+	if _, ok := ro.FS.(readOnlyFS); !ok {
+		ro.FS = readOnlyFS{ro.FS}
+	}
+	pdb, err := pebble.Open(dir, ro)
+	if err != nil {
+		return nil
+	}
+	defer pdb.Close()
+	if err := checkTables(dir, ro.FS, pdb); errors.Is(err, shard.ErrCorruption) {
+		return err
+	}
+	return nil
 }
 
 // prepareDir checks dir before Pebble opens it: it must be a directory
@@ -235,7 +265,12 @@ type liveTable struct {
 func liveTables(dir string, fsys vfs.FS, pdb *pebble.DB) ([]liveTable, error) {
 	levels, err := pdb.SSTables()
 	if err != nil {
-		return nil, storageError("list the sstables of "+dir, err)
+		// SSTables fails only when a table of the current version is
+		// unknown to Pebble's object store, which is built from the
+		// directory listing at open: the MANIFEST lists a file the
+		// directory lacks.
+		return nil, &shard.Error{Kind: shard.ErrCorruption, Msg: fmt.Sprintf(
+			"data directory %s is damaged: the MANIFEST lists an sstable that is missing (run kvstream check)", dir), Cause: err}
 	}
 	var out []liveTable
 	seen := make(map[string]bool)

@@ -3,6 +3,7 @@ package shard
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -33,7 +34,12 @@ type CorruptionError struct {
 
 // Error implements error.
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("%v: %s: %v", ErrCorruption, e.Message(), e.Cause)
+	cause := "unknown cause"
+	if e.Cause != nil {
+		// Pebble appends a marker line to its corruption errors.
+		cause = strings.ReplaceAll(e.Cause.Error(), "\n<corruption detail carrier>", "")
+	}
+	return fmt.Sprintf("%v: %s: %s", ErrCorruption, e.Message(), cause)
 }
 
 // Message is the human-readable description without the cause.
