@@ -199,6 +199,16 @@ func (l *Log) SeekArrival(r pebble.Reader, from uint64, ms int64) (uint64, error
 		}
 		return got, a, true, nil
 	}
+	// Usually nothing past the trim point has expired yet: the first
+	// record answers, and the search reads no other block (so damage
+	// elsewhere in the shard does not fail a TRIM_HORIZON lookup).
+	if got, a, ok, err := probe(from); err != nil {
+		return 0, err
+	} else if !ok {
+		return pub + 1, nil
+	} else if a >= ms {
+		return got, nil
+	}
 	lo, hi := from, pub+1 // answer in [lo, hi]
 	for lo < hi {
 		mid := lo + (hi-lo)/2
