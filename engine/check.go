@@ -400,7 +400,9 @@ func (c *checker) checkTables() error {
 			c.reported[t.num] = true
 			continue
 		}
-		n, err := validateTable(c.fs, t.path, ropts)
+		ro := ropts
+		ro.CacheOpts.FileNum = t.info.BackingSSTNum // names the file in errors
+		n, err := validateTable(c.fs, t.path, ro)
 		if err != nil {
 			// Damage, or the OS failing to read the file (an I/O error on
 			// failing flash): either way the table's data is at risk.
@@ -454,6 +456,25 @@ func describeKey(k []byte) string {
 	}
 	if len(k) == 0 {
 		return "the start"
+	}
+	if len(k) == 1 {
+		switch k[0] {
+		case shard.PrefixMeta:
+			return "the metadata"
+		case shard.PrefixCatalog:
+			return "the catalog"
+		case shard.PrefixRecords:
+			return "the records"
+		case shard.PrefixConsumers:
+			return "the consumer checkpoints"
+		case shard.PrefixShardState:
+			return "the shard state"
+		case shard.PrefixStreamConsumers:
+			return "the registered consumers"
+		}
+		if k[0] < shard.PrefixMeta {
+			return "the start"
+		}
 	}
 	switch k[0] {
 	case shard.PrefixMeta:
