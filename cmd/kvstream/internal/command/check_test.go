@@ -200,4 +200,3 @@ func damageBlock(t *testing.T, path string) {
 	b[bh.Offset+bh.Length/2] ^= 0xff
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 }
-
