@@ -99,6 +99,9 @@ func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consum
 	if v != nil {
 		return c, c.loadLocked()
 	}
+	if err := db.writable(); err != nil {
+		return nil, err
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	rec, _ := json.Marshal(consumerRecord{CreatedMs: db.opts.nowMs()})
@@ -164,6 +167,9 @@ func (c *Consumer) Checkpoint(r Record) error {
 // below the current checkpoint is ignored.
 func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	if err := c.db.check(); err != nil {
+		return err
+	}
+	if err := c.db.writable(); err != nil {
 		return err
 	}
 	if n.Shard != uint32(id) {
@@ -413,6 +419,9 @@ func (db *DB) ListConsumers(streamName string) ([]string, error) {
 
 // DeleteConsumer deletes a durable consumer and its checkpoints.
 func (db *DB) DeleteConsumer(streamName, name string) error {
+	if err := db.writable(); err != nil {
+		return err
+	}
 	if err := validateConsumerName(name); err != nil {
 		return err
 	}

@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -81,33 +79,30 @@ type stream struct {
 
 // Open opens (creating if needed) the data directory dir. A second Open
 // of a directory that is already open, in this process or another one,
-// fails with ErrLocked.
+// fails with ErrLocked. Open refuses to initialise a non-empty directory
+// that is not a kvstream data directory (ErrNotDataDir); OS failures are
+// ErrStorage and damaged data is ErrCorruption (see open.go for the
+// rules). With Options.ReadOnly it writes nothing.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.Clone().EnsureDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	po := o.pebbleOptions()
-	pdb, err := pebble.Open(dir, po)
-	if po.Cache != nil && (o.Pebble == nil || o.Pebble.Cache != po.Cache) {
-		po.Cache.Unref()
-	}
+	pdb, err := openPebble(dir, o, false)
 	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
-			return nil, &shard.Error{Kind: shard.ErrLocked, Msg: fmt.Sprintf(
-				"data directory %s is in use by another kvstream DB (a running server or another Open); close it, or talk to the server with --endpoint", dir), Cause: err}
-		}
-		return nil, &shard.Error{Kind: shard.ErrCorruption, Msg: fmt.Sprintf("open %s", dir), Cause: err}
+		return nil, err
 	}
 	db := &DB{opts: o, dir: dir, pdb: pdb}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
-		return nil, err
+		return nil, loadError(dir, err)
 	}
 	db.writer = shard.NewWriter(pdb, !o.NoSync, o.nowMs)
-	db.bg.start(db)
+	if !o.ReadOnly {
+		db.bg.start(db)
+	}
 	return db, nil
 }
 
@@ -119,6 +114,9 @@ func (db *DB) load() error {
 		return err
 	}
 	if v == nil {
+		if err := db.checkNewDir(); err != nil {
+			return err
+		}
 		// A new directory: write the format version and a fresh secret.
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
@@ -135,8 +133,11 @@ func (db *DB) load() error {
 		db.mu.nextStream = 1
 		return nil
 	}
-	if len(v) != 4 || binary.BigEndian.Uint32(v) != FormatVersion {
-		return shard.Errorf(shard.ErrCorruption, "data directory %s has format version %x; this build reads version %d", db.dir, v, FormatVersion)
+	if len(v) != 4 {
+		return shard.Errorf(shard.ErrCorruption, "data directory %s has a %d-byte format version %x", db.dir, len(v), v)
+	}
+	if binary.BigEndian.Uint32(v) != FormatVersion {
+		return shard.Errorf(shard.ErrFormatVersion, "data directory %s has format version %x; this build reads version %d", db.dir, v, FormatVersion)
 	}
 	secret, err := db.get(shard.MetaKey(metaSecret))
 	if err != nil {
@@ -206,6 +207,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 			last = trim - 1
 		}
 		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
+		l.StreamName = m.Name
 		if err := db.loadShardStats(l); err != nil {
 			return nil, err
 		}
@@ -275,6 +277,7 @@ func (s *stream) syncLogsLocked() {
 		l := s.logs[sm.ID]
 		if l == nil {
 			l = shard.NewLog(s.id, sm.ID, sm.Created, 0, 0, 0)
+			l.StreamName = s.meta.Name
 			s.logs[sm.ID] = l
 		}
 		if sm.Closed && !l.IsClosed() {

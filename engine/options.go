@@ -31,6 +31,13 @@ type Options struct {
 	// every acknowledged put is on stable storage, and concurrent puts
 	// share fsyncs (group commit).
 	NoSync bool
+	// ReadOnly opens an existing data directory without writing anything:
+	// no file or directory is created, modified or removed, the trimmer
+	// does not run, and every write returns ErrReadOnly. Open fails with
+	// ErrNotDataDir if dir is not an existing kvstream data directory. A
+	// read-only DB excludes writers of the directory like any other DB.
+	// Default false.
+	ReadOnly bool
 	// Clock returns the current time. Default time.Now. Tests inject a
 	// fake clock to move time without sleeping.
 	Clock func() time.Time

@@ -19,6 +19,9 @@ const trimChunk = 1 << 16
 // (tests with an injected clock do). Readers never see expired records
 // even before Trim runs.
 func (db *DB) Trim(ctx context.Context, name string) error {
+	if err := db.writable(); err != nil {
+		return err
+	}
 	s, err := db.streamByName(name)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package iterator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 	"unsafe"
@@ -37,6 +38,11 @@ type Iterator struct {
 	pk     []byte
 	pkSet  bool
 	lastPK string
+
+	// lastC and lastMs are the counter and arrival of the last record
+	// read (lastC 0: none), the position a corruption error reports.
+	lastC  uint64
+	lastMs int64
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -64,7 +70,7 @@ func (it *Iterator) advance() bool {
 				return true
 			}
 			if err := it.pit.Error(); err != nil {
-				it.err = err
+				it.setErr(err)
 				return false
 			}
 		}
@@ -91,11 +97,12 @@ func (it *Iterator) advance() bool {
 // (Log.SeekArrival) finds the first retained record.
 func (it *Iterator) open(pub uint64) bool {
 	if it.pit != nil {
-		if it.err = it.pit.Close(); it.err != nil {
-			it.pit = nil
+		err := it.pit.Close()
+		it.pit = nil
+		if err != nil {
+			it.setErr(err)
 			return false
 		}
-		it.pit = nil
 	}
 	from := max(it.next, it.log.TrimPoint())
 	if from > pub {
@@ -105,12 +112,12 @@ func (it *Iterator) open(pub uint64) bool {
 	lower, upper := it.log.Span(from, pub)
 	pit, err := it.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	it.pit = pit
 	if !pit.First() {
-		it.err = pit.Error()
+		it.setErr(pit.Error())
 		return false
 	}
 	if it.cutoff == nil {
@@ -124,7 +131,7 @@ func (it *Iterator) open(pub uint64) bool {
 	}
 	c, err := it.log.SeekArrival(it.r, from, cut)
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	if c <= pub && pit.SeekGE(shard.AppendRecordKey(lower[:0:0], it.log.Stream, uint32(it.log.ID), c)) {
@@ -132,9 +139,26 @@ func (it *Iterator) open(pub uint64) bool {
 	}
 	// Nothing retained up to pub: drop the iterator so Next does not
 	// step past the records it skipped.
-	it.err = errors.Join(pit.Error(), pit.Close())
+	it.setErr(errors.Join(pit.Error(), pit.Close()))
 	it.pit = nil
 	return false
+}
+
+// setErr records err (nil: no error) as the error that stopped the
+// iterator, classified: Pebble corruption becomes a
+// *shard.CorruptionError at the iterator's position, so callers see
+// ErrCorruption with the stream, shard and counter.
+func (it *Iterator) setErr(err error) {
+	if err == nil {
+		it.err = nil
+		return
+	}
+	err = shard.ReadError(it.log, it.next, err)
+	var ce *shard.CorruptionError
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.lastC != 0 && it.lastC < ce.Counter {
+		ce.After = it.log.Seq(it.lastC, it.lastMs)
+	}
+	it.err = err
 }
 
 // loadInto decodes the record at the Pebble iterator's position into dst
@@ -144,14 +168,16 @@ func (it *Iterator) loadInto(dst *shard.Record) bool {
 	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
 	v, err := it.pit.ValueAndErr()
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	d, vok := shard.DecodeValue(v)
 	if !ok || !vok {
-		it.err = shard.Errorf(shard.ErrCorruption, "record %d of %s does not decode", c, it.log.ID)
+		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
+			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
 		return false
 	}
+	it.lastC, it.lastMs = c, d.ArrivalMs
 	it.next = c + 1
 	it.pk, it.pkSet = d.PartitionKey, false
 	*dst = shard.Record{
@@ -200,7 +226,7 @@ func (it *Iterator) CaughtUp() bool { return it.next > it.log.Published() }
 func (it *Iterator) Wait(ctx context.Context) error {
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
-			it.err = err
+			it.setErr(err)
 		}
 		it.pit = nil
 	}
@@ -226,7 +252,7 @@ func (it *Iterator) Close() error {
 		err := it.pit.Close()
 		it.pit = nil
 		if it.err == nil {
-			it.err = err
+			it.setErr(err)
 		}
 	}
 	return nil

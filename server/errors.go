@@ -83,6 +83,13 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		if errCanceled(err) { // the client went away; nothing to report
 			return newAPIError(errInternalFailure, "The request was cancelled.")
 		}
+		if errors.Is(err, engine.ErrCorruption) {
+			// Damaged stored data: say so (the message names the stream,
+			// shard and position), count it, and log it for the operator.
+			s.metrics.corruption.Inc()
+			s.cfg.Logger.Error("kvstream server: stored data is damaged", "err", err)
+			return newAPIError(errInternalFailure, "Internal service failure: corruption: "+msg)
+		}
 		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
 		return newAPIError(errInternalFailure, "Internal service failure.")
 	}

@@ -91,8 +91,33 @@ func Message(err error) string {
 	if errors.As(err, &e) {
 		return e.Msg
 	}
+	var ce *CorruptionError
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
 	return err.Error()
 }
 
 // IsCorruptionError reports whether err means stored data is damaged.
 func IsCorruptionError(err error) bool { return errors.Is(err, ErrCorruption) }
+
+// Sentinels of the data directory's state (opening, checking, read-only
+// use). Kept in a block of their own so other kinds can be appended above.
+var (
+	// ErrFormatVersion means the data directory was written in an on-disk
+	// format this build does not read (a newer kvstream wrote it).
+	ErrFormatVersion = errors.New("kvstream: unsupported format version")
+	// ErrNotDataDir means a directory is not a kvstream data directory: a
+	// read-only open found none there, or Open refused to initialise a
+	// non-empty directory that holds other files.
+	ErrNotDataDir = errors.New("kvstream: not a kvstream data directory")
+	// ErrReadOnly means a write was attempted on a DB opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("kvstream: read-only")
+	// ErrStorage means the operating system refused an operation on the
+	// data directory (permission denied, not a directory, I/O error, …).
+	// The cause is the OS error, with the path: errors.Is(err,
+	// fs.ErrPermission) and errors.As(err, **fs.PathError) work. It never
+	// means the data is damaged (that is ErrCorruption).
+	ErrStorage = errors.New("kvstream: storage error")
+)
