@@ -229,11 +229,11 @@ type touched struct {
 	first        uint64
 	firstArrival int64
 	counter      uint64
-	arrival  int64
-	bytes    int64
-	records  int64
-	appended bool
-	trimTo   uint64
+	arrival      int64
+	bytes        int64
+	records      int64
+	appended     bool
+	trimTo       uint64
 }
 
 func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
