@@ -58,10 +58,11 @@ const (
 
 // TestMain checks that the package's tests leave no goroutine behind
 // (the engine owns goroutines: the Writer, the trimmer, tail waiters).
-// Child processes (the crash child, fault tests run in a child) skip the
-// check: they are killed, or strand Pebble goroutines on purpose.
+// Child processes (the crash child, the fail-stop children) skip the
+// check: they are killed, end with a fatal failure, or block the goroutine
+// that hit the failure on purpose.
 func TestMain(m *testing.M) {
-	if os.Getenv(crashEnvDir) != "" || os.Getenv(faultChildEnv) != "" {
+	if os.Getenv(crashEnvDir) != "" || os.Getenv(failStopEnvCase) != "" {
 		os.Exit(m.Run())
 	}
 	goleak.VerifyTestMain(m)
