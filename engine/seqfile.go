@@ -322,6 +322,12 @@ func (db *DB) recoverSequences(fresh bool) (uint64, error) {
 			}
 		}
 	}
+	slices.SortFunc(rep.Lost, func(a, b LostRange) int {
+		return cmp.Or(cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.ShardID, b.ShardID))
+	})
+	slices.SortFunc(rep.ConsumerGaps, func(a, b ConsumerGap) int {
+		return cmp.Or(cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Consumer, b.Consumer), cmp.Compare(a.ShardID, b.ShardID))
+	})
 	if !known && !fresh {
 		for _, s := range db.mu.streams {
 			for _, l := range s.logs {
