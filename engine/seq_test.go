@@ -99,6 +99,7 @@ func TestSeqUniqueAfterNoSyncCrash(t *testing.T) {
 	faultCheck(t, db, "s", nil)
 	res := acks.requireFresh(t, db)
 	acks.add(res)
+	requireLagCountsRecords(t, db)
 
 	// A clean restart continues gap-free: the jump is only for crashes.
 	require.NoError(t, db.Close())
@@ -109,6 +110,21 @@ func TestSeqUniqueAfterNoSyncCrash(t *testing.T) {
 	next, err := db.PutRecord(context.Background(), "s", engine.Entry{PartitionKey: "k", ExplicitHashKey: "0", Data: []byte("888888/0/1")})
 	require.NoError(t, err)
 	require.Equal(t, acks.top[next.ShardID]+1, next.SequenceNumber.Counter, "after Close the counters continue without a gap")
+}
+
+// requireLagCountsRecords checks that a new consumer's Lag counts the
+// records behind it, not counters: a jump after a crash is no backlog.
+func requireLagCountsRecords(t *testing.T, db *engine.DB) {
+	t.Helper()
+	c, err := db.Consumer("s", "lag")
+	require.NoError(t, err)
+	lags, err := c.Lag()
+	require.NoError(t, err)
+	var behind int64
+	for _, l := range lags {
+		behind += l.Behind
+	}
+	require.EqualValues(t, visible(t, db), behind)
 }
 
 // newestWAL returns the path of the data directory's newest WAL file.
@@ -221,6 +237,7 @@ func TestSeqLostWALTail(t *testing.T) {
 				t.Logf("%d of %d acknowledged records lost and reported: %+v", lost, acks.n, rec.Lost)
 				faultCheck(t, db, "s", nil)
 				acks.requireFresh(t, db)
+				requireLagCountsRecords(t, db)
 			})
 		}
 	}
