@@ -1,13 +1,35 @@
 // Package engine is kvstream's public API: an embedded, persistent stream
 // engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
 // data directory.
+//
+// # Durability and failures
+//
+// With the default options a put returns only after its records are
+// fsync'd to Pebble's write-ahead log (concurrent puts share fsyncs), so an
+// acknowledged record survives kill -9 and power loss. Options.NoSync
+// acknowledges before the fsync; its doc says exactly what a crash can
+// then lose.
+//
+// A failed write or fsync ends the process; a restart recovers every
+// fsync'd acknowledgement. The DB is fail-stop by design, as Pebble itself
+// and PostgreSQL (after the 2018 fsync findings) are: when a WAL write or
+// fsync fails, nothing is retried and nothing runs on the half-broken
+// store. Options.OnFatal is called, by default printing the error and
+// exiting with FatalExitCode (74); a custom hook that returns leaves the
+// DB stopped, every call failing with ErrFailed.
+//
+// A sequence number, once returned, never names a different record, in
+// any durability mode and after any crash or lost WAL tail: after an
+// unclean shutdown, counters continue above every counter handed out
+// before (a durably reserved ceiling in the data directory's sequence
+// file), and acknowledged records found missing at open are logged and
+// reported by DB.Recovery.
 package engine
 
 import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +58,10 @@ type DB struct {
 	pdb    *pebble.DB
 	writer *shard.Writer
 	tokens *iterator.Codec
+	fail   *failStop // fail-stop state (failstop.go)
+	seq    *seqFile  // sequence-number ceiling and marks (seqfile.go)
+	// recovery is what Open found; read-only after Open.
+	recovery RecoveryReport
 
 	closed atomic.Bool
 	trimMu sync.Mutex // serializes trims (see trimStream)
@@ -88,18 +114,28 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	pdb, err := openPebble(dir, o, false)
+	fail := newFailStop(dir, o)
+	pdb, err := openPebble(dir, o, false, fail)
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{opts: o, dir: dir, pdb: pdb}
+	// From here on a failed WAL write or fsync is fatal (failstop.go).
+	fail.armed.Store(true)
+	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
-	if err := db.load(); err != nil {
-		_ = pdb.Close()
+	fresh, err := db.load()
+	var ceiling uint64
+	if err == nil {
+		ceiling, err = db.recoverSequences(fresh)
+	}
+	if err != nil {
+		if fail.fuse.Err() == nil { // a failed Pebble cannot close
+			_ = pdb.Close()
+		}
 		return nil, loadError(dir, err)
 	}
-	db.writer = shard.NewWriter(pdb, !o.NoSync, o.nowMs)
+	db.writer = shard.NewWriter(pdb, shard.WriterConfig{Sync: !o.NoSync, Now: o.nowMs, Fuse: fail.fuse, Ceiling: ceiling, Raise: db.seq.raise})
 	if !o.ReadOnly {
 		db.bg.start(db)
 	}
@@ -107,32 +143,37 @@ func Open(dir string, opts *Options) (*DB, error) {
 }
 
 // load reads the format version, secret and catalog, and recovers every
-// shard's last counter.
-func (db *DB) load() error {
+// shard's last counter. fresh reports a new data directory.
+func (db *DB) load() (fresh bool, err error) {
 	v, err := db.get(shard.MetaKey(metaFormat))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if v == nil {
-		if err := db.checkNewDir(); err != nil {
-			return err
-		}
-		// A new directory: write the format version and a fresh secret.
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return err
-		}
-		b := db.pdb.NewBatch()
-		defer b.Close()
-		_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
-		_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
-		if err := shard.SafeCommit(b, pebble.Sync); err != nil {
-			return err
-		}
-		db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
-		db.mu.nextStream = 1
-		return nil
+	if v != nil {
+		return false, db.loadExisting(v)
 	}
+	if err := db.checkNewDir(); err != nil {
+		return true, err
+	}
+	// A new directory: write the format version and a fresh secret.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return true, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
+	_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
+	if err := db.fail.fuse.Commit(db.pdb, b, pebble.Sync); err != nil {
+		return true, err
+	}
+	db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
+	db.mu.nextStream = 1
+	return true, nil
+}
+
+// loadExisting loads a data directory whose format version is v.
+func (db *DB) loadExisting(v []byte) error {
 	if len(v) != 4 {
 		return shard.Errorf(shard.ErrCorruption, "data directory %s has a %d-byte format version %x", db.dir, len(v), v)
 	}
@@ -350,17 +391,25 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 	return pebble.Sync
 }
 
-// check returns ErrClosed after Close.
+// check returns ErrClosed after Close, and the failure (wrapping
+// ErrFailed) after a fatal storage failure.
 func (db *DB) check() error {
+	if err := db.fail.fuse.Err(); err != nil {
+		return err
+	}
 	if db.closed.Load() {
 		return shard.Errorf(shard.ErrClosed, "the DB is closed")
 	}
 	return nil
 }
 
-// Close stops background work, waits for in-flight puts, and closes the
-// data directory. It flushes nothing that is not already durable: with
-// the default durability every acknowledged put already is.
+// Close stops background work, waits for in-flight puts, records in the
+// sequence file that the session ended cleanly, and closes the data
+// directory. With NoSync it first flushes the memtables, so every
+// acknowledged put is durable; with the default durability every
+// acknowledged put already is. After a fatal failure (Options.OnFatal) it
+// returns the failure and leaves Pebble alone: the directory stays locked
+// until the process exits.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return shard.Errorf(shard.ErrClosed, "the DB is already closed")
@@ -381,29 +430,23 @@ func (db *DB) Close() error {
 		}
 		s.mu.Unlock()
 	}
-	if werr := db.writer.Err(); werr != nil {
-		// A WAL write failure can leave Pebble's commit pipeline locked, and
-		// Pebble's Close waits for that lock. Give it a moment, then give
-		// up: the directory stays locked until the process exits.
-		done := make(chan error, 1)
-		go func() {
-			defer func() {
-				if r := recover(); r != nil {
-					done <- fmt.Errorf("pebble close: %v", r)
-				}
-			}()
-			done <- db.pdb.Close()
-		}()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-		}
-		return werr
+	if err := db.fail.fuse.Err(); err != nil {
+		return err
 	}
+	if db.opts.ReadOnly {
+		return db.pdb.Close() // nothing was written; the sequence file stays as it was
+	}
+	var err error
 	if db.opts.NoSync {
-		_ = db.pdb.Flush()
+		err = db.pdb.Flush()
 	}
-	return db.pdb.Close()
+	if err == nil {
+		// Every counter handed out is now durable: the exact marks let
+		// the next Open detect any record lost while the DB is closed. The
+		// file is written while the directory lock is still held.
+		err = db.seq.save(db.highWater(), true)
+	}
+	return errors.Join(err, db.pdb.Close())
 }
 
 // Options returns a copy of the options the DB was opened with, defaults

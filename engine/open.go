@@ -54,7 +54,7 @@ type CorruptionError = shard.CorruptionError
 // opened again read-only without the check and checkTables tells missing
 // or truncated sstables (ErrCorruption) from OS errors. forCheck skips
 // the check (Check reports missing tables and reads on).
-func openPebble(dir string, o *Options, forCheck bool) (*pebble.DB, error) {
+func openPebble(dir string, o *Options, forCheck bool, fail *failStop) (*pebble.DB, error) {
 	if err := prepareDir(dir, o); err != nil {
 		return nil, err
 	}
@@ -65,6 +65,12 @@ func openPebble(dir string, o *Options, forCheck bool) (*pebble.DB, error) {
 	po.ReadOnly = o.ReadOnly
 	if o.ReadOnly {
 		po.FS = readOnlyFS{po.FS}
+	}
+	if fail != nil {
+		// A failed WAL write or fsync, or Pebble's Logger.Fatalf, ends the
+		// DB (failstop.go).
+		po.Logger = pebbleLogger{fail}
+		po.FS = failFS{FS: po.FS, f: fail}
 	}
 	po.DisableConsistencyCheck = forCheck
 	// Pebble's default DataCorruption handler calls Logger.Fatalf, which

@@ -48,9 +48,16 @@ var (
 	// ErrCorruption means stored data failed to decode. It is never caused
 	// by user input.
 	ErrCorruption = errors.New("kvstream: corruption")
-	// ErrWriteFailed wraps the first failed write or fsync. It is sticky:
-	// every later write returns it until the DB is reopened.
+	// ErrWriteFailed means a write could not be made durable outside
+	// Pebble's WAL (the sequence-number file) or Pebble refused a batch;
+	// nothing of the call was applied and the DB keeps running, so the
+	// call may be retried.
 	ErrWriteFailed = errors.New("kvstream: write failed")
+	// ErrFailed means the DB has stopped after a fatal storage failure (a
+	// failed WAL write or fsync; see engine.Options.OnFatal). It is sticky:
+	// every later call returns it without touching Pebble, until the
+	// process reopens the data directory.
+	ErrFailed = errors.New("kvstream: storage failed; the DB has stopped")
 )
 
 // Error is the concrete type behind engine errors: Kind is one of the

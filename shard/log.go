@@ -56,6 +56,17 @@ func NewLog(stream uint32, id ShardID, created uint64, last uint64, lastArrivalM
 	return l
 }
 
+// ContinueAt makes the next appended record get counter next or higher
+// (never lower than the Log would pick itself). The engine calls it at open,
+// before the Log is handed to a Writer, so a restart after lost records
+// never issues a counter again; readers skip the unused counters as they
+// skip trimmed ones.
+func (l *Log) ContinueAt(next uint64) { l.next = max(l.next, next) }
+
+// Next returns the counter the next appended record would get. Only for
+// use before the Log is handed to a Writer (see ContinueAt).
+func (l *Log) Next() uint64 { return l.next }
+
 // Throttle returns the shard's token buckets (nil: unlimited).
 func (l *Log) Throttle() *Throttle { return l.throttle.Load() }
 
