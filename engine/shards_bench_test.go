@@ -1,0 +1,124 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+	"github.com/stretchr/testify/require"
+)
+
+// benchShardCounts are the shard counts of the shard-scaling benchmarks.
+var benchShardCounts = []int{4, 256, 2048}
+
+// randomBatches returns n PutRecords batches of 500 entries of 100 B with
+// random 32-hex-digit partition keys (seeded: the same in every run).
+func randomBatches(n int) [][]engine.Entry {
+	rng := rand.New(rand.NewPCG(17, 17))
+	data := make([]byte, 100)
+	out := make([][]engine.Entry, n)
+	var k [16]byte
+	for i := range out {
+		out[i] = make([]engine.Entry, 500)
+		for j := range out[i] {
+			for x := range k {
+				k[x] = byte(rng.Uint32())
+			}
+			out[i][j] = engine.Entry{PartitionKey: hex.EncodeToString(k[:]), Data: data}
+		}
+	}
+	return out
+}
+
+// BenchmarkPutRecordsShards measures PutRecords (500 × 100 B, random
+// partition keys, NoSync, throughput profile) on streams of 4, 256 and
+// 2048 shards in one DB, one batch per stream in turn, so the machine's
+// noise hits every shard count alike. It reports each stream's rate and
+// the ratio of each to the 4-shard rate. Target (issue 17): 2048 shards
+// ≥ 0.8 × the 4-shard rate. Sub-benchmarks of one shard count each are
+// for profiling (-cpuprofile).
+func BenchmarkPutRecordsShards(b *testing.B) {
+	batches := randomBatches(64)
+	ctx := context.Background()
+	open := func(b *testing.B, counts []int) *engine.DB {
+		db, err := engine.Open(b.TempDir(), &engine.Options{NoSync: true, Profile: engine.ProfileThroughput})
+		require.NoError(b, err)
+		for _, n := range counts {
+			require.NoError(b, db.CreateStream(fmt.Sprint(n), engine.StreamConfig{ShardCount: n}))
+		}
+		return db
+	}
+	b.Run("interleaved", func(b *testing.B) {
+		db := open(b, benchShardCounts)
+		defer db.Close()
+		took := make([]time.Duration, len(benchShardCounts))
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			for k := range benchShardCounts {
+				// Rotate the order so no count always follows another.
+				j := (k + i) % len(benchShardCounts)
+				start := time.Now()
+				if _, err := db.PutRecords(ctx, fmt.Sprint(benchShardCounts[j]), batches[i%len(batches)]); err != nil {
+					b.Fatal(err)
+				}
+				took[j] += time.Since(start)
+			}
+		}
+		for j, n := range benchShardCounts {
+			b.ReportMetric(float64(b.N*500)/took[j].Seconds(), fmt.Sprintf("rec/s-%d", n))
+			if j > 0 {
+				b.ReportMetric(took[0].Seconds()/took[j].Seconds(), fmt.Sprintf("ratio-%d/%d", n, benchShardCounts[0]))
+			}
+		}
+	})
+	for _, n := range benchShardCounts {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			db := open(b, []int{n})
+			defer db.Close()
+			name := fmt.Sprint(n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := db.PutRecords(ctx, name, batches[i%len(batches)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "rec/s")
+		})
+	}
+}
+
+// BenchmarkOpenShards measures Open of a data directory holding one
+// stream of 4, 256 or 2048 shards, each shard with records. Target
+// (issue 17): 2048 shards open in < 200 ms.
+func BenchmarkOpenShards(b *testing.B) {
+	batches := randomBatches(8)
+	for _, n := range benchShardCounts {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			dir := b.TempDir()
+			opts := &engine.Options{NoSync: true, Profile: engine.ProfileThroughput}
+			db, err := engine.Open(dir, opts)
+			require.NoError(b, err)
+			require.NoError(b, db.CreateStream("s", engine.StreamConfig{ShardCount: n}))
+			for _, batch := range batches {
+				_, err := db.PutRecords(context.Background(), "s", batch)
+				require.NoError(b, err)
+			}
+			require.NoError(b, db.Close())
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				db, err := engine.Open(dir, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				require.NoError(b, db.Close())
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/open")
+		})
+	}
+}
