@@ -27,6 +27,10 @@ type Log struct {
 	// Owned by the Writer's goroutine.
 	next        uint64
 	lastArrival int64
+	// wslot is the Log's index in the Writer's list of Logs touched by
+	// the commit being built, valid while wgen is that commit's number.
+	wgen  uint64
+	wslot int
 
 	published        atomic.Uint64 // last visible counter (0: none yet)
 	publishedArrival atomic.Int64  // arrival ms of the last visible record

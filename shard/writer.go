@@ -1,8 +1,11 @@
 package shard
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -86,6 +89,9 @@ type Writer struct {
 	// Owned by the committer goroutine.
 	ceiling uint64
 	raise   func(min uint64) (uint64, error)
+	gen     uint64    // the commit being built (commitGen; see Log.wgen)
+	seen    []touched // the Logs it touches
+	order   []*Append // its records in key order
 
 	mu struct {
 		sync.Mutex
@@ -221,6 +227,11 @@ func (w *Writer) run() {
 	}
 }
 
+// commitGen numbers commits across all Writers, so a Log's wgen can
+// never match a commit it is not part of, whichever Writer it was used
+// with before.
+var commitGen atomic.Uint64
+
 // touched tracks one Log's changes within one commit.
 type touched struct {
 	log *Log
@@ -234,6 +245,22 @@ type touched struct {
 	records      int64
 	appended     bool
 	trimTo       uint64
+	// appends is how many records this commit adds to the Log; pos is
+	// where the next of them goes in the commit's key order.
+	appends int
+	pos     int
+}
+
+// find returns the Log's entry in w.seen, adding one at its first use in
+// the commit being built (generation w.gen). The pointer is valid until
+// the next find.
+func (w *Writer) find(l *Log) *touched {
+	if l.wgen == w.gen {
+		return &w.seen[l.wslot]
+	}
+	l.wgen, l.wslot = w.gen, len(w.seen)
+	w.seen = append(w.seen, touched{log: l, first: l.next, firstArrival: l.lastArrival})
+	return &w.seen[len(w.seen)-1]
 }
 
 func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
@@ -248,30 +275,23 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		return
 	}
 	now := w.now()
-	var buf [8]touched
-	seen := buf[:0]
-	find := func(l *Log) *touched {
-		for j := range seen {
-			if seen[j].log == l {
-				return &seen[j]
-			}
-		}
-		seen = append(seen, touched{log: l, first: l.next, firstArrival: l.lastArrival})
-		return &seen[len(seen)-1]
-	}
+	w.gen = commitGen.Add(1)
+	w.seen = w.seen[:0]
+	defer func() { clear(w.seen); clear(w.order) }()
 	// undo forgets the counters this commit assigned: nothing of it was
 	// applied.
 	undo := func(err error) {
-		for _, t := range seen {
+		for _, t := range w.seen {
 			t.log.next, t.log.lastArrival = t.first, t.firstArrival
 		}
 		finish(err)
 	}
 	var top uint64 // highest counter assigned
 	var trimVal [8]byte
+	n := 0
 	for _, r := range reqs {
 		for _, tr := range r.Trims {
-			t := find(tr.Log)
+			t := w.find(tr.Log)
 			from := max(tr.Log.TrimPoint(), t.trimTo)
 			if tr.To <= from {
 				continue
@@ -284,29 +304,60 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 			binary.BigEndian.PutUint64(trimVal[:], tr.To)
 			_ = batch.Set(ShardStateKey(tr.Log.Stream, uint32(tr.Log.ID), StateTrim), trimVal[:], nil)
 		}
-
+		// Counters and arrival times in request order: per shard, the
+		// order the records were queued in.
 		for i := range r.Appends {
 			a := &r.Appends[i]
 			l := a.Log
-			t := find(l)
+			t := w.find(l)
 			arrival := max(now, l.lastArrival)
 			l.lastArrival = arrival
 			a.Counter = l.next
 			a.ArrivalMs = arrival
 			l.next++
-			vlen := ValueLen(a.PartitionKey, a.ExplicitHashKey != nil, a.Data)
-			op := batch.SetDeferred(RecordKeyLen, vlen)
-			PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
-			PutValue(op.Value, arrival, a.PartitionKey, a.ExplicitHashKey, a.Data)
-			op.Finish()
 			top = max(top, a.Counter)
 			t.counter, t.arrival, t.appended = a.Counter, arrival, true
-			t.bytes += int64(vlen)
-			t.records++
+			t.appends++
+		}
+		n += len(r.Appends)
+	}
+	// The records go into the batch in key order (stream, shard, counter):
+	// Pebble inserts a batch into its memtable in batch order, and a
+	// shard's consecutive records then land next to each other instead
+	// of each searching the skiplist from the top, which is what makes a
+	// batch spread over many shards cost more than one over few.
+	slices.SortFunc(w.seen, func(a, b touched) int {
+		return cmp.Or(cmp.Compare(a.log.Stream, b.log.Stream), cmp.Compare(a.log.ID, b.log.ID))
+	})
+	pos := 0
+	for i := range w.seen {
+		t := &w.seen[i]
+		t.log.wslot = i
+		t.pos = pos
+		pos += t.appends
+	}
+	w.order = slices.Grow(w.order[:0], n)[:n]
+	for _, r := range reqs {
+		for i := range r.Appends {
+			a := &r.Appends[i]
+			t := &w.seen[a.Log.wslot]
+			w.order[t.pos] = a
+			t.pos++
 		}
 	}
+	for _, a := range w.order {
+		l := a.Log
+		t := &w.seen[l.wslot]
+		vlen := ValueLen(a.PartitionKey, a.ExplicitHashKey != nil, a.Data)
+		op := batch.SetDeferred(RecordKeyLen, vlen)
+		PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
+		PutValue(op.Value, a.ArrivalMs, a.PartitionKey, a.ExplicitHashKey, a.Data)
+		op.Finish()
+		t.bytes += int64(vlen)
+		t.records++
+	}
 	var stats [16]byte
-	for _, t := range seen {
+	for _, t := range w.seen {
 		binary.BigEndian.PutUint64(stats[:8], uint64(t.log.Bytes.Load()+t.bytes))
 		binary.BigEndian.PutUint64(stats[8:], uint64(t.log.Records.Load()+t.records))
 		_ = batch.Set(ShardStateKey(t.log.Stream, uint32(t.log.ID), StateStats), stats[:], nil)
@@ -330,7 +381,7 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		finish(err)
 		return
 	}
-	for _, t := range seen {
+	for _, t := range w.seen {
 		t.log.Bytes.Add(t.bytes)
 		t.log.Records.Add(t.records)
 		if t.trimTo > 0 {
