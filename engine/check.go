@@ -101,8 +101,9 @@ type ShardCheck struct {
 	ShardID string `json:"shard_id"`
 	Closed  bool   `json:"closed,omitempty"`
 	// Records and Bytes count the readable records and their stored value
-	// bytes; StatsRecords and StatsBytes are the shard's persisted counts
-	// (the figures DescribeStreamSummary and MaxBytes use).
+	// bytes; StatsRecords and StatsBytes are the shard's counts as Open
+	// restores them (the figures DescribeStreamSummary and MaxBytes use):
+	// the persisted counts plus the readable records they leave out.
 	Records      int64 `json:"records"`
 	Bytes        int64 `json:"bytes"`
 	StatsRecords int64 `json:"stats_records"`
@@ -574,15 +575,18 @@ func (c *checker) checkShard(m *streamMeta, sm shardMeta) ShardCheck {
 		sh.TrimPoint = binary.BigEndian.Uint64(v)
 	}
 	statsOK := true
+	// The persisted counts cover the records up to statsThrough; Open
+	// counts the ones above it by reading them, and so does the check.
+	var statsThrough uint64
 	if v, err := c.get(shard.ShardStateKey(m.ID, uint32(sm.ID), shard.StateStats)); err != nil {
 		statsOK = false
 		bad("stats", fmt.Sprintf("the record and byte counts cannot be read: %s", errText(err)))
-	} else if v != nil && len(v) != 16 {
-		statsOK = false
-		bad("stats", fmt.Sprintf("the record and byte counts are %d bytes, want 16", len(v)))
 	} else if v != nil {
-		sh.StatsBytes = int64(binary.BigEndian.Uint64(v[:8]))
-		sh.StatsRecords = int64(binary.BigEndian.Uint64(v[8:]))
+		var ok bool
+		if sh.StatsBytes, sh.StatsRecords, statsThrough, ok = shard.DecodeStats(v); !ok {
+			statsOK = false
+			bad("stats", fmt.Sprintf("the record and byte counts are %d bytes, want %d", len(v), shard.StatsLen))
+		}
 	}
 
 	seq := func(cnt uint64, ms int64) string {
@@ -646,6 +650,10 @@ func (c *checker) checkShard(m *streamMeta, sm shardMeta) ShardCheck {
 			sh.LastCounter = cnt
 			sh.Records++
 			sh.Bytes += int64(len(v))
+			if cnt > statsThrough {
+				sh.StatsRecords++
+				sh.StatsBytes += int64(len(v))
+			}
 			prev, from = cnt, cnt+1
 			if dok {
 				prevMs = d.ArrivalMs

@@ -249,7 +249,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 		}
 		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
 		l.StreamName = m.Name
-		if err := db.loadShardStats(l); err != nil {
+		if err := db.loadShardStats(l, last); err != nil {
 			return nil, err
 		}
 		if sm.Closed {
@@ -423,8 +423,27 @@ func (db *DB) Close() error {
 		streams = append(streams, s)
 	}
 	db.mu.RUnlock()
+	// The Writer has stopped (unless the DB failed): bring every shard's
+	// persisted counts up to date, so the next Open reads no records to
+	// count them (it would if this did not happen, e.g. after a crash).
+	// Not fsync'd: a lost update costs the next Open that reading only.
+	saveStats := !db.opts.ReadOnly && db.fail.fuse.Err() == nil
+	var statsErr error
 	for _, s := range streams {
 		s.mu.Lock()
+		if saveStats && !s.deleted {
+			b := db.pdb.NewBatch()
+			n := 0
+			for _, l := range s.logs {
+				if l.AppendStats(b) {
+					n++
+				}
+			}
+			if n > 0 {
+				statsErr = errors.Join(statsErr, db.writer.CommitBatch(b, pebble.NoSync))
+			}
+			_ = b.Close()
+		}
 		for _, l := range s.logs {
 			l.Close() // wake tail readers
 		}
@@ -436,8 +455,8 @@ func (db *DB) Close() error {
 	if db.opts.ReadOnly {
 		return db.pdb.Close() // nothing was written; the sequence file stays as it was
 	}
-	var err error
-	if db.opts.NoSync {
+	err := statsErr
+	if err == nil && db.opts.NoSync {
 		err = db.pdb.Flush()
 	}
 	if err == nil {

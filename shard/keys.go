@@ -84,7 +84,9 @@ func ShardStateKey(stream, shard uint32, name string) []byte {
 
 // Names of per-shard state entries (ShardStateKey).
 const (
-	// StateStats holds bytes(8) | records(8) of the shard's live records.
+	// StateStats holds bytes(8) | records(8) | through(8): the value bytes
+	// and number of the shard's live records with counters ≤ through (see
+	// PutStats). A 16-byte value (no through) counts every live record.
 	StateStats = "stats"
 	// StateTrim holds the trim point: the first counter not deleted.
 	StateTrim = "trim"
@@ -102,4 +104,32 @@ func ConsumerKey(stream uint32, name string) []byte {
 // CheckpointKey returns the key of consumer name's checkpoint in shard.
 func CheckpointKey(stream uint32, name string, shard uint32) []byte {
 	return binary.BigEndian.AppendUint32(ConsumerKey(stream, name), shard)
+}
+
+// StatsLen is the length of a StateStats value (PutStats).
+const StatsLen = 24
+
+// PutStats encodes a shard's counts into dst (StatsLen bytes): bytes and
+// records count the live records with counters ≤ through. The Writer
+// does not rewrite the counts at every commit (see Writer); records above
+// through are counted by whoever loads the value, by reading them.
+func PutStats(dst []byte, bytes, records int64, through uint64) {
+	binary.BigEndian.PutUint64(dst[0:], uint64(bytes))
+	binary.BigEndian.PutUint64(dst[8:], uint64(records))
+	binary.BigEndian.PutUint64(dst[16:], through)
+}
+
+// DecodeStats decodes a StateStats value. A 16-byte value, which earlier
+// builds wrote at every commit, counts every record: through is then
+// ^uint64(0). ok is false for any other length.
+func DecodeStats(v []byte) (bytes, records int64, through uint64, ok bool) {
+	switch len(v) {
+	case 16:
+		through = ^uint64(0)
+	case StatsLen:
+		through = binary.BigEndian.Uint64(v[16:])
+	default:
+		return 0, 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), through, true
 }

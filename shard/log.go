@@ -31,6 +31,10 @@ type Log struct {
 	// the commit being built, valid while wgen is that commit's number.
 	wgen  uint64
 	wslot int
+	// statsThrough is the through of the shard's persisted counts
+	// (PutStats): records above it are counted in Bytes and Records but
+	// not yet in the StateStats value.
+	statsThrough uint64
 
 	published        atomic.Uint64 // last visible counter (0: none yet)
 	publishedArrival atomic.Int64  // arrival ms of the last visible record
@@ -53,7 +57,7 @@ type Log struct {
 // NewLog returns the state of a shard whose last record has counter last
 // (0 if none) and arrival lastArrivalMs, with records below trim deleted.
 func NewLog(stream uint32, id ShardID, created uint64, last uint64, lastArrivalMs int64, trim uint64) *Log {
-	l := &Log{Stream: stream, ID: id, Created: created, next: last + 1, lastArrival: lastArrivalMs}
+	l := &Log{Stream: stream, ID: id, Created: created, next: last + 1, lastArrival: lastArrivalMs, statsThrough: last}
 	l.published.Store(last)
 	l.publishedArrival.Store(lastArrivalMs)
 	l.trim.Store(trim)
@@ -70,6 +74,33 @@ func (l *Log) ContinueAt(next uint64) { l.next = max(l.next, next) }
 // Next returns the counter the next appended record would get. Only for
 // use before the Log is handed to a Writer (see ContinueAt).
 func (l *Log) Next() uint64 { return l.next }
+
+// SetStats sets the shard's counts at open: bytes and records count every
+// live record; through is that of the persisted value they were loaded
+// from (the records above it were counted by reading them). Only for use
+// before the Log is handed to a Writer.
+func (l *Log) SetStats(bytes, records int64, through uint64) {
+	l.Bytes.Store(bytes)
+	l.Records.Store(records)
+	l.statsThrough = through
+}
+
+// AppendStats adds a Set of the shard's up-to-date StateStats value
+// (through its last record) to b if the persisted one leaves records out,
+// and reports whether it did.
+// Only for use when no Writer commits for the Log any more (after
+// Writer.Close), so that the next open has nothing to count.
+func (l *Log) AppendStats(b *pebble.Batch) bool {
+	last := l.Published()
+	if last <= l.statsThrough {
+		return false
+	}
+	var v [StatsLen]byte
+	PutStats(v[:], l.Bytes.Load(), l.Records.Load(), last)
+	_ = b.Set(ShardStateKey(l.Stream, uint32(l.ID), StateStats), v[:], nil)
+	l.statsThrough = last
+	return true
+}
 
 // Throttle returns the shard's token buckets (nil: unlimited).
 func (l *Log) Throttle() *Throttle { return l.throttle.Load() }

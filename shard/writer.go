@@ -104,6 +104,8 @@ type Writer struct {
 
 	// MaxBatchBytes caps one commit's encoded size (default 64 MiB).
 	maxBatchBytes int
+	// batchHook, if set (tests), sees each record batch before it commits.
+	batchHook func(*pebble.Batch)
 }
 
 // WriterConfig configures NewWriter.
@@ -249,7 +251,15 @@ type touched struct {
 	// where the next of them goes in the commit's key order.
 	appends int
 	pos     int
+	// statsThrough is the through of the counts this commit persists (0:
+	// none).
+	statsThrough uint64
 }
+
+// StatsEvery is how many records a shard may receive after its persisted
+// counts (StateStats) were last rewritten before a commit rewrites them:
+// the most records of a shard an open has to read to count them.
+const StatsEvery = 128
 
 // find returns the Log's entry in w.seen, adding one at its first use in
 // the commit being built (generation w.gen). The pointer is valid until
@@ -356,17 +366,38 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		t.bytes += int64(vlen)
 		t.records++
 	}
-	var stats [16]byte
-	for _, t := range w.seen {
-		binary.BigEndian.PutUint64(stats[:8], uint64(t.log.Bytes.Load()+t.bytes))
-		binary.BigEndian.PutUint64(stats[8:], uint64(t.log.Records.Load()+t.records))
-		_ = batch.Set(ShardStateKey(t.log.Stream, uint32(t.log.ID), StateStats), stats[:], nil)
+	// The shard's counts are rewritten when the commit trims it, and
+	// otherwise once StatsEvery records have arrived since the last
+	// rewrite: not at every commit, which would add a key per shard
+	// touched to every batch (as many keys again as records, for a batch
+	// spread over many shards). Open counts the records above the
+	// persisted value's through by reading them.
+	var stats [StatsLen]byte
+	for i := range w.seen {
+		t := &w.seen[i]
+		l := t.log
+		// The last record's counter, not l.next-1: after a crash Open
+		// moves next far up, and a clean restart after that continues
+		// right after the last record again.
+		last := l.Published()
+		if t.appended {
+			last = t.counter
+		}
+		if t.trimTo == 0 && last < l.statsThrough+StatsEvery {
+			continue
+		}
+		PutStats(stats[:], l.Bytes.Load()+t.bytes, l.Records.Load()+t.records, last)
+		_ = batch.Set(ShardStateKey(l.Stream, uint32(l.ID), StateStats), stats[:], nil)
+		t.statsThrough = last
 	}
 	if top >= w.ceiling {
 		if err := w.raiseCeiling(top); err != nil {
 			undo(err)
 			return
 		}
+	}
+	if w.batchHook != nil {
+		w.batchHook(batch)
 	}
 	if err := batch.Commit(w.wopts); err != nil {
 		// A WAL failure never gets here (the engine's hooks blow the
@@ -384,6 +415,9 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	for _, t := range w.seen {
 		t.log.Bytes.Add(t.bytes)
 		t.log.Records.Add(t.records)
+		if t.statsThrough != 0 {
+			t.log.statsThrough = t.statsThrough
+		}
 		if t.trimTo > 0 {
 			t.log.SetTrimPoint(t.trimTo)
 		}

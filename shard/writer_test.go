@@ -1,8 +1,10 @@
 package shard_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -107,4 +109,114 @@ func TestWriterFuse(t *testing.T) {
 		_ = closer.Close()
 	}
 	require.Equal(t, uint64(2), l.Published())
+}
+
+// readStats returns the decoded StateStats value of l (found false if
+// there is none).
+func readStats(t *testing.T, db *pebble.DB, l *shard.Log) (bytes, records int64, through uint64, found bool) {
+	t.Helper()
+	v, closer, err := db.Get(shard.ShardStateKey(l.Stream, uint32(l.ID), shard.StateStats))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, 0, 0, false
+	}
+	require.NoError(t, err)
+	defer closer.Close()
+	bytes, records, through, ok := shard.DecodeStats(v)
+	require.True(t, ok, "stats value of %d bytes", len(v))
+	return bytes, records, through, true
+}
+
+// TestWriterStatsCadence: a shard's persisted counts are rewritten once
+// StatsEvery records arrived since the last rewrite, and at every trim,
+// always covering every record up to their through; in between they are
+// left alone.
+func TestWriterStatsCadence(t *testing.T) {
+	db := openMem(t)
+	w := shard.NewWriter(db, shard.WriterConfig{Now: func() int64 { return 1000 }})
+	defer w.Close()
+	l := shard.NewLog(1, 0, 1, 0, 0, 0)
+	other := shard.NewLog(1, 1, 1, 0, 0, 0)
+	vlen := int64(shard.ValueLen("k", false, []byte("x")))
+
+	_, err := appendN(w, l, shard.StatsEvery-1)
+	require.NoError(t, err)
+	_, _, _, found := readStats(t, db, l)
+	require.False(t, found, "counts written before StatsEvery records")
+
+	_, err = appendN(w, l, 1)
+	require.NoError(t, err)
+	bytes, records, through, found := readStats(t, db, l)
+	require.True(t, found)
+	require.EqualValues(t, shard.StatsEvery, through)
+	require.EqualValues(t, shard.StatsEvery, records)
+	require.Equal(t, shard.StatsEvery*vlen, bytes)
+
+	// Small commits, also touching another shard: nothing until the next
+	// StatsEvery records of this shard.
+	for range shard.StatsEvery - 1 {
+		r := shard.GetRequest()
+		r.Appends = append(r.Appends, shard.Append{Log: l, PartitionKey: "k", Data: []byte("x")}, shard.Append{Log: other, PartitionKey: "k", Data: []byte("x")})
+		require.NoError(t, w.Commit(r))
+		shard.PutRequest(r)
+	}
+	_, _, through, _ = readStats(t, db, l)
+	require.EqualValues(t, shard.StatsEvery, through)
+
+	// A trim rewrites them at once, up to the last record.
+	r := shard.GetRequest()
+	r.Trims = append(r.Trims, shard.Trim{Log: l, To: 11, Bytes: 10 * vlen, Records: 10})
+	require.NoError(t, w.Commit(r))
+	shard.PutRequest(r)
+	bytes, records, through, _ = readStats(t, db, l)
+	require.EqualValues(t, 2*shard.StatsEvery-1, through)
+	require.EqualValues(t, 2*shard.StatsEvery-1-10, records)
+	require.Equal(t, records*vlen, bytes)
+	require.Equal(t, records, l.Records.Load())
+	require.Equal(t, bytes, l.Bytes.Load())
+
+	// A single big commit rewrites them too.
+	_, err = appendN(w, l, 3*shard.StatsEvery)
+	require.NoError(t, err)
+	_, records, through, _ = readStats(t, db, l)
+	require.EqualValues(t, 5*shard.StatsEvery-1, through)
+	require.Equal(t, l.Records.Load(), records)
+}
+
+// TestWriterKeyOrder: a commit's records go into the batch in key order
+// whatever order the requests list them in, with counters assigned in
+// request order per shard.
+func TestWriterKeyOrder(t *testing.T) {
+	db := openMem(t)
+	w := shard.NewWriter(db, shard.WriterConfig{Now: func() int64 { return 1000 }})
+	defer w.Close()
+	logs := []*shard.Log{shard.NewLog(2, 5, 1, 0, 0, 0), shard.NewLog(1, 9, 1, 0, 0, 0), shard.NewLog(1, 2, 1, 0, 0, 0)}
+	r := shard.GetRequest()
+	defer shard.PutRequest(r)
+	for i := range 30 {
+		r.Appends = append(r.Appends, shard.Append{Log: logs[(i*7)%3], PartitionKey: fmt.Sprint(i), Data: []byte{byte(i)}})
+	}
+	var batches [][]byte
+	w.SetBatchHook(func(b *pebble.Batch) { batches = append(batches, slices.Clone(b.Repr())) })
+	require.NoError(t, w.Commit(r))
+	next := map[*shard.Log]uint64{}
+	for _, a := range r.Appends {
+		next[a.Log]++
+		require.Equal(t, next[a.Log], a.Counter, "counters in request order per shard")
+	}
+	require.Len(t, batches, 1)
+	b := db.NewBatch()
+	require.NoError(t, b.SetRepr(batches[0]))
+	var keys [][]byte
+	for rd := b.Reader(); ; {
+		kind, k, _, ok, err := rd.Next()
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		if kind == pebble.InternalKeyKindSet && k[0] == shard.PrefixRecords {
+			keys = append(keys, slices.Clone(k))
+		}
+	}
+	require.Len(t, keys, 30)
+	require.True(t, slices.IsSortedFunc(keys, bytes.Compare), "records are in key order")
 }
