@@ -62,6 +62,10 @@ type DB struct {
 	seq    *seqFile  // sequence-number ceiling and marks (seqfile.go)
 	// recovery is what Open found; read-only after Open.
 	recovery RecoveryReport
+	// openMarks are the sequence file's exact last counters when the
+	// previous session ended with Close (nil otherwise); set only while
+	// Open loads the catalog (loadShard).
+	openMarks map[shardKey]uint64
 
 	closed atomic.Bool
 	trimMu sync.Mutex // serializes trims (see trimStream)
@@ -124,7 +128,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
+	db.openMarks = db.seq.cleanMarks()
 	fresh, err := db.load()
+	db.openMarks = nil
 	var ceiling uint64
 	if err == nil {
 		ceiling, err = db.recoverSequences(fresh)
@@ -230,28 +236,33 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 	s.retentionMs.Store(m.RetentionMs)
 	s.floorMs.Store(m.FloorMs)
 	s.maxRecordBytes.Store(int64(db.recordLimit(m)))
-	for _, sm := range m.Shards {
-		last, arrival, err := db.lastRecord(m.ID, sm.ID)
-		if err != nil {
-			return nil, err
-		}
+	states, err := db.loadShardStates(m.ID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]shard.ShardID, len(m.Shards))
+	for i, sm := range m.Shards {
+		ids[i] = sm.ID
+	}
+	loaded, err := db.loadShards(m.ID, ids, states)
+	if err != nil {
+		return nil, err
+	}
+	for i, sm := range m.Shards {
+		ls := &loaded[i]
+		last := ls.last
 		if sm.Closed && sm.EndCounter > last {
 			last = sm.EndCounter
 		}
-		trim, err := db.loadTrimPoint(m.ID, sm.ID)
-		if err != nil {
-			return nil, err
-		}
+		trim := states[sm.ID].trim
 		if trim > last+1 {
 			// Every record was trimmed: counters continue after the
 			// trim point, never restart.
 			last = trim - 1
 		}
-		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
+		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, ls.arrival, trim)
 		l.StreamName = m.Name
-		if err := db.loadShardStats(l, last); err != nil {
-			return nil, err
-		}
+		l.SetStats(ls.bytes, ls.records, min(ls.through, last))
 		if sm.Closed {
 			l.Close()
 		}
@@ -280,30 +291,6 @@ func (s *stream) bytes() int64 {
 		n += l.Bytes.Load()
 	}
 	return n
-}
-
-// lastRecord returns the counter and arrival of the shard's last record.
-func (db *DB) lastRecord(streamID uint32, id shard.ShardID) (uint64, int64, error) {
-	lower := shard.AppendRecordKey(nil, streamID, uint32(id), 0)
-	upper := shard.AppendRecordKey(nil, streamID, uint32(id)+1, 0)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, 0, it.Error()
-	}
-	_, _, c, ok := shard.DecodeRecordKey(it.Key())
-	v, err := it.ValueAndErr()
-	if err != nil {
-		return 0, 0, err
-	}
-	a, aok := shard.ValueArrival(v)
-	if !ok || !aok {
-		return 0, 0, shard.Errorf(shard.ErrCorruption, "last record of %s in stream %d does not decode", id, streamID)
-	}
-	return c, a, nil
 }
 
 // syncLogsLocked makes the shard logs follow s.meta after a committed

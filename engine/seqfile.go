@@ -138,6 +138,17 @@ func (f *seqFile) read() (st seqState, found bool, err error) {
 	return st, true, err
 }
 
+// cleanMarks returns the file's high-water marks if the previous session
+// ended with Close — then they are the exact last counter of every shard
+// that had records — or nil (no file, a damaged one, an unclean end).
+func (f *seqFile) cleanMarks() map[shardKey]uint64 {
+	st, found, err := f.read()
+	if err != nil || !found || !st.clean {
+		return nil
+	}
+	return st.high
+}
+
 // writeLocked replaces the file with st, durably. The caller holds f.mu.
 func (f *seqFile) writeLocked(st seqState) error {
 	tmp, path := f.fs.PathJoin(f.dir, seqFileNew), f.fs.PathJoin(f.dir, seqFileName)

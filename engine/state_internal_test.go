@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/kvstream/kvstream/shard"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLoadShards: Open's recovery of every shard's last record and counts
+// (after Close by point reads of the sequence file's marks, otherwise one
+// iterator per goroutine seeking from shard to shard) finds what was
+// written — with empty shards first, last and between, records above the
+// persisted counts (a crash) or none (Close) — and the seeks give the same
+// answer with one goroutine as with several.
+func TestLoadShards(t *testing.T) {
+	const shards = 300
+	mem := vfs.NewCrashableMem()
+	db, err := Open("db", &Options{FS: mem})
+	require.NoError(t, err)
+	require.NoError(t, db.CreateStream("s", StreamConfig{ShardCount: shards}))
+	require.NoError(t, db.CreateStream("other", StreamConfig{ShardCount: 2}))
+	ranges := shard.SplitHashSpace(shards)
+	type want struct {
+		last           uint64
+		records, bytes int64
+	}
+	wants := make([]want, shards)
+	var entries []Entry
+	for i := range shards {
+		if i%3 == 0 || i == shards-1 {
+			continue // empty: 0, 3, ..., 297, and the last one
+		}
+		for j := range i%7*40 + 1 { // 1 to 241 records: some beyond StatsEvery
+			e := Entry{PartitionKey: "k", ExplicitHashKey: ranges[i].Start.String(), Data: fmt.Appendf(nil, "%d/%d", i, j)}
+			entries = append(entries, e)
+			wants[i].records++
+			wants[i].bytes += int64(shard.ValueLen(e.PartitionKey, true, e.Data))
+			wants[i].last++
+		}
+	}
+	for len(entries) > 0 {
+		n := min(500, len(entries))
+		_, err := db.PutRecords(context.Background(), "s", entries[:n])
+		require.NoError(t, err)
+		entries = entries[n:]
+	}
+	_, err = db.PutRecord(context.Background(), "other", Entry{PartitionKey: "k", Data: []byte("x")})
+	require.NoError(t, err)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	require.NoError(t, db.Close())
+
+	for name, fs := range map[string]vfs.FS{"crash": crashed, "close": mem} {
+		t.Run(name, func(t *testing.T) {
+			db, err := Open("db", &Options{FS: fs})
+			require.NoError(t, err)
+			defer db.Close()
+			s, err := db.streamByName("s")
+			require.NoError(t, err)
+			// What Open recovered (after Close: from the sequence file's
+			// marks with point reads).
+			d, err := db.DescribeStream("s")
+			require.NoError(t, err)
+			for _, sd := range d.Shards {
+				w := wants[sd.ShardID]
+				require.Equal(t, w.records, sd.Records, "%s records", sd.ShardID)
+				require.Equal(t, w.bytes, sd.Bytes, "%s bytes", sd.ShardID)
+				require.Equal(t, w.last, s.logs[sd.ShardID].Published(), "%s last", sd.ShardID)
+			}
+			ids := make([]shard.ShardID, shards)
+			for i := range ids {
+				ids[i] = shard.ShardID(i)
+			}
+			states, err := db.loadShardStates(s.id)
+			require.NoError(t, err)
+			var first []loadedShard
+			for _, workers := range []int{1, 2, 7} {
+				got, err := db.loadShardsWith(workers, s.id, ids, states)
+				require.NoError(t, err)
+				for i, w := range wants {
+					require.Equal(t, w.last, got[i].last, "shard %d last (%d goroutines)", i, workers)
+					require.Equal(t, w.records, got[i].records, "shard %d records", i)
+					require.Equal(t, w.bytes, got[i].bytes, "shard %d bytes", i)
+					if w.last > 0 {
+						require.Positive(t, got[i].arrival, "shard %d arrival", i)
+					}
+				}
+				if first == nil {
+					first = got
+				}
+				require.Equal(t, first, got, "%d goroutines", workers)
+			}
+			if name == "close" {
+				for i, ls := range first {
+					require.Equal(t, ls.last, ls.through, "shard %d: Close persisted the counts through the last record", i)
+				}
+			}
+		})
+	}
+}
