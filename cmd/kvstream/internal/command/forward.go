@@ -119,10 +119,7 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 	if err != nil {
 		return err
 	}
-	if !dataDirExists(o.root.dataDir) {
-		return fmt.Errorf("no data directory at %s (pass --data DIR)", o.root.dataDir)
-	}
-	db, err := openDB(o.root.dataDir, nil)
+	db, err := openDB(o.root.dataDir, readWrite, nil)
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}
 	ctx := cmd.Context()
 	stream := args[0]
-	st, err := o.store.open(ctx, o.root, false)
+	st, err := o.store.open(ctx, o.root, readWrite)
 	if err != nil {
 		return err
 	}

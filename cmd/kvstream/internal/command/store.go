@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,25 +130,53 @@ func (o *storeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.region, "region", "", "region for --endpoint (default $AWS_REGION, else us-east-1)")
 }
 
-// open returns the store the flags select. create says whether a missing
-// data directory may be created (writes) or is an error (reads).
-func (o *storeOptions) open(ctx context.Context, root *rootOptions, create bool) (store, error) {
+// access says what a command does to the data directory. Every command
+// states it when it opens the directory, and openDB is the one place that
+// turns it into engine options, so "read-only commands never create or
+// modify a data directory" is decided here and nowhere else.
+type access int
+
+const (
+	// readOnly: the command only reads (streams list and describe, get
+	// without --consumer). The directory must exist; nothing in it is
+	// created or changed.
+	readOnly access = iota
+	// readWrite: the command writes into an existing data directory
+	// (put, streams delete and resharding, get --consumer, forward).
+	readWrite
+	// mayCreate: the command may create the data directory (streams
+	// create, demo, serve).
+	mayCreate
+)
+
+// open returns the store the flags select, opening the data directory for
+// acc (see access).
+func (o *storeOptions) open(ctx context.Context, root *rootOptions, acc access) (store, error) {
 	if o.endpoint != "" {
 		return newRemoteStore(ctx, o.endpoint, o.region)
 	}
-	if !create && !dataDirExists(root.dataDir) {
-		return nil, fmt.Errorf("no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", root.dataDir)
-	}
-	db, err := openDB(root.dataDir, nil)
+	db, err := openDB(root.dataDir, acc, nil)
 	if err != nil {
 		return nil, err
 	}
 	return &localStore{db: db, dir: root.dataDir}, nil
 }
 
-// openDB opens dir and rewrites the "directory in use" error into advice.
-func openDB(dir string, opts *engine.Options) (*engine.DB, error) {
-	db, err := engine.Open(dir, opts)
+// openDB opens the data directory dir for acc with opts (nil: defaults),
+// and turns the errors a user meets into advice: no directory yet, or
+// another process holding it.
+func openDB(dir string, acc access, opts *engine.Options) (*engine.DB, error) {
+	if acc != mayCreate && !dataDirExists(dir) {
+		return nil, &cliError{err: fs.ErrNotExist, msg: fmt.Sprintf(
+			"no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", dir)}
+	}
+	o := engine.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	// TODO(lead, on merging the check branch): o.ReadOnly = acc == readOnly
+	// (engine.Options.ReadOnly), so read-only commands write nothing at all.
+	db, err := engine.Open(dir, &o)
 	// engine.Open reports another process's lock (EAGAIN from fcntl) as
 	// corruption today; accept both until it says ErrLocked.
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
@@ -157,6 +187,12 @@ func openDB(dir string, opts *engine.Options) (*engine.DB, error) {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// dataDirExists reports whether dir exists as a directory.
+func dataDirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
 }
 
 // parseShardID accepts "shardId-000000000003", "shardId-3" and "3" and

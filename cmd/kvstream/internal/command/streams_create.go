@@ -38,7 +38,7 @@ func (o *streamsCreateOptions) run(cmd *cobra.Command, args []string) (err error
 	if o.shards < 1 {
 		return usagef("--shards %d must be at least 1", o.shards)
 	}
-	st, err := o.store.open(cmd.Context(), o.root, true)
+	st, err := o.store.open(cmd.Context(), o.root, mayCreate)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func newStreamsDescribeCommand(root *rootOptions, so *storeOptions) *cobra.Comma
 }
 
 func (o *streamsDescribeOptions) run(cmd *cobra.Command, args []string) (err error) {
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readOnly)
 	if err != nil {
 		return err
 	}
