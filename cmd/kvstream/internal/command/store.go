@@ -33,6 +33,9 @@ type store interface {
 	MergeShards(ctx context.Context, stream, shardID, adjacentShardID string) error
 	UpdateShardCount(ctx context.Context, stream string, target int) error
 	SetRetention(ctx context.Context, stream string, d time.Duration) error
+	// SetMaxBytes bounds the stream's stored bytes (0: unbounded) with the
+	// discard policy "old" or "new"; local data directories only.
+	SetMaxBytes(ctx context.Context, stream string, maxBytes int64, discard string) error
 	// Where names the directory or endpoint, for messages.
 	Where() string
 	Close() error
@@ -43,23 +46,29 @@ type createConfig struct {
 	Shards      int
 	Retention   time.Duration // 0: the default (24 h)
 	Partitioner string        // "" (default), "xxhash" or "md5"; local only
+	MaxBytes    int64         // 0: unbounded; local only
+	Discard     string        // "old" (default) or "new"; local only
 }
 
-// streamInfo describes a stream for streams describe.
+// streamInfo describes a stream for streams describe (its JSON form is
+// streamInfoJSON).
 type streamInfo struct {
-	Name        string        `json:"name"`
-	Status      string        `json:"status"`
-	Created     time.Time     `json:"created"`
-	Retention   time.Duration `json:"retention"`
-	Mode        string        `json:"mode,omitempty"`
-	Partitioner string        `json:"partitioner,omitempty"`
-	Encryption  string        `json:"encryption,omitempty"`
-	OpenShards  int           `json:"openShards"`
-	Shards      []shardInfo   `json:"shards"`
-	// Records and Bytes are known for local directories only (HasStats).
-	HasStats bool  `json:"-"`
-	Records  int64 `json:"records,omitempty"`
-	Bytes    int64 `json:"bytes,omitempty"`
+	Name        string
+	Status      string
+	Created     time.Time
+	Retention   time.Duration
+	Mode        string
+	Partitioner string
+	Encryption  string
+	OpenShards  int
+	Shards      []shardInfo
+	// Records, Bytes, MaxBytes and Discard are known for local
+	// directories only (HasStats).
+	HasStats bool
+	Records  int64
+	Bytes    int64
+	MaxBytes int64  // 0: unbounded
+	Discard  string // "old" or "new"
 }
 
 // shardInfo describes one shard.
