@@ -123,7 +123,12 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 		MinBackoff:      o.minBackoff,
 		MaxBackoff:      o.maxBackoff,
 		CreateTarget:    !o.noCreate,
-		Logger:          slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+		Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{} // the terminal shows when; keep lines short
+			}
+			return a
+		}})),
 	}
 	ctx := cmd.Context()
 	client, err := forward.NewClient(ctx, cfg)
@@ -206,7 +211,7 @@ func printForwardStats(w io.Writer, st forward.Stats, err error, elapsed time.Du
 	if final {
 		head = "forwarded"
 	}
-	line := fmt.Sprintf("%s: %d records (%s) in %s", head, st.ForwardedRecords, formatBytes(st.ForwardedBytes), elapsed.Round(time.Second))
+	line := fmt.Sprintf("%s: %d record%s (%s) in %s", head, st.ForwardedRecords, plural(int(st.ForwardedRecords)), formatBytes(st.ForwardedBytes), elapsed.Round(time.Second))
 	switch {
 	case err != nil:
 		line += fmt.Sprintf("; lag unknown: %v", err)
@@ -217,14 +222,14 @@ func printForwardStats(w io.Writer, st forward.Stats, err error, elapsed time.Du
 		if st.LagBytesEstimated {
 			size = "about " + size + ", estimated"
 		}
-		line += fmt.Sprintf("; lag %d records (%s", st.LagRecords, size)
+		line += fmt.Sprintf("; lag %d record%s (%s", st.LagRecords, plural(int(st.LagRecords)), size)
 		if st.LagAge > 0 {
 			line += fmt.Sprintf(", oldest %s", st.LagAge.Round(time.Millisecond))
 		}
 		line += ")"
 	}
 	if st.DroppedRecords > 0 {
-		line += fmt.Sprintf("; %d records dropped by retention before they were forwarded", st.DroppedRecords)
+		line += fmt.Sprintf("; %d record%s dropped by retention before they were forwarded", st.DroppedRecords, plural(int(st.DroppedRecords)))
 	}
 	if st.Failing {
 		line += fmt.Sprintf("; upstream failing since %s: %v", st.FailingSince.Format(time.TimeOnly), oneLine(st.LastError))

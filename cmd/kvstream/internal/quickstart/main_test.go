@@ -53,3 +53,26 @@ func captureStdout(t *testing.T, f func()) string {
 	require.NoError(t, r.Close())
 	return string(out)
 }
+
+// TestCIRunsREADMECommands: .ci/run runs the README's test command exactly
+// as the README writes it (and the -race run besides), so CI is green only
+// if what a new user types is.
+func TestCIRunsREADMECommands(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "README.md"))
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)^# kvstream\n\n```sh\n(.*?)```").FindSubmatch(readme)
+	require.NotNil(t, m, "README.md starts with its commands")
+	ci, err := os.ReadFile(filepath.Join("..", "..", "..", "..", ".ci", "run"))
+	require.NoError(t, err)
+	ciLines := strings.Split(string(ci), "\n")
+	var tests int
+	for _, cmd := range strings.Split(strings.TrimSpace(string(m[1])), "\n") {
+		if strings.HasPrefix(cmd, "go test") {
+			tests++
+			require.Contains(t, ciLines, cmd, ".ci/run runs the README's %q as written", cmd)
+		}
+	}
+	require.Equal(t, 1, tests)
+	require.Contains(t, ciLines, "go test -race ./...")
+	require.Contains(t, ciLines, "if ! go mod tidy -diff; then")
+}
