@@ -1,6 +1,3 @@
-// Package engine is kvstream's public API: an embedded, persistent stream
-// engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
-// data directory.
 package engine
 
 import (
