@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/server"
 	"github.com/spf13/pflag"
 )
 
@@ -189,13 +190,46 @@ func openDB(dir string, acc access, opts *engine.Options) (*engine.DB, error) {
 	// engine.Open reports another process's lock (EAGAIN from fcntl) as
 	// corruption today; accept both until it says ErrLocked.
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return nil, &cliError{err: err, msg: fmt.Sprintf(
-			"data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)}
+		return nil, &cliError{err: err, msg: inUseMessage(dir)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// inUseMessage says that another process holds dir, which one if the
+// system tells, and what to do.
+func inUseMessage(dir string) string {
+	pid, cmdline := lockHolder(dir)
+	switch {
+	case pid == 0:
+		return fmt.Sprintf("data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)
+	case cmdline == "":
+		return fmt.Sprintf("data directory %s is in use by process %d; a data directory belongs to one process at a time: stop it, or if it is 'kvstream serve', talk to it with --endpoint", dir, pid)
+	case strings.Contains(" "+cmdline+" ", " serve "):
+		endpoint := "URL (the address it printed)"
+		if addr := serveAddr(cmdline); !strings.HasSuffix(addr, ":0") {
+			endpoint = "http://" + addr
+		}
+		return fmt.Sprintf("data directory %s is in use by process %d (%s); talk to that server with --endpoint %s, or stop it", dir, pid, cmdline, endpoint)
+	}
+	return fmt.Sprintf("data directory %s is in use by process %d (%s); a data directory belongs to one process at a time: stop that one first", dir, pid, cmdline)
+}
+
+// serveAddr returns the --addr of a kvstream serve command line, or the
+// default address.
+func serveAddr(cmdline string) string {
+	args := strings.Fields(cmdline)
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--addr="); ok {
+			return v
+		}
+		if a == "--addr" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return server.DefaultAddr
 }
 
 // dataDirExists reports whether dir exists as a directory.
