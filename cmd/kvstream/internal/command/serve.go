@@ -2,7 +2,6 @@ package command
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"syscall"
@@ -103,7 +102,7 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		printf(out, "Serving the Kinesis API for %s on http://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, addr, auth)
 	})
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return &cliError{err: err, msg: fmt.Sprintf("data directory %s is in use by another process (another 'kvstream serve'?); stop it or pass another --data", o.root.dataDir)}
+		return &cliError{err: err, msg: inUseMessage(o.root.dataDir)}
 	}
 	if err != nil {
 		return err
