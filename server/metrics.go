@@ -30,6 +30,8 @@ type metrics struct {
 	subscribeBytes   prometheus.Counter
 	subscribeShared  prometheus.Counter
 
+	connections prometheus.Gauge
+
 	mu  sync.RWMutex
 	ops map[string]*opMetrics
 }
@@ -71,13 +73,31 @@ func newMetrics() *metrics {
 		subscribeRecords: counter("subscribe_records_out_total", "Records pushed to SubscribeToShard subscribers."),
 		subscribeBytes:   counter("subscribe_bytes_out_total", "Data and partition-key bytes pushed to SubscribeToShard subscribers."),
 		subscribeShared:  counter("subscribe_shared_events_total", "SubscribeToShard events whose records another subscription of the shard had read and encoded."),
-		ops:              make(map[string]*opMetrics),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "connections",
+			Help: "Open client connections (Serve's listener only).",
+		}),
+		ops: make(map[string]*opMetrics),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
-		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared,
+		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared, m.connections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 	return m
+}
+
+// watchBudget exports the request budget and how much of it is held.
+func (m *metrics) watchBudget(b *memBudget) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "memory_budget_bytes",
+			Help: "The request budget: MaxMemory less the engine's and the runtime's shares.",
+		}, func() float64 { return float64(b.total) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "memory_in_use_bytes",
+			Help: "Bytes of the request budget held by requests in flight and subscriptions.",
+		}, func() float64 { return float64(b.inUse.Load()) }),
+	)
 }
 
 // op returns the metrics of the named operation.

@@ -410,6 +410,11 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	for i := range res.Records {
 		bytes += len(res.Records[i].Data)
 	}
+	// The records and their encoding count against the memory budget;
+	// without room, the client retries with the same iterator.
+	if rq.hold != nil && !rq.hold.add(bodyCharge*int64(bytes)) {
+		return nil, s.throttleError(rq.op)
+	}
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))
 	if rq.codec == codecJSON {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Model constraints from the Kinesis service model (2013-12-02), checked
@@ -219,4 +220,16 @@ func printList(l []string) string { return "'[" + strings.Join(l, ", ") + "]'" }
 func blobValue(n int) string {
 	s := strconv.Itoa(n)
 	return "'java.nio.HeapByteBuffer[pos=0 lim=" + s + " cap=" + s + "]'"
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8
+// sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +29,10 @@ type serveOptions struct {
 	insecureAllowRemote bool
 	profile             string
 	noSync              bool
+	maxMemory           string
+	maxConns            int
+	tlsCert, tlsKey     string
+	metricsAddr         string
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -39,6 +46,11 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.insecureAllowRemote, "insecure-allow-remote", false, "allow a non-loopback --addr without SigV4 verification")
 	fs.StringVar(&o.profile, "profile", "small", "engine memory profile: small (about 64 MiB) or throughput")
 	fs.BoolVar(&o.noSync, "no-sync", false, "acknowledge puts before they are fsync'd (faster; a crash can lose the last ones)")
+	fs.StringVar(&o.maxMemory, "max-memory", "", "memory budget of the whole server, e.g. 512MiB or 2GiB (default 192MiB with --profile small, 2GiB with throughput)")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "cap on open client connections (default: from --max-memory, 128 with the small profile)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS (HTTP/1.1 and HTTP/2) with this PEM certificate chain (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics and /healthz, unauthenticated, on this address (for Prometheus when --addr is remote and signed)")
 }
 
 func newServeCommand(root *rootOptions) *cobra.Command {
@@ -72,6 +84,10 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	default:
 		return usagef("--profile %q must be small or throughput", o.profile)
 	}
+	maxMemory, err := parseSize(o.maxMemory)
+	if err != nil {
+		return usagef("--max-memory %q: %v", o.maxMemory, err)
+	}
 	cfg := server.Config{
 		Addr:                o.addr,
 		DataDir:             o.root.dataDir,
@@ -84,14 +100,23 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		SecretKey:           cmpOr(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
 		InsecureAllowRemote: o.insecureAllowRemote,
 		Logger:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+		MaxMemory:           maxMemory,
+		MaxConns:            o.maxConns,
+		TLSCertFile:         o.tlsCert,
+		TLSKeyFile:          o.tlsKey,
+		MetricsAddr:         o.metricsAddr,
 	}
 	out := cmd.OutOrStdout()
-	err := server.Serve(cmd.Context(), cfg, func(addr string) {
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	err = server.Serve(cmd.Context(), cfg, func(addr string) {
 		auth := "no authentication"
 		if cfg.AccessKey != "" {
 			auth = "SigV4 with access key " + cfg.AccessKey
 		}
-		printf(out, "Serving the Kinesis API for %s on http://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, addr, auth)
+		printf(out, "Serving the Kinesis API for %s on %s://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, scheme, addr, auth)
 	})
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
 		return &cliError{err: err, msg: fmt.Sprintf("data directory %s is in use by another process (another 'kvstream serve'?); stop it or pass another --data", o.root.dataDir)}
@@ -101,4 +126,24 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	}
 	printf(out, "Stopped; %s closed cleanly.\n", o.root.dataDir)
 	return nil
+}
+
+// parseSize parses a byte count: a number with an optional unit (B, KiB,
+// MiB, GiB, or KB, MB, GB as the same powers of two). Empty is 0.
+func parseSize(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	num := strings.TrimRightFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.ToLower(strings.TrimSpace(v[len(num):]))
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("want a size such as 512MiB or 2GiB")
+	}
+	shift := map[string]int{"": 0, "b": 0, "k": 10, "kb": 10, "kib": 10, "m": 20, "mb": 20, "mib": 20, "g": 30, "gb": 30, "gib": 30}
+	sh, ok := shift[unit]
+	if !ok || n > math.MaxInt64>>sh {
+		return 0, errors.New("want a size such as 512MiB or 2GiB")
+	}
+	return n << sh, nil
 }
