@@ -150,10 +150,10 @@ func (s *Server) consumerConfig() engine.StreamConsumerConfig {
 // are validated but not kept: the tagging operations take stream ARNs
 // only.
 type registerStreamConsumerInput struct {
-	StreamARN    *string           `json:"StreamARN"`
-	ConsumerName *string           `json:"ConsumerName"`
-	StreamId     *string           `json:"StreamId"`
-	Tags         map[string]string `json:"Tags"`
+	StreamARN    *string  `json:"StreamARN"`
+	ConsumerName *string  `json:"ConsumerName"`
+	StreamId     *string  `json:"StreamId"`
+	Tags         tagMapIn `json:"Tags"`
 }
 
 type registerStreamConsumerOutput struct {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/kvstream/kvstream/engine"
 )
 
@@ -74,9 +75,9 @@ type putRecordsEntry struct {
 }
 
 type putRecordsInput struct {
-	Records    []putRecordsEntry `json:"Records"`
-	StreamName *string           `json:"StreamName"`
-	StreamARN  *string           `json:"StreamARN"`
+	Records    putRecordsList `json:"Records"`
+	StreamName *string        `json:"StreamName"`
+	StreamARN  *string        `json:"StreamARN"`
 }
 
 type putRecordsResultEntry struct {
@@ -92,21 +93,14 @@ type putRecordsOutput struct {
 	EncryptionType    string                  `json:"EncryptionType"`
 }
 
-// maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
-const maxPutRecordsBytes = 5 << 20
-
 // checkPutBatch checks PutRecords' model constraints on a decoded batch.
 // Paths are only built for violations, so a valid batch costs nothing.
 func (c *check) putBatch(b *putBatch) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if n := len(b.entries); n < 1 || n > 500 {
-		bound := "greater than or equal to 1"
-		if n > 500 {
-			bound = "less than or equal to 500"
-		}
-		c.add("'[…]'", "records", "have length "+bound)
+	if len(b.entries) < 1 {
+		c.add("'[…]'", "records", "have length greater than or equal to 1")
 	}
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
@@ -195,9 +189,16 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	if rq.codec != codecJSON || !decodePutRecordsJSON(rq.body, b) {
 		var in putRecordsInput
 		if err := rq.codec.decode(rq.body, &in); err != nil {
+			var mae *cbor.MaxArrayElementsError
+			if errors.As(err.cause, &mae) {
+				return nil, tooManyRecords() // the only array of the request
+			}
 			return nil, err
 		}
 		b.fromInput(&in)
+	}
+	if b.limitErr != nil {
+		return nil, b.limitErr
 	}
 	var c check
 	c.putBatch(b)
@@ -210,13 +211,6 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	name, aerr := s.resolveStream(streamName, streamARN)
 	if aerr != nil {
 		return nil, aerr
-	}
-	total := 0
-	for i := range b.entries {
-		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
-	}
-	if total > maxPutRecordsBytes {
-		return nil, newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
 	if err != nil {
