@@ -415,6 +415,11 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	if aerr != nil {
 		return aerr
 	}
+	// The subscription's share replaces the request's (its body is
+	// decoded) for the minutes it runs.
+	if rq.hold != nil {
+		rq.hold.release()
+	}
 	if !s.budget.acquireSubscription() {
 		return newAPIError(errLimitExceeded, "Rate exceeded: the server's memory budget ("+mib(s.budget.total)+
 			") has no room for another subscription; retry with backoff.")
