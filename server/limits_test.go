@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/require"
 )
@@ -170,4 +174,26 @@ func TestErrorTextsHideInternals(t *testing.T) {
 	}
 	rec, _ := serveDirect(env.srv, "ListStreams", codecCBOR, mustCBOR(t, map[string]any{"Limit": "x"}))
 	require.Equal(t, "class java.lang.String can not be converted to an Integer", errOf(t, codecCBOR, rec).Message)
+}
+
+// TestGetRecordsChecksStreamARN checks GetRecords refuses a StreamARN
+// naming another stream than its iterator's.
+func TestGetRecordsChecksStreamARN(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	kc := env.client()
+	ctx := context.Background()
+	for _, n := range []string{"a", "b"} {
+		_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(n), ShardCount: aws.Int32(1)})
+		require.NoError(t, err)
+	}
+	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("a"), ShardId: aws.String("shardId-000000000000"),
+		ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	require.NoError(t, err)
+	_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, StreamARN: aws.String(env.srv.streamARN("b"))})
+	require.Equal(t, errInvalidArgument, apiCode(t, err))
+	require.ErrorContains(t, err, "does not name the stream of the shard iterator")
+	_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, StreamARN: aws.String(strings.Replace(env.srv.streamARN("a"), "us-east-1", "eu-west-1", 1))})
+	require.Equal(t, errInvalidArgument, apiCode(t, err))
+	_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, StreamARN: aws.String(env.srv.streamARN("a"))})
+	require.NoError(t, err)
 }

@@ -385,6 +385,18 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	if in.Limit != nil {
 		limit = int(*in.Limit)
 	}
+	if in.StreamARN != nil {
+		// The ARN must name the iterator's stream, in this region and
+		// account.
+		stream, err := s.db.ShardIteratorStream(*in.ShardIterator)
+		if err != nil {
+			return nil, s.engineError(err, "")
+		}
+		if region, account, name, ok := parseStreamARN(*in.StreamARN); !ok || region != s.cfg.Region || account != s.cfg.Account || name != stream {
+			return nil, newAPIError(errInvalidArgument, "StreamARN "+*in.StreamARN+" does not name the stream of the shard iterator ("+
+				s.streamARN(stream)+").")
+		}
+	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
 		stream := "" // the token names the stream; messages are qualified when the ARN says which
