@@ -181,6 +181,11 @@ func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.
 	}
 	for {
 		step := min(int64(bodyStep), limit+1-int64(buf.Len()))
+		if r.ContentLength >= 0 {
+			// A hint for the step only: a body longer than declared
+			// costs more steps, never an allocation made up front.
+			step = min(step, max(r.ContentLength+1-int64(buf.Len()), 512))
+		}
 		if !h.grow(bodyCharge*(int64(buf.Len())+step), unverified) {
 			return s.throttleError(op)
 		}

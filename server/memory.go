@@ -29,6 +29,11 @@ import (
 //     (SDKs sign the payload hash, known only once the body is in) also
 //     draws from the unverified allowance, a quarter of the request
 //     budget, so clients that cannot sign can hold no more than that.
+//   - An eighth of the budget is kept for small requests (at most
+//     smallCharge held): they are served from it when big bodies hold the
+//     rest, so a client making ordinary calls is not queued behind bulk
+//     writers or attackers. The first read step is no larger than the
+//     declared Content-Length (a hint for the step, never an allocation).
 //   - A subscription takes subscriptionCharge for its lifetime, and
 //     subscriptions together at most half of the request budget.
 
@@ -47,6 +52,9 @@ const (
 	bodyCharge = 3
 	// bodyStep is how much of a body is read (and charged) at a time.
 	bodyStep = 64 << 10
+	// smallCharge is the most a request may hold from the reserve for
+	// small requests.
+	smallCharge = 256 << 10
 	// budgetWait is how long a request waits for budget before it is
 	// throttled.
 	budgetWait = 250 * time.Millisecond
@@ -87,14 +95,16 @@ func defaultMaxMemory(p engine.Profile) int64 {
 // memBudget is the request budget. It is safe for concurrent use.
 type memBudget struct {
 	total      int64
-	sem        *semaphore.Weighted
+	sem        *semaphore.Weighted // total less the small reserve
+	small      *semaphore.Weighted // the reserve for small requests
 	unverified *semaphore.Weighted // the allowance of unsigned bodies; nil without SigV4
 	subs       *semaphore.Weighted // subscriptions' share
 	inUse      atomic.Int64        // bytes held, for the gauge
 }
 
 func newMemBudget(total int64, verifying bool) *memBudget {
-	b := &memBudget{total: total, sem: semaphore.NewWeighted(total), subs: semaphore.NewWeighted(total / 2)}
+	reserve := total / 8
+	b := &memBudget{total: total, sem: semaphore.NewWeighted(total - reserve), small: semaphore.NewWeighted(reserve), subs: semaphore.NewWeighted(total / 2)}
 	if verifying {
 		b.unverified = semaphore.NewWeighted(total / 4)
 	}
@@ -108,7 +118,8 @@ type hold struct {
 	ctx        context.Context
 	deadline   context.Context // budgetWait from the first wait; lazily made
 	cancel     context.CancelFunc
-	n          int64 // held from b.sem
+	n          int64 // held in all: from b.sem, and fromSmall of it from b.small
+	fromSmall  int64
 	unverified int64 // held from b.unverified
 }
 
@@ -142,7 +153,11 @@ func (h *hold) grow(n int64, unverified bool) bool {
 		}
 	}
 	if d := n - h.n; d > 0 {
-		if !h.take(h.b.sem, d) {
+		switch {
+		case h.b.sem.TryAcquire(d):
+		case n <= smallCharge && h.b.small.TryAcquire(d):
+			h.fromSmall += d
+		case !h.take(h.b.sem, d):
 			return false
 		}
 		h.n = n
@@ -166,9 +181,14 @@ func (h *hold) verified() {
 func (h *hold) release() {
 	h.verified()
 	if h.n > 0 {
-		h.b.sem.Release(h.n)
+		if h.n > h.fromSmall {
+			h.b.sem.Release(h.n - h.fromSmall)
+		}
+		if h.fromSmall > 0 {
+			h.b.small.Release(h.fromSmall)
+		}
 		h.b.inUse.Add(-h.n)
-		h.n = 0
+		h.n, h.fromSmall = 0, 0
 	}
 	if h.cancel != nil {
 		h.cancel()

@@ -86,12 +86,13 @@ func TestBodyNotSizedFromContentLength(t *testing.T) {
 	waitFor(t, "the budget to come back", func() bool { return env.srv.budget.inUse.Load() == 0 })
 }
 
-// TestMemoryBudgetThrottles fills the request budget with two stalled
-// 4 MiB bodies and checks a third request is throttled with a retryable
-// error, and served once the budget comes back.
+// TestMemoryBudgetThrottles fills the request budget (less the small
+// requests' reserve) with two stalled 4 MiB bodies and checks a third,
+// big request is throttled with a retryable error while small ones are
+// still served, and the big one is served once the budget comes back.
 func TestMemoryBudgetThrottles(t *testing.T) {
-	env := newEnv(t, Config{MaxMemory: budgetFor(26 << 20)}, nil)
-	require.Equal(t, int64(26<<20), env.srv.budget.total)
+	env := newEnv(t, Config{MaxMemory: budgetFor(32 << 20)}, nil)
+	require.Equal(t, int64(32<<20), env.srv.budget.total)
 	kc := env.client()
 	ctx := context.Background()
 	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("b"), ShardCount: aws.Int32(1)})
@@ -105,12 +106,12 @@ func TestMemoryBudgetThrottles(t *testing.T) {
 	waitFor(t, "two bodies to hold 24 MiB", func() bool { return env.srv.budget.inUse.Load() >= 2*bodyCharge*(4<<20) })
 
 	put := func() error {
-		_, err := kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("b"), PartitionKey: aws.String("k"), Data: make([]byte, 1<<19)})
+		_, err := kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("b"), PartitionKey: aws.String("k"), Data: make([]byte, 1<<20-10)})
 		return err
 	}
 	err = put()
 	require.Equal(t, errThroughputExceeded, apiCode(t, err))
-	require.ErrorContains(t, err, "memory budget for requests in flight (26 MiB) is in use; retry with backoff")
+	require.ErrorContains(t, err, "memory budget for requests in flight (32 MiB) is in use; retry with backoff")
 	_, err = kc.ListStreams(ctx, &kinesis.ListStreamsInput{})
 	require.NoError(t, err, "small requests still fit")
 
@@ -134,12 +135,38 @@ func TestUnverifiedAllowance(t *testing.T) {
 	require.True(t, h2.grow(bodyCharge*(3<<20), false), "verified bodies use the rest")
 	h1.verified()
 	h3 := b.newHold(ctx)
-	require.True(t, h3.grow(bodyCharge*(2<<20), true))
+	require.True(t, h3.grow(bodyCharge*(512<<10), true), "verified bodies gave their allowance back")
 	h3.release()
 	h2.release()
 	h1.release()
 	require.Zero(t, b.inUse.Load())
-	require.True(t, b.sem.TryAcquire(40<<20), "everything came back")
+	require.True(t, b.sem.TryAcquire(35<<20), "everything came back")
+	require.True(t, b.small.TryAcquire(5<<20), "everything came back")
+}
+
+// TestSmallRequestReserve checks small requests are served from their
+// reserve when big bodies hold the rest of the budget.
+func TestSmallRequestReserve(t *testing.T) {
+	b := newMemBudget(64<<20, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no waiting
+	big := b.newHold(ctx)
+	require.True(t, big.grow(56<<20, false)) // all but the 8 MiB reserve
+	require.False(t, b.newHold(ctx).grow(smallCharge+1, false), "a big request waits")
+	var small []*hold
+	for range 8 << 20 / smallCharge {
+		h := b.newHold(ctx)
+		require.True(t, h.grow(bodyCharge*bodyStep, false))
+		require.True(t, h.grow(smallCharge, false))
+		small = append(small, h)
+	}
+	require.False(t, b.newHold(ctx).grow(bodyCharge*bodyStep, false), "the reserve is used up")
+	big.release()
+	for _, h := range small {
+		h.release()
+	}
+	require.Zero(t, b.inUse.Load())
+	require.True(t, b.small.TryAcquire(8<<20))
 }
 
 // serveForTest runs Serve with cfg on a free loopback port and returns its
