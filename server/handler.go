@@ -132,6 +132,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		sum = sha256.New()
 	}
 	if aerr := s.readBody(body, r, h, sum, sig != nil && sig.claimedHash == "", name); aerr != nil {
+		// Over HTTP/1.x, a body left unread (throttled, too large) makes
+		// net/http close the connection after the answer; a client still
+		// sending may see the connection reset instead, which the SDKs
+		// retry as they retry the throttle.
+		h.release()
 		s.finish(w, c, om, start, nil, aerr)
 		return
 	}

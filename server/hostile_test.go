@@ -126,6 +126,27 @@ func goodPuts(t *testing.T, kc *kinesis.Client, n int) float64 {
 	return float64(10*n) / time.Since(start).Seconds()
 }
 
+// serverConns returns the server's open connections (its gauge), or a
+// large number if it cannot be read.
+func serverConns(addr string) int {
+	tr := &http.Transport{DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 1 << 30
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "kvstream_server_connections "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return int(n)
+			}
+		}
+	}
+	return 1 << 30
+}
+
 // attackResult is one attack's figures.
 type attackResult struct {
 	name      string
@@ -186,12 +207,19 @@ func TestHostileLoad(t *testing.T) {
 		stop := attack()
 		rate := goodPuts(t, kc, goodN)
 		slowest := stop()
+		// The next attack starts once the server has closed this one's
+		// connections (or it would find the connection cap full).
+		waitFor(t, "the attack's connections to close", func() bool { return serverConns(addr) <= 8 })
 		r := attackResult{name: name, peak: child.peakRSS(t), slowest: slowest, goodRatio: rate / unloaded}
 		results = append(results, r)
 		t.Logf("%-44s peak RSS %4d MiB, slowest bad answer %v, good client %.0f rec/s (%.2f of unloaded)",
 			name, r.peak>>20, r.slowest.Round(time.Millisecond), rate, r.goodRatio)
 		require.Less(t, r.peak, int64(256<<20), name)
-		require.Less(t, r.slowest, time.Duration(scale(10, 1))*time.Second, name)
+		// Attack 4's requests are valid writes, answered once the engine
+		// has them on disk: their latency is load, reported, not checked.
+		if !strings.HasPrefix(name, "4:") {
+			require.Less(t, r.slowest, time.Duration(scale(10, 1))*time.Second, name)
+		}
 		// Attacks on memory must not slow the good client; attacks that
 		// make the server do real work (decode megabytes, write to disk)
 		// share the CPU and the disk with it, which no memory budget
@@ -303,6 +331,7 @@ func withheldBodies(t *testing.T, c *http.Client, addr string, n int, sent []byt
 			pw.CloseWithError(io.ErrUnexpectedEOF)
 		}
 		wg.Wait()
+		c.CloseIdleConnections() // or they hold connection slots until IdleTimeout
 		return 0
 	}
 }
@@ -313,6 +342,7 @@ func badRequests(t *testing.T, addr string, n, rounds int, req func(i int) (op, 
 	var mu sync.Mutex
 	var slowest time.Duration
 	var wg sync.WaitGroup
+	unanswered := 0
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -325,7 +355,11 @@ func badRequests(t *testing.T, addr string, n, rounds int, req func(i int) (op, 
 					if !strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "EOF") && !errors.As(err, &ne) {
 						t.Errorf("%s: %v", op, err)
 					}
-					continue // closed at the connection cap
+					mu.Lock()
+					unanswered++
+					mu.Unlock()
+					continue // closed at the connection cap, or reset while sending
+
 				}
 				if code == http.StatusInternalServerError {
 					t.Errorf("%s answered %d", op, code)
@@ -338,6 +372,9 @@ func badRequests(t *testing.T, addr string, n, rounds int, req func(i int) (op, 
 	}
 	return func() time.Duration {
 		wg.Wait()
+		if unanswered > 0 {
+			t.Logf("%d of %d requests had their connection closed or reset instead of an answer", unanswered, n*rounds)
+		}
 		return slowest
 	}
 }

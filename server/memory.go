@@ -39,7 +39,7 @@ import (
 
 // Defaults of Config.MaxMemory by engine profile.
 const (
-	DefaultMaxMemorySmall      = 192 << 20
+	DefaultMaxMemorySmall      = 160 << 20
 	DefaultMaxMemoryThroughput = 2 << 30
 )
 
@@ -47,9 +47,10 @@ const (
 	// runtimeReserve is the part of MaxMemory kept for the Go runtime:
 	// goroutine stacks, connection buffers, the GC's headroom.
 	runtimeReserve = 24 << 20
-	// bodyCharge is what a body byte costs the budget: the body, its
-	// decoded form and the engine's batch.
-	bodyCharge = 3
+	// bodyCharge is what a body byte costs the budget: the body (in a
+	// buffer that grows by doubling), its decoded form, the engine's
+	// batch and records.
+	bodyCharge = 4
 	// bodyStep is how much of a body is read (and charged) at a time.
 	bodyStep = 64 << 10
 	// smallCharge is the most a request may hold from the reserve for
@@ -82,6 +83,16 @@ func engineReserve(p engine.Profile) int64 {
 		return 640 << 20 // 4 × 64 MiB memtables + 256 MiB cache + 128 MiB
 	}
 	return 40 << 20 // 2 × 4 MiB memtables + 8 MiB cache + 24 MiB
+}
+
+// engineManual is the part of the engine's memory Pebble allocates outside
+// the Go heap (with cgo): the block cache and the memtables. Serve sets
+// the Go runtime's memory limit to MaxMemory less this.
+func engineManual(p engine.Profile) int64 {
+	if p == engine.ProfileThroughput {
+		return 512 << 20
+	}
+	return 16 << 20
 }
 
 // defaultMaxMemory is Config.MaxMemory's default for a profile.

@@ -91,8 +91,8 @@ func TestBodyNotSizedFromContentLength(t *testing.T) {
 // big request is throttled with a retryable error while small ones are
 // still served, and the big one is served once the budget comes back.
 func TestMemoryBudgetThrottles(t *testing.T) {
-	env := newEnv(t, Config{MaxMemory: budgetFor(32 << 20)}, nil)
-	require.Equal(t, int64(32<<20), env.srv.budget.total)
+	env := newEnv(t, Config{MaxMemory: budgetFor(40 << 20)}, nil)
+	require.Equal(t, int64(40<<20), env.srv.budget.total)
 	kc := env.client()
 	ctx := context.Background()
 	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("b"), ShardCount: aws.Int32(1)})
@@ -103,7 +103,7 @@ func TestMemoryBudgetThrottles(t *testing.T) {
 	for range 2 {
 		stops = append(stops, stalledPost(t, env.hs.Client(), env.url, "PutRecords", 6<<20, chunk))
 	}
-	waitFor(t, "two bodies to hold 24 MiB", func() bool { return env.srv.budget.inUse.Load() >= 2*bodyCharge*(4<<20) })
+	waitFor(t, "two bodies to hold their share", func() bool { return env.srv.budget.inUse.Load() >= 2*bodyCharge*(4<<20) })
 
 	put := func() error {
 		_, err := kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("b"), PartitionKey: aws.String("k"), Data: make([]byte, 1<<20-10)})
@@ -111,7 +111,7 @@ func TestMemoryBudgetThrottles(t *testing.T) {
 	}
 	err = put()
 	require.Equal(t, errThroughputExceeded, apiCode(t, err))
-	require.ErrorContains(t, err, "memory budget for requests in flight (32 MiB) is in use; retry with backoff")
+	require.ErrorContains(t, err, "memory budget for requests in flight (40 MiB) is in use; retry with backoff")
 	_, err = kc.ListStreams(ctx, &kinesis.ListStreamsInput{})
 	require.NoError(t, err, "small requests still fit")
 
@@ -125,14 +125,14 @@ func TestMemoryBudgetThrottles(t *testing.T) {
 // TestUnverifiedAllowance checks bodies not yet verified share a quarter
 // of the budget, and give it back once verified.
 func TestUnverifiedAllowance(t *testing.T) {
-	b := newMemBudget(40<<20, true)
+	b := newMemBudget(64<<20, true) // 16 MiB allowance, 56 MiB + 8 MiB reserve
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no waiting
 	h1 := b.newHold(ctx)
-	require.True(t, h1.grow(bodyCharge*(8<<20), true))
+	require.True(t, h1.grow(bodyCharge*(12<<20), true))
 	h2 := b.newHold(ctx)
-	require.False(t, h2.grow(bodyCharge*(3<<20), true), "over the 10 MiB allowance")
-	require.True(t, h2.grow(bodyCharge*(3<<20), false), "verified bodies use the rest")
+	require.False(t, h2.grow(bodyCharge*(5<<20), true), "over the 16 MiB allowance")
+	require.True(t, h2.grow(bodyCharge*(1<<20), false), "verified bodies use the rest")
 	h1.verified()
 	h3 := b.newHold(ctx)
 	require.True(t, h3.grow(bodyCharge*(512<<10), true), "verified bodies gave their allowance back")
@@ -140,8 +140,8 @@ func TestUnverifiedAllowance(t *testing.T) {
 	h2.release()
 	h1.release()
 	require.Zero(t, b.inUse.Load())
-	require.True(t, b.sem.TryAcquire(35<<20), "everything came back")
-	require.True(t, b.small.TryAcquire(5<<20), "everything came back")
+	require.True(t, b.sem.TryAcquire(56<<20), "everything came back")
+	require.True(t, b.small.TryAcquire(8<<20), "everything came back")
 }
 
 // TestSmallRequestReserve checks small requests are served from their
@@ -309,16 +309,16 @@ func (staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // it is refused with LimitExceededException, and the share and the gauges
 // come back when clients leave.
 func TestSubscriptionBudget(t *testing.T) {
-	e := newEFOEnv(t, Config{MaxMemory: budgetFor(26 << 20)}, 4) // room for 3 subscriptions
+	e := newEFOEnv(t, Config{MaxMemory: budgetFor(32 << 20)}, 5) // room for 4 subscriptions
 	shard := func(i int) string { return "shardId-00000000000" + string(rune('0'+i)) }
 	var subs []*subReader
-	for i := range 3 {
+	for i := range 4 {
 		r := subscribe(t, e.kc, e.consumerARN, shard(i), latest())
 		r.next(20 * time.Second) // the first event: it runs
 		subs = append(subs, r)
 	}
-	require.Equal(t, int64(3*subscriptionCharge), e.srv.budget.inUse.Load())
-	_, err := trySubscribe(t, e.kc, e.consumerARN, shard(3), latest())
+	require.Equal(t, int64(4*subscriptionCharge), e.srv.budget.inUse.Load())
+	_, err := trySubscribe(t, e.kc, e.consumerARN, shard(4), latest())
 	require.Equal(t, errLimitExceeded, apiCode(t, err))
 	require.ErrorContains(t, err, "has no room for another subscription")
 
@@ -327,10 +327,10 @@ func TestSubscriptionBudget(t *testing.T) {
 		require.NoError(t, e.srv.metrics.subscriptions.Write(&m))
 		return m.GetGauge().GetValue()
 	}
-	require.Equal(t, float64(3), gauge())
+	require.Equal(t, float64(4), gauge())
 	subs[0].close()
-	waitFor(t, "the subscription to end", func() bool { return gauge() == 2 && e.srv.budget.inUse.Load() == 2*subscriptionCharge })
-	r := subscribe(t, e.kc, e.consumerARN, shard(3), latest())
+	waitFor(t, "the subscription to end", func() bool { return gauge() == 3 && e.srv.budget.inUse.Load() == 3*subscriptionCharge })
+	r := subscribe(t, e.kc, e.consumerARN, shard(4), latest())
 	r.next(20 * time.Second)
 	for _, r := range append(subs[1:], r) {
 		r.close()

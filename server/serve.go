@@ -27,8 +27,8 @@ import (
 // listener speaks HTTP/1.1 and unencrypted HTTP/2 (h2c, prior knowledge),
 // as the Java SDK v2 expects; with TLS, HTTP/1.1 and HTTP/2 by ALPN.
 // Connections are capped (Config.MaxConns), and unless $GOMEMLIMIT is
-// set, the Go runtime's soft memory limit is set to Config.MaxMemory while
-// Serve runs.
+// set, the Go runtime's soft memory limit is set to Config.MaxMemory less
+// what Pebble allocates outside the Go heap, while Serve runs.
 func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error) {
 	cfg = cfg.withDefaults()
 	if cfg.DataDir == "" {
@@ -62,11 +62,12 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 		return err
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
+		p := db.Options().Profile
 		limit := cfg.MaxMemory
 		if limit == 0 {
-			limit = defaultMaxMemory(db.Options().Profile)
+			limit = defaultMaxMemory(p)
 		}
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit - engineManual(p)))
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)

@@ -112,13 +112,13 @@ type Config struct {
 	// room within a short wait gets a retryable throttling error
 	// (ProvisionedThroughputExceededException on the data plane,
 	// LimitExceededException elsewhere). Serve also sets the Go runtime's
-	// soft memory limit to it unless $GOMEMLIMIT is set. Default
-	// DefaultMaxMemorySmall (192 MiB) for engine.ProfileSmall and
+	// soft memory limit from it unless $GOMEMLIMIT is set. Default
+	// DefaultMaxMemorySmall (160 MiB) for engine.ProfileSmall and
 	// DefaultMaxMemoryThroughput (2 GiB) for engine.ProfileThroughput.
 	MaxMemory int64
 	// MaxConns caps open client connections (Serve only); connections
 	// beyond it are closed at once. Default: the request budget over
-	// 1 MiB, at least 64 (128 with the small profile's default budget).
+	// 1 MiB, at least 64 (96 with the small profile's default budget).
 	MaxConns int
 	// TLSCertFile and TLSKeyFile, when both set, make Serve speak HTTPS
 	// (HTTP/1.1 and HTTP/2 negotiated by ALPN) with this PEM certificate
