@@ -82,8 +82,9 @@ func TestPutRecordsLimitsWhileDecoding(t *testing.T) {
 			require.Contains(t, e.Message, tc.msg)
 			require.Less(t, rec.Body.Len(), 4096)
 			// The old decoders allocated 1.4 GB for the 2.3M {} body, 418 MB
-			// for the CBOR one. Reading the body itself costs about 2×.
-			require.Less(t, alloc, uint64(3*len(tc.body)+(16<<20)), "allocated %d bytes for a %d-byte body", alloc, len(tc.body))
+			// for the CBOR one. Reading and scanning the body costs 3–5×
+			// (more with the race detector).
+			require.Less(t, alloc, uint64(8*len(tc.body)+(16<<20)), "allocated %d bytes for a %d-byte body", alloc, len(tc.body))
 		})
 	}
 }
