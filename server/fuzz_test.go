@@ -108,7 +108,15 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("%s allocated %d bytes (limit %d) for a %d-byte body %q", op, alloc, limit, len(body), body)
 		}
 		if fuzzing() && !raceEnabled && took > fuzzSlow && op != "SubscribeToShard" {
-			t.Fatalf("%s took %v for a %d-byte body %q", op, took, len(body), body)
+			// Slow every time, not just once on a busy machine.
+			for range 2 {
+				start := time.Now()
+				serveDirect(srv, op, c, body)
+				took = min(took, time.Since(start))
+			}
+			if took > fuzzSlow {
+				t.Fatalf("%s took %v for a %d-byte body %q", op, took, len(body), body)
+			}
 		}
 	})
 }
