@@ -53,6 +53,9 @@ type DB struct {
 	}
 
 	bg background
+
+	disk   *diskMonitor   // nil when free space is not checked
+	events *storageEvents // Pebble's events, for Health and StorageStats
 }
 
 // stream is the in-memory state of one stream.
@@ -85,6 +88,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	po := o.pebbleOptions()
+	disk := newDiskMonitor(o, dir)
+	events := newStorageEvents(o, disk)
+	events.attach(po)
 	pdb, err := pebble.Open(dir, po)
 	if po.Cache != nil && (o.Pebble == nil || o.Pebble.Cache != po.Cache) {
 		po.Cache.Unref()
@@ -96,7 +102,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		}
 		return nil, &shard.Error{Kind: shard.ErrCorruption, Msg: fmt.Sprintf("open %s", dir), Cause: err}
 	}
-	db := &DB{opts: o, dir: dir, pdb: pdb}
+	db := &DB{opts: o, dir: dir, pdb: pdb, disk: disk, events: events}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
 	if err := db.load(); err != nil {
@@ -105,6 +111,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db.writer = shard.NewWriter(pdb, !o.NoSync, o.nowMs)
 	db.bg.start(db)
+	if err := db.startStorage(); err != nil {
+		db.bg.stop()
+		db.writer.Close()
+		_ = pdb.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
@@ -360,6 +372,7 @@ func (db *DB) Close() error {
 	}
 	db.bg.stop()
 	db.writer.Close()
+	db.disk.close()
 	// Lock order is stream.mu then db.mu: collect, release, then lock.
 	db.mu.RLock()
 	streams := make([]*stream, 0, len(db.mu.streams))

@@ -84,6 +84,7 @@ var (
 	ErrLocked             = shard.ErrLocked
 	ErrCorruption         = shard.ErrCorruption
 	ErrWriteFailed        = shard.ErrWriteFailed
+	ErrDiskFull           = shard.ErrDiskFull
 )
 
 // Limits are per-shard throughput limits; zero means unlimited.

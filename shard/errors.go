@@ -51,6 +51,11 @@ var (
 	// ErrWriteFailed wraps the first failed write or fsync. It is sticky:
 	// every later write returns it until the DB is reopened.
 	ErrWriteFailed = errors.New("kvstream: write failed")
+	// ErrDiskFull means the data directory's filesystem is below its free
+	// space floor (engine Options.MinFreeBytes) or a write to it failed with
+	// ENOSPC, so puts are refused before they reach the disk. It is
+	// retryable: puts succeed again, without a reopen, once space is freed.
+	ErrDiskFull = errors.New("kvstream: disk full")
 )
 
 // Error is the concrete type behind engine errors: Kind is one of the
