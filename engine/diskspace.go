@@ -40,6 +40,11 @@ const (
 	BallastName = "EMERGENCY_BALLAST"
 )
 
+// storageNow is the clock of the disk monitor and the event counters: real
+// time, never Options.Clock (a test clock that stands still must not stop
+// free-space checks). Internal tests replace it before Open.
+var storageNow = time.Now
+
 // defaultMinFree is MinFreeBytes' default for a filesystem of total bytes:
 // the larger of 64 MiB and 2 %, but at most 10 % so small disks stay
 // usable.
@@ -112,7 +117,7 @@ func newDiskMonitor(o *Options, dir string) *diskMonitor {
 		dir:      dir,
 		ballast:  o.FS.PathJoin(dir, BallastDir, BallastName),
 		log:      o.Logger,
-		now:      time.Now,
+		now:      storageNow,
 		interval: diskCheckInterval,
 		quit:     make(chan struct{}),
 	}

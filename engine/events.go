@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	// logEvery bounds how often the same background error is logged; the
+	// logEvery bounds how often background errors are logged; the
 	// counters still count every one (Pebble retries a failed flush at
 	// once, so a full disk can fail thousands of flushes a second).
 	logEvery = 10 * time.Second
@@ -78,24 +78,24 @@ type storageEvents struct {
 		sync.Mutex
 		compactErr error     // the last compaction failure, until one succeeds
 		compactAt  time.Time // when it failed
-		lastMsg    string    // last error message logged
-		lastLog    time.Time // when
-		suppressed int       // same-message errors not logged since
+		lastLog    time.Time // when a background error was last logged
+		suppressed int       // background errors not logged since
 	}
 }
 
 func newStorageEvents(o *Options, disk *diskMonitor) *storageEvents {
-	return &storageEvents{o: o, disk: disk, now: time.Now}
+	return &storageEvents{o: o, disk: disk, now: storageNow}
 }
 
-// attach wires e into po: Pebble's events reach e (after any listener the
-// caller configured in Options.Pebble), and writes through po.FS that fail
+// attach wires e into po: Pebble's events reach e (before any listener
+// the caller configured in Options.Pebble, so Health and StorageStats
+// already reflect an event when the caller's listener sees it), and writes through po.FS that fail
 // with ENOSPC reach the disk monitor at once (vfs.OnDiskFull), which
 // releases the ballast before Pebble retries the write.
 func (e *storageEvents) attach(po *pebble.Options) {
 	l := e.listener()
 	if po.EventListener != nil {
-		l = pebble.TeeEventListener(*po.EventListener, l)
+		l = pebble.TeeEventListener(l, *po.EventListener)
 	}
 	po.EventListener = &l
 	if e.disk != nil {
@@ -153,25 +153,26 @@ func (e *storageEvents) listener() pebble.EventListener {
 	}
 }
 
-// backgroundError counts and logs a Pebble background error. An ENOSPC
-// refuses puts at once.
+// backgroundError counts and logs a Pebble background error (at most one
+// log line per logEvery, saying how many were not logged: a failing flush
+// or compaction is retried at once, with a new file name each time). An
+// ENOSPC refuses puts at once.
 func (e *storageEvents) backgroundError(err error) {
 	e.bgErrors.Add(1)
 	if isENOSPC(err) {
 		e.disk.noteENOSPC()
 	}
-	msg := err.Error()
 	now := e.now()
 	e.mu.Lock()
-	if msg == e.mu.lastMsg && now.Sub(e.mu.lastLog) < logEvery {
+	if !e.mu.lastLog.IsZero() && now.Sub(e.mu.lastLog) < logEvery {
 		e.mu.suppressed++
 		e.mu.Unlock()
 		return
 	}
 	suppressed := e.mu.suppressed
-	e.mu.lastMsg, e.mu.lastLog, e.mu.suppressed = msg, now, 0
+	e.mu.lastLog, e.mu.suppressed = now, 0
 	e.mu.Unlock()
-	e.o.Logger.Error("kvstream: Pebble background error", "err", err.Error(), "repeats_not_logged", suppressed)
+	e.o.Logger.Error("kvstream: Pebble background error", "err", err.Error(), "earlier_not_logged", suppressed)
 }
 
 // isEmptyFlush reports Pebble's "empty table" flush outcome, which
