@@ -16,9 +16,11 @@ const (
 	// counters still count every one (Pebble retries a failed flush at
 	// once, so a full disk can fail thousands of flushes a second).
 	logEvery = 10 * time.Second
-	// compactionErrorTTL is how long a failed compaction keeps Health
-	// failing when no compaction succeeds after it: unlike a flush, Pebble
-	// may not retry it until new data arrives.
+	// flushErrorTTL and compactionErrorTTL are how long a failed flush or
+	// compaction keeps Health failing when none succeeds after it. Pebble
+	// retries a failed flush at once (a flush that keeps failing keeps
+	// Health failing), and a failed compaction's key span after 30 s.
+	flushErrorTTL      = 10 * time.Second
 	compactionErrorTTL = time.Minute
 	// stallLogAfter is the shortest write stall worth a warning.
 	stallLogAfter = time.Second
@@ -72,10 +74,10 @@ type storageEvents struct {
 	stalls, stallNanos, diskSlow            atomic.Int64
 	stalledSince                            atomic.Int64 // now() in ns, 0 when not stalled
 
-	flushFailing atomic.Pointer[error] // the last flush failed with this; nil once one succeeds
-
 	mu struct {
 		sync.Mutex
+		flushErr   error     // the last flush failure, until one succeeds
+		flushAt    time.Time // when it failed
 		compactErr error     // the last compaction failure, until one succeeds
 		compactAt  time.Time // when it failed
 		lastLog    time.Time // when a background error was last logged
@@ -107,13 +109,14 @@ func (e *storageEvents) listener() pebble.EventListener {
 	return pebble.EventListener{
 		BackgroundError: e.backgroundError,
 		FlushEnd: func(info pebble.FlushInfo) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
 			if info.Err == nil || isEmptyFlush(info.Err) {
-				e.flushFailing.Store(nil)
+				e.mu.flushErr = nil
 				return
 			}
-			err := info.Err
 			e.flushErrors.Add(1)
-			e.flushFailing.Store(&err)
+			e.mu.flushErr, e.mu.flushAt = info.Err, e.now()
 		},
 		CompactionEnd: func(info pebble.CompactionInfo) {
 			if errors.Is(info.Err, pebble.ErrCancelledCompaction) {
@@ -186,13 +189,19 @@ func (e *storageEvents) health(dir string) error {
 	if err := e.disk.check(); err != nil {
 		return err
 	}
-	if p := e.flushFailing.Load(); p != nil {
-		return storageFailure("Pebble cannot flush its memtable to data directory "+dir+"; writes stall until it can", *p)
-	}
+	now := e.now()
 	e.mu.Lock()
+	ferr, fat := e.mu.flushErr, e.mu.flushAt
 	err, at := e.mu.compactErr, e.mu.compactAt
 	e.mu.Unlock()
-	if err != nil && e.now().Sub(at) < compactionErrorTTL {
+	// With a disk monitor, an ENOSPC is the monitor's to report (above): a
+	// flush that keeps failing keeps it refusing puts, and a failure from
+	// before space returned is no reason to fail Health now.
+	report := func(err error) bool { return err != nil && (e.disk == nil || !isENOSPC(err)) }
+	if report(ferr) && now.Sub(fat) < flushErrorTTL {
+		return storageFailure("Pebble cannot flush its memtable to data directory "+dir+"; writes stall until it can", ferr)
+	}
+	if report(err) && now.Sub(at) < compactionErrorTTL {
 		return storageFailure("Pebble's last compaction in data directory "+dir+" failed", err)
 	}
 	return nil
@@ -262,9 +271,11 @@ func (db *DB) startStorage() error {
 
 // spaceFreed is called after a commit that deleted records (DeleteStream,
 // a trim). While puts are refused for lack of space, it flushes the
-// memtable in the background, so the deletion reaches the sstables and
-// Pebble's compactions drop the deleted records' files, and has free
-// space read again.
+// memtable in the background, so the deletion reaches the sstables at once
+// rather than when the memtable fills (puts are refused: it would not).
+// Pebble then drops the sstables the deletion covers whole without
+// writing anything (delete-only compactions) and rewrites the others as
+// space allows. Free space is read again afterwards.
 func (db *DB) spaceFreed() {
 	m := db.disk
 	if !m.refusing() || !m.flushing.CompareAndSwap(false, true) {
