@@ -193,17 +193,17 @@ func TestDiskFullAdmissionAndBallast(t *testing.T) {
 
 // TestDiskFullDefaults checks the documented defaults and option errors.
 func TestDiskFullDefaults(t *testing.T) {
-	require.EqualValues(t, 64<<20, defaultMinFree(1<<30))      // 64 MiB floor
-	require.EqualValues(t, 2<<30, defaultMinFree(100<<30))     // 2 %
-	require.EqualValues(t, 6710886, defaultMinFree(64<<20))    // at most 10 % on small disks
-	require.EqualValues(t, 1<<30, defaultBallast(1<<40))       // at most 1 GiB
-	require.EqualValues(t, 671088, defaultBallast(64<<20))     // 1 %
-	require.EqualValues(t, 10737418, defaultBallast(1<<30))    // 1 %
-	require.EqualValues(t, 1<<30, defaultBallast(200<<30))     // capped
-	require.EqualValues(t, 107374182, defaultBallast(10<<30))  // 1 %
-	require.EqualValues(t, 214748364, defaultMinFree(10<<30))  // 2 %
-	require.EqualValues(t, 64<<20, defaultMinFree(2<<30))      // floor
-	require.EqualValues(t, 6710886*2, defaultMinFree(128<<20)) // 10 %
+	require.EqualValues(t, 64<<20, defaultMinFree(1<<30))         // 64 MiB floor
+	require.EqualValues(t, int64(2<<30), defaultMinFree(100<<30)) // 2 %
+	require.EqualValues(t, 6710886, defaultMinFree(64<<20))       // at most 10 % on small disks
+	require.EqualValues(t, 1<<30, defaultBallast(1<<40))          // at most 1 GiB
+	require.EqualValues(t, 671088, defaultBallast(64<<20))        // 1 %
+	require.EqualValues(t, 10737418, defaultBallast(1<<30))       // 1 %
+	require.EqualValues(t, 1<<30, defaultBallast(200<<30))        // capped
+	require.EqualValues(t, 107374182, defaultBallast(10<<30))     // 1 %
+	require.EqualValues(t, 214748364, defaultMinFree(10<<30))     // 2 %
+	require.EqualValues(t, 64<<20, defaultMinFree(2<<30))         // floor
+	require.EqualValues(t, 6710886*2, defaultMinFree(128<<20))    // 10 %
 
 	mem := vfs.NewMem()
 	setAvail(mem, 1<<30) // of 4 GiB
