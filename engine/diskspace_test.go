@@ -235,12 +235,15 @@ type enospcFS struct {
 	on  atomic.Bool
 }
 
-func newENOSPCFS() *enospcFS {
+func newENOSPCFS() *enospcFS { return newSSTFaultFS(syscall.ENOSPC) }
+
+// newSSTFaultFS is an enospcFS failing sstable writes with errno instead.
+func newSSTFaultFS(errno syscall.Errno) *enospcFS {
 	f := &enospcFS{mem: vfs.NewMem()}
 	setAvail(f.mem, 1<<30)
 	f.fs = errorfs.Wrap(f.mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
 		if f.on.Load() && strings.HasSuffix(op.Path, ".sst") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
-			return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
+			return &os.PathError{Op: "write", Path: op.Path, Err: errno}
 		}
 		return nil
 	}))
@@ -372,20 +375,13 @@ func TestENOSPCOnFlushAndCompaction(t *testing.T) {
 			require.ErrorIs(t, herr, ErrDiskFull)
 			require.NotZero(t, db.StorageStats().CompactionErrors)
 		}
-		// Space returns. Pebble retries a failed flush at once; it leaves a
-		// failed compaction's key span alone for 30 s, and Health reports
-		// the failure for compactionErrorTTL (puts are not refused for it).
+		// Space returns: Pebble retries a failed flush at once (a failed
+		// compaction's key span after 30 s). Once space is back, an ENOSPC
+		// from before is no reason to refuse puts or fail Health.
 		f.on.Store(false)
 		if phase == "flush" {
 			tap.waitFlushOK(t)
 			require.NotZero(t, db.StorageStats().FlushErrors)
-		} else {
-			clk.Add(2 * enospcHold)
-			herr := db.Health()
-			require.Error(t, herr)
-			require.Contains(t, herr.Error(), "compaction")
-			require.NoError(t, put("compaction-failed-but-room"))
-			clk.Add(compactionErrorTTL)
 		}
 		clk.Add(2 * enospcHold)
 		require.NoError(t, db.Health())
@@ -400,6 +396,43 @@ func TestENOSPCOnFlushAndCompaction(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, acked, readAll(t, db, "s"), "every acknowledged record survives a reopen")
 	require.NoError(t, db.Close())
+}
+
+// TestCompactionIOErrorReachesHealth: a compaction failing with an I/O
+// error other than ENOSPC is logged, counted and reported by Health
+// (ErrWriteFailed, naming the compaction) for compactionErrorTTL, while
+// puts are still admitted: the disk has room.
+func TestCompactionIOErrorReachesHealth(t *testing.T) {
+	clk := useFakeNow(t)
+	f := newSSTFaultFS(syscall.EIO)
+	tap := newEventTap()
+	popts := &pebble.Options{EventListener: tap.listener()}
+	popts.DisableAutomaticCompactions = true
+	db, err := Open("data", &Options{FS: f.fs, MinFreeBytes: 1 << 20, BallastBytes: -1, TrimInterval: time.Hour, Pebble: popts})
+	require.NoError(t, err)
+	defer func() { _ = db.Close() }()
+	require.NoError(t, db.CreateStream("s", StreamConfig{ShardCount: 1}))
+	for i := range 2 {
+		_, err := putOne(db, "s", fmt.Sprint(i))
+		require.NoError(t, err)
+		require.NoError(t, db.pdb.Flush())
+	}
+	f.on.Store(true)
+	require.ErrorIs(t, db.pdb.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, false), syscall.EIO)
+	require.ErrorIs(t, tap.waitBackgroundError(t), syscall.EIO)
+	f.on.Store(false)
+	herr := db.Health()
+	require.ErrorIs(t, herr, ErrWriteFailed)
+	require.NotErrorIs(t, herr, ErrDiskFull)
+	require.Contains(t, herr.Error(), "compaction")
+	st := db.StorageStats()
+	require.EqualValues(t, 1, st.CompactionErrors)
+	require.NotZero(t, st.BackgroundErrors)
+	require.Zero(t, st.ENOSPCErrors)
+	_, err = putOne(db, "s", "admitted")
+	require.NoError(t, err)
+	clk.Add(compactionErrorTTL)
+	require.NoError(t, db.Health())
 }
 
 // stallWAL blocks WAL syncs while armed, so a commit hangs in Pebble as
