@@ -1,29 +1,3 @@
-// Package engine is kvstream's public API: an embedded, persistent stream
-// engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
-// data directory.
-//
-// # Durability and failures
-//
-// With the default options a put returns only after its records are
-// fsync'd to Pebble's write-ahead log (concurrent puts share fsyncs), so an
-// acknowledged record survives kill -9 and power loss. Options.NoSync
-// acknowledges before the fsync; its doc says exactly what a crash can
-// then lose.
-//
-// A failed write or fsync ends the process; a restart recovers every
-// fsync'd acknowledgement. The DB is fail-stop by design, as Pebble itself
-// and PostgreSQL (after the 2018 fsync findings) are: when a WAL write or
-// fsync fails, nothing is retried and nothing runs on the half-broken
-// store. Options.OnFatal is called, by default printing the error and
-// exiting with FatalExitCode (74); a custom hook that returns leaves the
-// DB stopped, every call failing with ErrFailed.
-//
-// A sequence number, once returned, never names a different record, in
-// any durability mode and after any crash or lost WAL tail: after an
-// unclean shutdown, counters continue above every counter handed out
-// before (a durably reserved ceiling in the data directory's sequence
-// file), and acknowledged records found missing at open are logged and
-// reported by DB.Recovery.
 package engine
 
 import (
@@ -81,6 +55,9 @@ type DB struct {
 	}
 
 	bg background
+
+	disk   *diskMonitor   // nil when free space is not checked
+	events *storageEvents // Pebble's events, for Health and StorageStats
 }
 
 // stream is the in-memory state of one stream.
@@ -119,13 +96,18 @@ func Open(dir string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	fail := newFailStop(dir, o)
-	pdb, err := openPebble(dir, o, false, fail)
+	var disk *diskMonitor
+	if !o.ReadOnly { // a read-only open creates no ballast and refuses puts anyway
+		disk = newDiskMonitor(o, dir)
+	}
+	events := newStorageEvents(o, disk)
+	pdb, err := openPebble(dir, o, false, fail, events)
 	if err != nil {
 		return nil, err
 	}
 	// From here on a failed WAL write or fsync is fatal (failstop.go).
 	fail.armed.Store(true)
-	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}}
+	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}, disk: disk, events: events}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
 	db.openMarks = db.seq.cleanMarks()
@@ -144,6 +126,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.writer = shard.NewWriter(pdb, shard.WriterConfig{Sync: !o.NoSync, Now: o.nowMs, Fuse: fail.fuse, Ceiling: ceiling, Raise: db.seq.raise})
 	if !o.ReadOnly {
 		db.bg.start(db)
+		if err := db.startStorage(); err != nil {
+			db.bg.stop()
+			db.writer.Close()
+			_ = pdb.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -403,6 +391,7 @@ func (db *DB) Close() error {
 	}
 	db.bg.stop()
 	db.writer.Close()
+	db.disk.close()
 	// Lock order is stream.mu then db.mu: collect, release, then lock.
 	db.mu.RLock()
 	streams := make([]*stream, 0, len(db.mu.streams))

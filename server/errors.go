@@ -27,6 +27,12 @@ const (
 	errInvalidSignature      = "InvalidSignatureException"
 	errUnrecognizedClient    = "UnrecognizedClientException"
 	errRequestEntityTooLarge = "RequestEntityTooLargeException"
+	// errServiceUnavailable (HTTP 503) answers puts refused because the
+	// data directory's disk is full (engine.ErrDiskFull). Every AWS SDK
+	// retries it with backoff: aws-sdk-go-v2 and botocore (legacy and
+	// standard modes) retry HTTP 503, as the Java SDKs do, whereas a 400
+	// would make clients give up.
+	errServiceUnavailable = "ServiceUnavailable"
 )
 
 // apiError is an error answered to the client: a Kinesis __type, its
@@ -35,6 +41,7 @@ type apiError struct {
 	Type   string
 	Msg    string
 	Status int
+	cause  error // the decoding error behind a SerializationException, if any
 }
 
 func (e *apiError) Error() string { return e.Type + ": " + e.Msg }
@@ -47,6 +54,8 @@ func newAPIError(typ, msg string) *apiError {
 		st = http.StatusInternalServerError
 	case errRequestEntityTooLarge:
 		st = http.StatusRequestEntityTooLarge
+	case errServiceUnavailable:
+		st = http.StatusServiceUnavailable
 	}
 	return &apiError{Type: typ, Msg: msg, Status: st}
 }
@@ -78,6 +87,8 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		typ = errThroughputExceeded
 	case errors.Is(err, engine.ErrLimitExceeded):
 		typ = errLimitExceeded
+	case errors.Is(err, engine.ErrDiskFull):
+		return newAPIError(errServiceUnavailable, msg)
 	}
 	if typ == errInternalFailure {
 		if errCanceled(err) { // the client went away; nothing to report
@@ -133,18 +144,28 @@ func (s *Server) streamNotFound(name string) *apiError {
 
 // validationErrors collects model-constraint violations and renders them
 // the way AWS does: "N validation error(s) detected: Value 'v' at 'path'
-// failed to satisfy constraint: Member must …; …" (at most 10 listed).
+// failed to satisfy constraint: Member must …; …" (N counts them all; at
+// most the first maxListedViolations are listed). A printed value longer
+// than maxValueText is cut there, with "…".
 type validationErrors struct {
 	n    int
 	msgs []string
 }
 
+const (
+	maxListedViolations = 10
+	maxValueText        = 1024
+)
+
 // add records one violation. value is the printed value: quoted by the
 // caller as AWS does ('v'), or "null".
 func (v *validationErrors) add(value, path, constraint string) {
 	v.n++
-	if len(v.msgs) < 10 {
-		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: Member must "+constraint)
+	if len(v.msgs) < maxListedViolations {
+		if len(value) > maxValueText {
+			value = truncateUTF8(value, maxValueText) + "…'"
+		}
+		v.msgs = append(v.msgs, "Value "+value+" at '"+echo(path)+"' failed to satisfy constraint: Member must "+constraint)
 	}
 }
 

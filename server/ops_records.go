@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/kvstream/kvstream/engine"
 )
 
@@ -83,9 +84,9 @@ type putRecordsEntry struct {
 }
 
 type putRecordsInput struct {
-	Records    []putRecordsEntry `json:"Records"`
-	StreamName *string           `json:"StreamName"`
-	StreamARN  *string           `json:"StreamARN"`
+	Records    putRecordsList `json:"Records"`
+	StreamName *string        `json:"StreamName"`
+	StreamARN  *string        `json:"StreamARN"`
 }
 
 type putRecordsResultEntry struct {
@@ -101,9 +102,6 @@ type putRecordsOutput struct {
 	EncryptionType    string                  `json:"EncryptionType"`
 }
 
-// maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
-const maxPutRecordsBytes = 5 << 20
-
 // checkPutBatch checks PutRecords' model constraints on a decoded batch;
 // limit is the stream's record limit for Data. Paths are only built for
 // violations, so a valid batch costs nothing.
@@ -111,12 +109,8 @@ func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if n := len(b.entries); n < 1 || n > 500 {
-		bound := "greater than or equal to 1"
-		if n > 500 {
-			bound = "less than or equal to 500"
-		}
-		c.add("'[…]'", "records", "have length "+bound)
+	if len(b.entries) < 1 {
+		c.add("'[…]'", "records", "have length greater than or equal to 1")
 	}
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
@@ -205,9 +199,16 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	if rq.codec != codecJSON || !decodePutRecordsJSON(rq.body, b) {
 		var in putRecordsInput
 		if err := rq.codec.decode(rq.body, &in); err != nil {
+			var mae *cbor.MaxArrayElementsError
+			if errors.As(err.cause, &mae) {
+				return nil, tooManyRecords() // the only array of the request
+			}
 			return nil, err
 		}
 		b.fromInput(&in)
+	}
+	if b.limitErr != nil {
+		return nil, b.limitErr
 	}
 	var c check
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
@@ -403,6 +404,18 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	if in.Limit != nil {
 		limit = int(*in.Limit)
 	}
+	if in.StreamARN != nil {
+		// The ARN must name the iterator's stream, in this region and
+		// account.
+		stream, err := s.db.ShardIteratorStream(*in.ShardIterator)
+		if err != nil {
+			return nil, s.engineError(err, "")
+		}
+		if region, account, name, ok := parseStreamARN(*in.StreamARN); !ok || region != s.cfg.Region || account != s.cfg.Account || name != stream {
+			return nil, newAPIError(errInvalidArgument, "StreamARN "+*in.StreamARN+" does not name the stream of the shard iterator ("+
+				s.streamARN(stream)+").")
+		}
+	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
 		stream := "" // the token names the stream; messages are qualified when the ARN says which
@@ -421,6 +434,11 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	bytes := 0
 	for i := range res.Records {
 		bytes += len(res.Records[i].Data)
+	}
+	// The records and their encoding count against the memory budget;
+	// without room, the client retries with the same iterator.
+	if rq.hold != nil && !rq.hold.add(bodyCharge*int64(bytes)) {
+		return nil, s.throttleError(rq.op)
 	}
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))
