@@ -92,6 +92,7 @@ type Writer struct {
 	gen     uint64    // the commit being built (commitGen; see Log.wgen)
 	seen    []touched // the Logs it touches
 	order   []*Append // its records in key order
+	keys    []slotKey // its Logs in key order
 
 	mu struct {
 		sync.Mutex
@@ -229,6 +230,13 @@ func (w *Writer) run() {
 	}
 }
 
+// slotKey is a touched Log's place in key order: stream and shard in one
+// integer, and its index in Writer.seen.
+type slotKey struct {
+	key  uint64
+	slot int
+}
+
 // commitGen numbers commits across all Writers, so a Log's wgen can
 // never match a commit it is not part of, whichever Writer it was used
 // with before.
@@ -336,13 +344,15 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	// shard's consecutive records then land next to each other instead
 	// of each searching the skiplist from the top, which is what makes a
 	// batch spread over many shards cost more than one over few.
-	slices.SortFunc(w.seen, func(a, b touched) int {
-		return cmp.Or(cmp.Compare(a.log.Stream, b.log.Stream), cmp.Compare(a.log.ID, b.log.ID))
-	})
-	pos := 0
+	w.keys = w.keys[:0]
 	for i := range w.seen {
-		t := &w.seen[i]
-		t.log.wslot = i
+		l := w.seen[i].log
+		w.keys = append(w.keys, slotKey{uint64(l.Stream)<<32 | uint64(uint32(l.ID)), i})
+	}
+	slices.SortFunc(w.keys, func(a, b slotKey) int { return cmp.Compare(a.key, b.key) })
+	pos := 0
+	for _, k := range w.keys {
+		t := &w.seen[k.slot]
 		t.pos = pos
 		pos += t.appends
 	}
@@ -373,8 +383,8 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	// spread over many shards). Open counts the records above the
 	// persisted value's through by reading them.
 	var stats [StatsLen]byte
-	for i := range w.seen {
-		t := &w.seen[i]
+	for _, k := range w.keys {
+		t := &w.seen[k.slot]
 		l := t.log
 		// The last record's counter, not l.next-1: after a crash Open
 		// moves next far up, and a clean restart after that continues
