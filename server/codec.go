@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +84,12 @@ func (c codec) decode(body []byte, v any) *apiError {
 	if c == codecCBOR {
 		err = cborDec.Unmarshal(body, v)
 	} else {
-		err = json.Unmarshal(body, v)
+		// AWS's type checks first (serialization.go), then the decode.
+		b, aerr := checkJSONTypes(body, reflect.TypeOf(v))
+		if aerr != nil {
+			return aerr
+		}
+		err = json.Unmarshal(b, v)
 	}
 	if err == nil {
 		return nil
@@ -107,7 +113,8 @@ func serializationError(err error) *apiError {
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return newAPIError(errSerialization, "Unexpected character in JSON body at offset "+strconv.FormatInt(se.Offset, 10)+": "+se.Error())
+		// AWS answers a body that is not JSON with no message.
+		return newAPIError(errSerialization, "")
 	}
 	return newAPIError(errSerialization, "Unable to parse the request body: "+err.Error())
 }

@@ -42,6 +42,7 @@ func rawSubscribe(t *testing.T, env *testEnv, contentType string, body []byte) *
 	require.NoError(t, err)
 	req.Header.Set("X-Amz-Target", targetPrefix+"SubscribeToShard")
 	req.Header.Set("Content-Type", contentType)
+	signTest(t, req, body)
 	resp, err := env.hs.Client().Do(req)
 	require.NoError(t, err)
 	t.Cleanup(func() { resp.Body.Close() })

@@ -74,6 +74,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		req.Header.Set("X-Amz-Target", targetPrefix+op)
 		req.Header.Set("Content-Type", c.contentType())
+		fakeSign(req)
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, req)
 		if rec.Code == http.StatusInternalServerError {

@@ -299,12 +299,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.metrics.handler.ServeHTTP(w, r)
 			return
 		}
-		if r.Method == http.MethodGet && r.URL.Path == "/" {
-			s.serveHealth(w, r)
-			return
-		}
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "kvstream: the Kinesis API takes POST requests", http.StatusMethodNotAllowed)
+	}
+	// Everything else answers as AWS does (protocol.go).
+	if s.serveEdge(w, r) {
 		return
 	}
 	s.serveAPI(w, r)

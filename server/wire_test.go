@@ -190,6 +190,7 @@ func TestH2C(t *testing.T) {
 	require.NoError(t, err)
 	req.Header.Set("X-Amz-Target", targetPrefix+"ListStreams")
 	req.Header.Set("Content-Type", contentTypeJSON)
+	signTest(t, req, []byte(`{}`))
 	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
