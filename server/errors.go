@@ -142,9 +142,15 @@ type validationErrors struct {
 // add records one violation. value is the printed value: quoted by the
 // caller as AWS does ('v'), or "null".
 func (v *validationErrors) add(value, path, constraint string) {
-	v.n++
-	if len(v.msgs) < 10 {
-		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: Member must "+constraint)
+	v.addText(value, path, "Member must "+constraint)
+}
+
+// addText records one violation with its whole constraint text. AWS stops
+// at 10 and counts only those.
+func (v *validationErrors) addText(value, path, text string) {
+	if v.n < 10 {
+		v.n++
+		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: "+text)
 	}
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 	"unicode"
 
@@ -39,8 +38,10 @@ func (s *Server) changeRetention(rq *request, apply func(string, time.Duration) 
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
-	c.required("retentionPeriodHours", in.RetentionPeriodHours != nil)
+	if c.required("retentionPeriodHours", in.RetentionPeriodHours != nil) {
+		c.intRange("retentionPeriodHours", in.RetentionPeriodHours, 1, maxInt)
+	}
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -91,8 +92,8 @@ func (s *Server) addTagsToStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.tagMap("tags", in.Tags, in.Tags != nil)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -117,18 +118,8 @@ type removeTagsInput struct {
 }
 
 func (c *check) tagKeys(keys []string) {
-	if !c.required("tagKeys", keys != nil) {
-		return
-	}
-	if len(keys) < 1 || len(keys) > 50 {
-		bound := "greater than or equal to 1"
-		if len(keys) > 50 {
-			bound = "less than or equal to 50"
-		}
-		c.add(printList(keys), "tagKeys", "have length "+bound)
-	}
-	for i, k := range keys {
-		c.length("tagKeys."+strconv.Itoa(i+1)+".member", k, 1, 128)
+	if c.required("tagKeys", keys != nil) {
+		c.strList("tagKeys", keys, 1, 50, 1, 128)
 	}
 }
 
@@ -138,8 +129,8 @@ func (s *Server) removeTagsFromStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.tagKeys(in.TagKeys)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -181,9 +172,9 @@ func (s *Server) listTagsForStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
-	c.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, 1, 128, nil, "")
 	c.intRange("limit", in.Limit, 1, 50)
+	c.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, 1, 128, nil, "")
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -319,7 +310,7 @@ func (s *Server) setEncryption(rq *request, start bool) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
+	c.streamRef(in.StreamName, in.StreamARN)
 	if c.required("encryptionType", in.EncryptionType != nil) {
 		c.enum("encryptionType", in.EncryptionType, encryptionTypes)
 	}
@@ -379,7 +370,7 @@ func (s *Server) changeMonitoring(rq *request, enable bool) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
+	c.streamRef(in.StreamName, in.StreamARN)
 	if c.required("shardLevelMetrics", in.ShardLevelMetrics != nil) {
 		if n := len(in.ShardLevelMetrics); n < 1 || n > 7 {
 			bound := "greater than or equal to 1"

@@ -35,14 +35,16 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: sequenceNumberForOrdering, partitionKey,
+	// explicitHashKey, data, streamName (then streamARN).
 	var c check
-	c.streamName(in.StreamName)
+	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
+	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
+	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
 	if limit := s.dataLimit(in.StreamName, in.StreamARN); c.required("data", in.Data != nil) && len(in.Data) > limit {
 		c.add(blobValue(len(in.Data)), "data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
-	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
-	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
-	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -111,13 +113,7 @@ func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if n := len(b.entries); n < 1 || n > 500 {
-		bound := "greater than or equal to 1"
-		if n > 500 {
-			bound = "less than or equal to 500"
-		}
-		c.add("'[…]'", "records", "have length "+bound)
-	}
+	c.listLen("records", len(b.entries), func() string { return printEntries(len(b.entries)) }, 1, 500)
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
 		if f&hasData == 0 || len(e.Data) > limit || f&hasPartitionKey == 0 ||
@@ -136,18 +132,35 @@ func validPartitionKey(pk string) bool {
 	return len(pk) > 256 && javaLen(pk) <= 256
 }
 
-// putEntry records the violations of one entry (i is 0-based).
+// putEntry records the violations of one entry (i is 0-based), in AWS's
+// member order: partitionKey, explicitHashKey, data.
 func (c *check) putEntry(i int, e *engine.Entry, f entryFlags, limit int) {
 	p := "records." + strconv.Itoa(i+1) + ".member."
-	if c.required(p+"data", f&hasData != 0) && len(e.Data) > limit {
-		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(limit))
+	if c.required(p+"partitionKey", f&hasPartitionKey != 0) {
+		c.length(p+"partitionKey", e.PartitionKey, 1, 256)
 	}
 	if f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey) {
 		c.pattern(p+"explicitHashKey", e.ExplicitHashKey, isHashKey, hashKeyPatternText)
 	}
-	if c.required(p+"partitionKey", f&hasPartitionKey != 0) {
-		c.length(p+"partitionKey", e.PartitionKey, 1, 256)
+	if c.required(p+"data", f&hasData != 0) && len(e.Data) > limit {
+		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
+}
+
+// printEntries prints a list of n PutRecords entries as AWS does (Java's
+// Object.toString of each entry, as recorded).
+func printEntries(n int) string {
+	const entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+	var b strings.Builder
+	b.WriteString("'[")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(entry)
+	}
+	b.WriteString("]'")
+	return b.String()
 }
 
 // fromInput fills b from a generically decoded request.
@@ -213,7 +226,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
 	limit := s.dataLimit(streamName, streamARN)
 	c.putBatch(b, limit)
-	c.streamName(streamName)
+	c.streamRef(streamName, streamARN)
 	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
 		return nil, err
@@ -295,7 +308,9 @@ type getShardIteratorOutput struct {
 	ShardIterator string `json:"ShardIterator"`
 }
 
-var iteratorTypes = []string{"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"}
+// iteratorTypes are the ShardIteratorType values in the order AWS lists
+// them.
+var iteratorTypes = []string{"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON"}
 
 func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	var in getShardIteratorInput
@@ -303,12 +318,12 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.shardID("shardId", in.ShardId, true)
 	if c.required("shardIteratorType", in.ShardIteratorType != nil) {
 		c.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
 	}
 	c.str("startingSequenceNumber", in.StartingSequenceNumber, 0, 0, isSeqNum, seqPatternText)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -393,8 +408,8 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
 	c.intRange("limit", in.Limit, 1, 10000)
+	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
 	c.streamARN(in.StreamARN)
 	if err := c.err(); err != nil {
 		return nil, err
