@@ -62,7 +62,7 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	name := *in.StreamName
-	if err := checkTagChars(in.Tags); err != nil {
+	if err := s.checkTagChars(name, in.Tags); err != nil {
 		return nil, err
 	}
 	shards := onDemandShards
