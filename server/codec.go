@@ -221,6 +221,9 @@ func (t *timestamp) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return newAPIError(errSerialization, err.Error())
 	}
+	if exact, ok := exactSeconds(string(b)); ok { // no float rounding
+		v = exact
+	}
 	t.Time = v
 	return nil
 }

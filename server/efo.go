@@ -467,7 +467,7 @@ func (s *Server) subscribePosition(sp *startingPosition, id engine.ShardID, stre
 	if sp.Timestamp == nil { // AT_TIMESTAMP
 		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 	}
-	return engine.AtTimestamp(sp.Timestamp.Time), nil
+	return engine.AtTimestamp(atTimestamp(sp.Timestamp.Time)), nil
 }
 
 func startingPositionError(typ, what string) *apiError {

@@ -339,15 +339,9 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 		if in.StartingSequenceNumber == nil {
 			return nil, iteratorTypeError(typ, "no")
 		}
-		n, ok := engine.ParseSequenceNumber(*in.StartingSequenceNumber)
-		if !ok {
-			return nil, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*in.StartingSequenceNumber+" used in GetShardIterator on shard "+
-				id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid.")
-		}
-		if typ == "AT_SEQUENCE_NUMBER" {
-			pos = engine.AtSequenceNumber(n)
-		} else {
-			pos = engine.AfterSequenceNumber(n)
+		// The shard must exist before its number is looked at (startseq.go).
+		if pos, aerr = s.startingSequence(name, id, typ, *in.StartingSequenceNumber); aerr != nil {
+			return nil, aerr
 		}
 	case "TRIM_HORIZON", "LATEST":
 		if in.StartingSequenceNumber != nil {
@@ -362,11 +356,11 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 		if in.Timestamp == nil {
 			return nil, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 		}
-		pos = engine.AtTimestamp(in.Timestamp.Time)
+		pos = engine.AtTimestamp(atTimestamp(in.Timestamp.Time))
 	}
 	tok, err := s.db.GetShardIterator(name, id, pos)
 	if err != nil {
-		ae := s.engineError(err, name)
+		ae := s.shardIteratorError(err, name, id)
 		// The engine names the shard but not the stream here.
 		if ae.Type == errInvalidArgument && strings.Contains(ae.Msg, "did not come from this stream") && !strings.Contains(ae.Msg, "under account") {
 			ae.Msg = strings.Replace(ae.Msg, "on shard "+id.String()+" is invalid",
@@ -420,7 +414,9 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
-		stream := "" // the token names the stream; messages are qualified when the ARN says which
+		// The token names its stream (even one deleted since): messages
+		// about it say "under account N", as Kinesis' do.
+		stream := s.db.IteratorStream(*in.ShardIterator)
 		if in.StreamARN != nil {
 			if _, _, n, ok := parseStreamARN(*in.StreamARN); ok {
 				stream = n

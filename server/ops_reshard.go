@@ -87,7 +87,8 @@ func (s *Server) openShardOf(name string, d engine.StreamDescription, id engine.
 		}
 		return sd, nil
 	}
-	return engine.ShardDescription{}, newAPIError(errResourceNotFound, "Shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+" does not exist")
+	// AWS's text for a shard SplitShard or MergeShards cannot find.
+	return engine.ShardDescription{}, newAPIError(errResourceNotFound, "Could not find shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+".")
 }
 
 // reshardOrDefer applies a reshard now, or, with Config.UpdateDelay,
