@@ -7,6 +7,7 @@ package engine_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,7 +234,7 @@ func TestAtTimestampEdges(t *testing.T) {
 	// In the future: refused, naming both times.
 	_, err := db.GetShardIterator("s", 0, engine.AtTimestamp(clk.Now().Add(time.Millisecond)))
 	require.ErrorIs(t, err, engine.ErrInvalidArgument)
-	require.Contains(t, engine.Message(err), "timestampInMillis: "+itoa(int(clk.Now().UnixMilli()+1)))
+	require.Contains(t, engine.Message(err), "timestampInMillis: "+strconv.FormatInt(clk.Now().UnixMilli()+1, 10))
 }
 
 func TestSequenceNumberPositionsAtEdges(t *testing.T) {

@@ -35,6 +35,7 @@ type apiError struct {
 	Type   string
 	Msg    string
 	Status int
+	cause  error // the decoding error behind a SerializationException, if any
 }
 
 func (e *apiError) Error() string { return e.Type + ": " + e.Msg }
@@ -133,11 +134,18 @@ func (s *Server) streamNotFound(name string) *apiError {
 
 // validationErrors collects model-constraint violations and renders them
 // the way AWS does: "N validation error(s) detected: Value 'v' at 'path'
-// failed to satisfy constraint: Member must …; …" (at most 10 listed).
+// failed to satisfy constraint: Member must …; …" (AWS lists and counts
+// the first maxListedViolations only). A printed value longer than
+// maxValueText is cut there, with "…".
 type validationErrors struct {
 	n    int
 	msgs []string
 }
+
+const (
+	maxListedViolations = 10
+	maxValueText        = 1024
+)
 
 // add records one violation. value is the printed value: quoted by the
 // caller as AWS does ('v'), or "null".
@@ -148,9 +156,17 @@ func (v *validationErrors) add(value, path, constraint string) {
 // addText records one violation with its whole constraint text. AWS stops
 // at 10 and counts only those.
 func (v *validationErrors) addText(value, path, text string) {
-	if v.n < 10 {
+	v.addTextLimit(value, path, text, maxValueText)
+}
+
+// addTextLimit is addText with a printed value cut at limit bytes.
+func (v *validationErrors) addTextLimit(value, path, text string, limit int) {
+	if v.n < maxListedViolations {
 		v.n++
-		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: "+text)
+		if len(value) > limit {
+			value = truncateUTF8(value, limit) + "…'"
+		}
+		v.msgs = append(v.msgs, "Value "+value+" at '"+echo(path)+"' failed to satisfy constraint: "+text)
 	}
 }
 

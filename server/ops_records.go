@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/kvstream/kvstream/engine"
 )
 
@@ -85,9 +86,9 @@ type putRecordsEntry struct {
 }
 
 type putRecordsInput struct {
-	Records    []putRecordsEntry `json:"Records"`
-	StreamName *string           `json:"StreamName"`
-	StreamARN  *string           `json:"StreamARN"`
+	Records    putRecordsList `json:"Records"`
+	StreamName *string        `json:"StreamName"`
+	StreamARN  *string        `json:"StreamARN"`
 }
 
 type putRecordsResultEntry struct {
@@ -103,9 +104,6 @@ type putRecordsOutput struct {
 	EncryptionType    string                  `json:"EncryptionType"`
 }
 
-// maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
-const maxPutRecordsBytes = 5 << 20
-
 // checkPutBatch checks PutRecords' model constraints on a decoded batch;
 // limit is the stream's record limit for Data. Paths are only built for
 // violations, so a valid batch costs nothing.
@@ -113,7 +111,7 @@ func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	c.listLen("records", len(b.entries), func() string { return printEntries(len(b.entries)) }, 1, 500)
+	c.listLen("records", len(b.entries), func() string { return printEntries(len(b.entries)) }, 1, maxPutRecordsEntries)
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
 		if f&hasData == 0 || len(e.Data) > limit || f&hasPartitionKey == 0 ||
@@ -148,12 +146,16 @@ func (c *check) putEntry(i int, e *engine.Entry, f entryFlags, limit int) {
 }
 
 // printEntries prints a list of n PutRecords entries as AWS does (Java's
-// Object.toString of each entry, as recorded).
+// Object.toString of each entry, as recorded), stopping once it is past
+// entriesValueText bytes (the printed value is cut there).
 func printEntries(n int) string {
 	const entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
 	var b strings.Builder
 	b.WriteString("'[")
 	for i := range n {
+		if b.Len() > entriesValueText {
+			break
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -161,6 +163,67 @@ func printEntries(n int) string {
 	}
 	b.WriteString("]'")
 	return b.String()
+}
+
+// entriesValueText bounds a printed Records list: AWS prints every entry;
+// lists of up to about 900 entries are printed whole.
+const entriesValueText = 60 << 10
+
+// tooManyEntries returns AWS's ValidationException for a JSON PutRecords
+// whose decoding stopped at the 501st entry: the Records list printed
+// whole (its entries counted in the body), then the violations of the
+// entries decoded and of the stream's name, as AWS lists them. ok is false
+// when the body's entries cannot be counted.
+func (s *Server) tooManyEntries(b *putBatch, body []byte) (*apiError, bool) {
+	total, ok := countRecords(body)
+	if !ok || total <= maxPutRecordsEntries {
+		return nil, false
+	}
+	var c check
+	c.addTextLimit(printEntries(total), "records", "Member must have length less than or equal to "+strconv.Itoa(maxPutRecordsEntries), entriesValueText)
+	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
+	limit := s.dataLimit(streamName, streamARN)
+	for i := range b.entries {
+		c.putEntry(i, &b.entries[i], b.flags[i], limit)
+	}
+	c.streamRef(streamName, streamARN)
+	c.streamARN(streamARN)
+	return c.err(), true
+}
+
+// countRecords counts the entries of the top-level Records array of a JSON
+// body without decoding them.
+func countRecords(body []byte) (int, bool) {
+	sc := jsonScanner{b: body}
+	if !sc.consume('{') {
+		return 0, false
+	}
+	for !sc.consume('}') {
+		key, ok := sc.str()
+		if !ok || !sc.consume(':') {
+			return 0, false
+		}
+		if string(key) != "Records" {
+			if !skipValue(&sc) {
+				return 0, false
+			}
+			sc.consume(',')
+			continue
+		}
+		if !sc.consume('[') {
+			return 0, false
+		}
+		n := 0
+		for !sc.consume(']') {
+			if !skipValue(&sc) {
+				return 0, false
+			}
+			n++
+			sc.consume(',')
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // fromInput fills b from a generically decoded request.
@@ -218,9 +281,21 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	if rq.codec != codecJSON || !decodePutRecordsJSON(rq.body, b) {
 		var in putRecordsInput
 		if err := rq.codec.decode(rq.body, &in); err != nil {
+			var mae *cbor.MaxArrayElementsError
+			if errors.As(err.cause, &mae) {
+				return nil, tooManyRecords() // the only array of the request
+			}
 			return nil, err
 		}
 		b.fromInput(&in)
+	}
+	if b.limitErr != nil {
+		if b.limitErr.Type == errValidation && rq.codec == codecJSON {
+			if aerr, ok := s.tooManyEntries(b, rq.body); ok {
+				return nil, aerr
+			}
+		}
+		return nil, b.limitErr
 	}
 	var c check
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
@@ -412,6 +487,18 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	if in.Limit != nil {
 		limit = int(*in.Limit)
 	}
+	if in.StreamARN != nil {
+		// The ARN must name the iterator's stream, in this region and
+		// account.
+		stream, err := s.db.ShardIteratorStream(*in.ShardIterator)
+		if err != nil {
+			return nil, s.engineError(err, "")
+		}
+		if region, account, name, ok := parseStreamARN(*in.StreamARN); !ok || region != s.cfg.Region || account != s.cfg.Account || name != stream {
+			return nil, newAPIError(errInvalidArgument, "StreamARN "+*in.StreamARN+" does not name the stream of the shard iterator ("+
+				s.streamARN(stream)+").")
+		}
+	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
 		// The token names its stream (even one deleted since): messages
@@ -432,6 +519,11 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	bytes := 0
 	for i := range res.Records {
 		bytes += len(res.Records[i].Data)
+	}
+	// The records and their encoding count against the memory budget;
+	// without room, the client retries with the same iterator.
+	if rq.hold != nil && !rq.hold.add(bodyCharge*int64(bytes)) {
+		return nil, s.throttleError(rq.op)
 	}
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))

@@ -122,10 +122,10 @@ func buildShape(t reflect.Type, depth int) *wireShape {
 }
 
 // The JSON kinds of a value, by its first byte.
-type jsonKind uint8
+type valueKind uint8
 
 const (
-	jsonNull jsonKind = iota
+	jsonNull valueKind = iota
 	jsonString
 	jsonNumber
 	jsonBool
@@ -133,7 +133,7 @@ const (
 	jsonObject
 )
 
-func kindOf(v []byte) jsonKind {
+func kindOf(v []byte) valueKind {
 	if len(v) == 0 {
 		return jsonNull
 	}
@@ -168,7 +168,7 @@ const (
 
 // serializationText returns AWS's message for a value of JSON kind k (raw
 // value v) where a member of kind want belongs, or "" if it fits.
-func serializationText(want wireKind, k jsonKind, v []byte) string {
+func serializationText(want wireKind, k valueKind, v []byte) string {
 	if k == jsonNull || want == wireAny {
 		return ""
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Model constraints from the Kinesis service model (2013-12-02), checked
@@ -185,16 +186,24 @@ func (c *check) shardID(path string, v *string, required bool) {
 }
 
 // tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256), with
-// AWS's texts for the map's key and value constraints.
+// AWS's texts for the map's key and value constraints. It is linear in the
+// map: the map is printed (for the messages) at most once.
 func (c *check) tagMap(path string, tags map[string]string, present bool) {
 	if !c.required(path, present) {
 		return
 	}
+	printed := ""
+	value := func() string {
+		if printed == "" {
+			printed = printMap(tags)
+		}
+		return printed
+	}
 	if len(tags) < 1 {
-		c.add(printMap(tags), path, "have length greater than or equal to 1")
+		c.add(value(), path, "have length greater than or equal to 1")
 	}
 	if len(tags) > 200 {
-		c.add(printMap(tags), path, "have length less than or equal to 200")
+		c.add(value(), path, "have length less than or equal to 200")
 	}
 	badKey, badValue := false, false
 	for k, v := range tags {
@@ -206,11 +215,11 @@ func (c *check) tagMap(path string, tags map[string]string, present bool) {
 		}
 	}
 	if badKey {
-		c.addRaw(printMap(tags), path, "Map keys must satisfy constraint: [Member must have length less than or equal to 128, "+
+		c.addRaw(value(), path, "Map keys must satisfy constraint: [Member must have length less than or equal to 128, "+
 			"Member must have length greater than or equal to 1]")
 	}
 	if badValue {
-		c.addRaw(printMap(tags), path, "Map value must satisfy constraint: [Member must have length less than or equal to 256, "+
+		c.addRaw(value(), path, "Map value must satisfy constraint: [Member must have length less than or equal to 256, "+
 			"Member must have length greater than or equal to 0]")
 	}
 }
@@ -221,7 +230,8 @@ func (c *check) addRaw(value, path, text string) {
 	c.addText(value, path, text)
 }
 
-// printMap prints a map the way Java's toString does: {k=v, k2=v2}.
+// printMap prints a map the way Java's toString does: {k=v, k2=v2},
+// stopping once the text is longer than a message shows (maxValueText).
 func printMap(m map[string]string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -231,6 +241,9 @@ func printMap(m map[string]string) string {
 	var b strings.Builder
 	b.WriteString("'{")
 	for i, k := range keys {
+		if b.Len() > maxValueText {
+			break
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -271,4 +284,16 @@ func (c *check) strList(path string, l []string, min, max, minLen, maxLen int) {
 			return
 		}
 	}
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8
+// sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
