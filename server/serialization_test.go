@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,5 +257,18 @@ func TestSerializationSDK(t *testing.T) {
 		code, _, resp := env.postJSON("PutRecords", `{"StreamName":"s","Records":[{"PartitionKey":"k","Data":`+data+`}]}`)
 		require.Equal(t, http.StatusBadRequest, code, data)
 		require.Equal(t, errSerialization, jsonErr(t, resp).Type, "%s: %s", data, resp)
+	}
+}
+
+// BenchmarkCheckJSONTypes measures AWS's type checks on a GetShardIterator
+// body, the cost every JSON request decoded by encoding/json pays.
+func BenchmarkCheckJSONTypes(b *testing.B) {
+	body := []byte(`{"StreamName":"stream-1","ShardId":"shardId-000000000001","ShardIteratorType":"AT_TIMESTAMP","Timestamp":1764000000.123}`)
+	typ := reflect.TypeFor[*getShardIteratorInput]()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, aerr := checkJSONTypes(body, typ); aerr != nil {
+			b.Fatal(aerr)
+		}
 	}
 }
