@@ -105,7 +105,9 @@ type Config struct {
 	// requests must be signed with these credentials for Region and the
 	// service "kinesis", with every x-amz-* header signed, or they get
 	// Kinesis' authentication errors. Default empty: no verification (any
-	// credentials are accepted). GET /healthz is never authenticated, nor
+	// credentials and signature are accepted; but, as on AWS, a call must
+	// carry a signature, or it gets MissingAuthenticationTokenException).
+	// GET /healthz is never authenticated, nor
 	// is GET /metrics when Addr is loopback (see MetricsAddr).
 	AccessKey, SecretKey string
 	// InsecureAllowRemote lets Serve listen on a non-loopback address
