@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/kvstream/kvstream/shard"
@@ -9,8 +10,14 @@ import (
 
 // PutRecord appends one record to the open shard its partition key (or
 // ExplicitHashKey) maps to. With the default durability the record is on
-// stable storage when PutRecord returns. ctx is consulted only when the
-// stream's limits are configured to wait for capacity.
+// stable storage when PutRecord returns.
+//
+// ctx bounds the wait for capacity (Limits.Wait) and for the commit: when
+// it ends first, PutRecord returns an error wrapping ctx.Err(). Such a put
+// is not acknowledged; if its commit had already begun, the record may
+// still be written (with a sequence number the caller never learns).
+// While the disk is below Options.MinFreeBytes, puts fail at once with
+// ErrDiskFull, which is retryable.
 func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {
 	res, err := db.put(ctx, name, []Entry{e}, false)
 	if err != nil {
@@ -24,6 +31,7 @@ func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, e
 // problem (validation, missing stream) fails the whole call; a per-entry
 // problem (throttling, a full stream) sets that entry's Err and the other
 // entries still succeed, as Kinesis' partial-success PutRecords does.
+// ctx and ErrDiskFull are as for PutRecord.
 func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
 	if len(entries) == 0 {
 		return nil, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
@@ -59,9 +67,19 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	if maxTotal := max(db.opts.MaxPutRecordsBytes, limit); batch && total > maxTotal {
 		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, maxTotal)
 	}
+	if err := db.disk.admit(total); err != nil {
+		return nil, err
+	}
 
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// A commit abandoned in flight (ctx ended) keeps the stream's shared
+	// lock and its request until it completes: see commit.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.mu.RUnlock()
+		}
+	}()
 	if s.deleted || s.statusLocked(db.opts.nowMs()) == StatusCreating {
 		return nil, notFound(name)
 	}
@@ -92,7 +110,11 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	}
 	bulk := db.admitBulk(s, logs, entries)
 	req := shard.GetRequest()
-	defer shard.PutRequest(req)
+	defer func() {
+		if !handedOff {
+			shard.PutRequest(req)
+		}
+	}()
 	var pending int64
 	for i := range entries {
 		e, l := &entries[i], logs[i]
@@ -107,7 +129,20 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 		req.Appends = append(req.Appends, shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data})
 	}
 	if len(req.Appends) > 0 {
-		if err := db.writer.Commit(req); err != nil {
+		inFlight, err := db.writer.CommitContext(ctx, req)
+		if inFlight {
+			// The caller gave up on a commit Pebble already has: it may
+			// still land. Until it does, keep s.mu shared (no reshard or
+			// delete may pass its records) and keep req; then release both.
+			handedOff = true
+			go func() {
+				_ = db.writer.Wait(req)
+				s.mu.RUnlock()
+				shard.PutRequest(req)
+			}()
+			return nil, fmt.Errorf("kvstream: put to stream %s abandoned while its commit was in progress (it is not acknowledged, but its records may still be written): %w", name, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -184,6 +184,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	}
 	delete(db.mu.streams, name)
 	delete(db.mu.byID, s.id)
+	db.spaceFreed()
 	return nil
 }
 

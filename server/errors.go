@@ -27,6 +27,12 @@ const (
 	errInvalidSignature      = "InvalidSignatureException"
 	errUnrecognizedClient    = "UnrecognizedClientException"
 	errRequestEntityTooLarge = "RequestEntityTooLargeException"
+	// errServiceUnavailable (HTTP 503) answers puts refused because the
+	// data directory's disk is full (engine.ErrDiskFull). Every AWS SDK
+	// retries it with backoff: aws-sdk-go-v2 and botocore (legacy and
+	// standard modes) retry HTTP 503, as the Java SDKs do, whereas a 400
+	// would make clients give up.
+	errServiceUnavailable = "ServiceUnavailable"
 )
 
 // apiError is an error answered to the client: a Kinesis __type, its
@@ -48,6 +54,8 @@ func newAPIError(typ, msg string) *apiError {
 		st = http.StatusInternalServerError
 	case errRequestEntityTooLarge:
 		st = http.StatusRequestEntityTooLarge
+	case errServiceUnavailable:
+		st = http.StatusServiceUnavailable
 	}
 	return &apiError{Type: typ, Msg: msg, Status: st}
 }
@@ -79,6 +87,8 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		typ = errThroughputExceeded
 	case errors.Is(err, engine.ErrLimitExceeded):
 		typ = errLimitExceeded
+	case errors.Is(err, engine.ErrDiskFull):
+		return newAPIError(errServiceUnavailable, msg)
 	}
 	if typ == errInternalFailure {
 		if errCanceled(err) { // the client went away; nothing to report
