@@ -20,6 +20,9 @@ func (db *DB) ShardIteratorStream(token string) (string, error) {
 	s := db.mu.byID[tok.Stream]
 	db.mu.RUnlock()
 	if s == nil {
+		if tok.Name != "" { // as GetRecords words it
+			return "", shard.Errorf(shard.ErrStreamNotFound, "Shard %s in stream %s does not exist", tok.Shard, tok.Name)
+		}
 		return "", shard.Errorf(shard.ErrStreamNotFound, "The stream of this shard iterator no longer exists.")
 	}
 	return s.meta.Name, nil

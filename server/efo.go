@@ -174,12 +174,12 @@ func (s *Server) registerStreamConsumer(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	if err := checkTagChars(in.Tags); err != nil {
-		return nil, err
-	}
 	stream, aerr := s.resolveStream(nil, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if err := s.checkTagChars(stream, in.Tags); err != nil {
+		return nil, err
 	}
 	cons, err := s.db.RegisterStreamConsumer(stream, *in.ConsumerName, s.consumerConfig())
 	if err != nil {
@@ -479,7 +479,7 @@ func (s *Server) subscribePosition(sp *startingPosition, id engine.ShardID, stre
 	if sp.Timestamp == nil { // AT_TIMESTAMP
 		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 	}
-	return engine.AtTimestamp(sp.Timestamp.Time), nil
+	return engine.AtTimestamp(atTimestamp(sp.Timestamp.Time)), nil
 }
 
 func startingPositionError(typ, what string) *apiError {
