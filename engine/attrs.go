@@ -57,7 +57,7 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 			_ = b.Set(k, value, nil)
 		}
 		if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-			return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "set attribute " + key, Cause: err}
+			return writeFailed("SetAttr", streamName, err)
 		}
 		return nil
 	}

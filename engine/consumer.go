@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"reflect"
 	"slices"
@@ -120,7 +121,7 @@ func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consum
 		}
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return nil, &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create consumer " + name, Cause: err}
+		return nil, writeFailed("OpenConsumer", streamName, err)
 	}
 	return c, nil
 }
@@ -167,7 +168,9 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 		return err
 	}
 	if n.Shard != uint32(id) {
-		return shard.Errorf(shard.ErrInvalidArgument, "sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherShard, Stream: c.s.meta.Name,
+			Shard: id, Other: ShardID(n.Shard), Sequence: n,
+			Msg: fmt.Sprintf("sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)}
 	}
 	c.s.mu.RLock()
 	defer c.s.mu.RUnlock()
@@ -176,7 +179,9 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	}
 	l := c.s.logs[id]
 	if l != nil && !l.Owns(n) {
-		return shard.Errorf(shard.ErrInvalidArgument, "sequence number %s did not come from %s of stream %s", n, id, c.s.meta.Name)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherStream, Stream: c.s.meta.Name,
+			Shard: id, Sequence: n,
+			Msg: fmt.Sprintf("sequence number %s did not come from %s of stream %s", n, id, c.s.meta.Name)}
 	}
 	// Checkpoints only move forward (as KCL's do): an earlier number is a
 	// no-op. c.mu is held across the write so concurrent checkpoints
@@ -190,7 +195,7 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	defer b.Close()
 	_ = b.Set(shard.CheckpointKey(c.s.id, c.name, uint32(id)), binary.BigEndian.AppendUint64(nil, n.Counter), nil)
 	if err := c.db.writer.CommitBatch(b, c.db.writeOpts()); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "checkpoint of consumer " + c.name, Cause: err}
+		return writeFailed("Checkpoint", c.s.meta.Name, err)
 	}
 	c.mu.checkpoint[id] = n.Counter
 	return nil
@@ -425,7 +430,7 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 		return err
 	}
 	if v == nil {
-		return shard.Errorf(shard.ErrConsumerNotFound, "Consumer %s of stream %s not found.", name, streamName)
+		return consumerNotFound(streamName, name)
 	}
 	lower := shard.ConsumerKey(s.id, name)
 	upper := append(slices.Clone(lower[:len(lower)-1]), 1)
@@ -433,7 +438,7 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 	defer b.Close()
 	_ = b.DeleteRange(lower, upper, nil)
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete consumer " + name, Cause: err}
+		return writeFailed("DeleteConsumer", streamName, err)
 	}
 	return nil
 }

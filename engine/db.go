@@ -423,7 +423,3 @@ func (db *DB) streamByName(name string) (*stream, error) {
 	}
 	return s, nil
 }
-
-func notFound(name string) error {
-	return shard.Errorf(shard.ErrStreamNotFound, "Stream %s not found.", name)
-}

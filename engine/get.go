@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/kvstream/kvstream/iterator"
 	"github.com/kvstream/kvstream/shard"
@@ -14,7 +15,7 @@ func (db *DB) readableLog(s *stream, id shard.ShardID) (*shard.Log, error) {
 	defer s.mu.RUnlock()
 	l := s.logs[id]
 	if s.deleted || l == nil || s.statusLocked(db.opts.nowMs()) == StatusCreating {
-		return nil, shard.Errorf(shard.ErrShardNotFound, "Shard %s in stream %s does not exist", id, s.meta.Name)
+		return nil, shardNotFound(s.meta.Name, id)
 	}
 	return l, nil
 }
@@ -72,7 +73,8 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	s := db.mu.byID[tok.Stream]
 	db.mu.RUnlock()
 	if s == nil {
-		return GetRecordsOutput{}, shard.Errorf(shard.ErrStreamNotFound, "The stream of this shard iterator no longer exists.")
+		return GetRecordsOutput{}, &shard.Error{Kind: shard.ErrStreamNotFound, Reason: shard.ReasonIteratorStreamGone,
+			Msg: "the stream of the shard iterator was deleted"}
 	}
 	l, err := db.readableLog(s, tok.Shard)
 	if err != nil {
@@ -104,7 +106,8 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 // earlier reads left the byte bucket in debt.
 func (db *DB) admitRead(s *stream, l *shard.Log) error {
 	if !l.Throttle().AdmitRead(db.opts.Clock()) {
-		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for Shard - %s/%s.", s.meta.Name, l.ID)
+		return &shard.Error{Kind: shard.ErrThroughputExceeded, Reason: shard.ReasonReadRate, Stream: s.meta.Name, Shard: l.ID,
+			Msg: fmt.Sprintf("read rate exceeded for %s of stream %s", l.ID, s.meta.Name)}
 	}
 	return nil
 }

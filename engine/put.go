@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/kvstream/kvstream/shard"
@@ -83,8 +84,9 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 		logs[i] = l
 		results[i].ShardID = l.ID
 		if n := e.SequenceNumberForOrdering; !n.IsZero() && l.Owns(n) && n.Counter > l.Published() {
-			return nil, shard.Errorf(shard.ErrInvalidArgument,
-				"ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s is invalid.", n, name)
+			return nil, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonOrderingNumber, Stream: name,
+				Shard: l.ID, Sequence: n, Field: "SequenceNumberForOrdering",
+				Msg: fmt.Sprintf("SequenceNumberForOrdering %s is beyond the last record of %s in stream %s", n, l.ID, name)}
 		}
 	}
 	bulk := db.admitBulk(s, logs, entries)
@@ -130,7 +132,8 @@ func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry,
 	if m := s.meta; m.MaxBytes > 0 && m.Discard == DiscardNew {
 		stored := int64(shard.ValueLen(e.PartitionKey, e.ExplicitHashKey != "", e.Data))
 		if have := s.bytes() + *pending; have+stored > m.MaxBytes {
-			return shard.Errorf(shard.ErrStreamFull, "Stream %s holds %d bytes; a record of %d stored bytes would exceed its MaxBytes of %d.", m.Name, have, stored, m.MaxBytes)
+			return &shard.Error{Kind: shard.ErrStreamFull, Stream: m.Name, Actual: have, Requested: stored, Limit: m.MaxBytes,
+				Msg: fmt.Sprintf("stream %s holds %d bytes; a record of %d stored bytes would exceed its MaxBytes of %d", m.Name, have, stored, m.MaxBytes)}
 		}
 		*pending += stored
 	}
@@ -142,7 +145,8 @@ func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry,
 		return t.WaitWrite(ctx, db.opts.Clock(), n)
 	}
 	if !t.AdmitWrite(db.opts.Clock(), n) {
-		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for shard %s in stream %s.", l.ID, s.meta.Name)
+		return &shard.Error{Kind: shard.ErrThroughputExceeded, Reason: shard.ReasonWriteRate, Stream: s.meta.Name, Shard: l.ID,
+			Msg: fmt.Sprintf("write rate exceeded for %s of stream %s", l.ID, s.meta.Name)}
 	}
 	return nil
 }

@@ -149,7 +149,10 @@ func TestWriteThrottleExactlyAtLimit(t *testing.T) {
 			require.NoError(t, r.Err, i)
 		} else {
 			require.ErrorIs(t, r.Err, engine.ErrThroughputExceeded, i)
-			require.Contains(t, engine.Message(r.Err), "Rate exceeded for shard shardId-000000000000 in stream s")
+			e := asError(t, r.Err)
+			require.Equal(t, engine.ReasonWriteRate, e.Reason)
+			require.Equal(t, "s", e.Stream)
+			require.Equal(t, engine.ShardID(0), e.Shard)
 		}
 	}
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -121,10 +122,6 @@ func streamConsumerKey(stream uint32, name string) []byte {
 	return append(k, name...)
 }
 
-func consumerNotFound(stream, name string) error {
-	return shard.Errorf(shard.ErrConsumerNotFound, "Consumer %s under stream %s not found.", name, stream)
-}
-
 // RegisterStreamConsumer registers consumer name with stream and returns
 // it (CREATING for cfg.ActivationDelay, then ACTIVE). It fails with
 // ErrResourceInUse if the name is registered already (in any state) or the
@@ -154,7 +151,7 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 	now := db.opts.Clock()
 	nowMs := now.UnixMilli()
 	if st := s.statusLocked(nowMs); st == StatusCreating {
-		return StreamConsumer{}, shard.Errorf(shard.ErrResourceInUse, "Stream %s is not ACTIVE, instead in state %s", stream, st)
+		return StreamConsumer{}, notActive(stream, st)
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
@@ -167,7 +164,8 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 			return nil
 		}
 		if n == name {
-			return shard.Errorf(shard.ErrResourceInUse, "Consumer %s under stream %s already exists.", name, stream)
+			return &shard.Error{Kind: shard.ErrResourceInUse, Reason: shard.ReasonConsumerExists, Stream: stream, Consumer: name,
+				Msg: fmt.Sprintf("stream %s already has a consumer %s", stream, name)}
 		}
 		total++
 		if st == StreamConsumerCreating {
@@ -179,17 +177,19 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 		return StreamConsumer{}, err
 	}
 	if total >= MaxStreamConsumers {
-		return StreamConsumer{}, shard.Errorf(shard.ErrLimitExceeded,
-			"Stream %s already has %d registered consumers, the most a stream can have.", stream, total)
+		return StreamConsumer{}, &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonConsumerLimit, Stream: stream,
+			Actual: int64(total), Limit: MaxStreamConsumers,
+			Msg: fmt.Sprintf("stream %s has %d registered consumers, the limit", stream, total)}
 	}
 	if creating >= maxCreatingConsumers {
-		return StreamConsumer{}, shard.Errorf(shard.ErrLimitExceeded,
-			"Stream %s already has %d consumers in the CREATING state; wait until they are ACTIVE.", stream, creating)
+		return StreamConsumer{}, &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonCreatingConsumerLimit, Stream: stream,
+			Actual: int64(creating), Limit: maxCreatingConsumers,
+			Msg: fmt.Sprintf("stream %s has %d consumers being created, the limit", stream, creating)}
 	}
 	r := streamConsumerRecord{CreatedMs: nowMs, ActiveMs: now.Add(cfg.ActivationDelay).UnixMilli(), DeletionDelayMs: cfg.DeletionDelay.Milliseconds()}
 	_ = b.Set(streamConsumerKey(s.id, name), r.encode(), nil)
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return StreamConsumer{}, &shard.Error{Kind: shard.ErrWriteFailed, Msg: "register stream consumer " + name, Cause: err}
+		return StreamConsumer{}, writeFailed("RegisterStreamConsumer", stream, err)
 	}
 	st, _ := r.status(nowMs)
 	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)}, nil
@@ -234,7 +234,7 @@ func (db *DB) DeregisterStreamConsumer(stream, name string) error {
 		_ = b.Delete(key, nil)
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "deregister stream consumer " + name, Cause: err}
+		return writeFailed("DeregisterStreamConsumer", stream, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -55,11 +56,12 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if _, ok := db.mu.streams[name]; ok {
-		return shard.Errorf(shard.ErrStreamExists, "Stream %s already exists.", name)
+		return &shard.Error{Kind: shard.ErrStreamExists, Stream: name, Msg: fmt.Sprintf("stream %s already exists", name)}
 	}
 	if open := db.openShardsLocked(nil); open+cfg.ShardCount > db.opts.MaxShards {
-		return shard.Errorf(shard.ErrLimitExceeded,
-			"This request would exceed the shard limit for the account. Current shard count: %d, limit: %d; requested: %d.", open, db.opts.MaxShards, cfg.ShardCount)
+		return &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonShardLimit, Op: "CreateStream", Stream: name,
+			Actual: int64(open), Limit: int64(db.opts.MaxShards), Requested: int64(cfg.ShardCount),
+			Msg: fmt.Sprintf("%d more shards would exceed the shard limit of %d open shards (%d open)", cfg.ShardCount, db.opts.MaxShards, open)}
 	}
 	now := db.opts.Clock()
 	secs := db.allocSecsLocked(now)
@@ -93,7 +95,7 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	start, end := shard.StreamRecordsSpan(m.ID)
 	_ = b.DeleteRange(start, end, nil)
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create stream " + name, Cause: err}
+		return writeFailed("CreateStream", name, err)
 	}
 	s, err := db.newStreamState(m)
 	if err != nil {
@@ -170,7 +172,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		_ = b.DeleteRange(start, end, nil)
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete stream " + name, Cause: err}
+		return writeFailed("DeleteStream", name, err)
 	}
 	s.deleted = true
 	for _, l := range s.logs {
@@ -308,7 +310,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 		return err
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "update stream " + name, Cause: err}
+		return writeFailed("update", name, err)
 	}
 	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
@@ -354,9 +356,9 @@ func (db *DB) IncreaseRetention(name string, d time.Duration) error {
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
 		if d.Milliseconds() < m.RetentionMs {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.",
-				int64(d.Hours()), name, m.RetentionMs/3600000)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonRetentionShorter, Stream: name,
+				Requested: int64(d.Hours()), Actual: m.RetentionMs / 3600000,
+				Msg: fmt.Sprintf("IncreaseRetention to %d hours would shorten the retention of stream %s (%d hours); use DecreaseRetention", int64(d.Hours()), name, m.RetentionMs/3600000)}
 		}
 		db.setRetentionLocked(m, d)
 		return nil
@@ -371,9 +373,9 @@ func (db *DB) DecreaseRetention(name string, d time.Duration) error {
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
 		if d.Milliseconds() > m.RetentionMs {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
-				int64(d.Hours()), name, m.RetentionMs/3600000)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonRetentionLonger, Stream: name,
+				Requested: int64(d.Hours()), Actual: m.RetentionMs / 3600000,
+				Msg: fmt.Sprintf("DecreaseRetention to %d hours would lengthen the retention of stream %s (%d hours); use IncreaseRetention", int64(d.Hours()), name, m.RetentionMs/3600000)}
 		}
 		db.setRetentionLocked(m, d)
 		return nil
@@ -480,7 +482,9 @@ const maxTags = 50
 
 func validateTags(tags map[string]string, existing int) error {
 	if len(tags)+existing > maxTags {
-		return shard.Errorf(shard.ErrInvalidArgument, "A stream cannot have more than %d tags (it would have %d).", maxTags, len(tags)+existing)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonTagLimit, Field: "Tags",
+			Actual: int64(len(tags) + existing), Limit: maxTags,
+			Msg: fmt.Sprintf("a stream may have at most %d tags, not %d", maxTags, len(tags)+existing)}
 	}
 	for k, v := range tags {
 		if len(k) < 1 || len(k) > 128 {

@@ -25,8 +25,6 @@ type (
 	StartPosition = iterator.StartPosition
 	// Iterator reads one shard in order; see DB.Iterate.
 	Iterator = iterator.Iterator
-	// Error is the concrete type of engine errors.
-	Error = shard.Error
 )
 
 // Partitioners.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"sync"
 	"time"
@@ -74,10 +75,12 @@ func (c *Codec) Encode(t Token) string {
 }
 
 // Decode authenticates and decodes s. A forged, truncated or garbage token
-// is shard.ErrInvalidArgument ("Invalid ShardIterator."); a token older
-// than the TTL at nowMs is shard.ErrExpiredIterator.
+// is shard.ErrInvalidArgument (shard.ReasonInvalidToken); a token older
+// than the TTL at nowMs is shard.ErrExpiredIterator
+// (shard.ReasonIteratorExpired).
 func (c *Codec) Decode(s string, nowMs int64) (Token, error) {
-	invalid := shard.Errorf(shard.ErrInvalidArgument, "Invalid ShardIterator.")
+	invalid := &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonInvalidToken, Field: "ShardIterator",
+		Msg: "the shard iterator token is not valid"}
 	if len(s) != TokenEncodedLen {
 		return Token{}, invalid
 	}
@@ -99,11 +102,11 @@ func (c *Codec) Decode(s string, nowMs int64) (Token, error) {
 		IssuedMs: int64(binary.BigEndian.Uint64(buf[17:])),
 	}
 	if nowMs-t.IssuedMs > c.ttl.Milliseconds() {
-		issued := time.UnixMilli(t.IssuedMs).UTC().Format(time.UnixDate)
-		now := time.UnixMilli(nowMs).UTC().Format(time.UnixDate)
-		return Token{}, shard.Errorf(shard.ErrExpiredIterator,
-			"Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
-			issued, now, c.ttl.Milliseconds())
+		issued, now := time.UnixMilli(t.IssuedMs), time.UnixMilli(nowMs)
+		return Token{}, &shard.Error{Kind: shard.ErrExpiredIterator, Reason: shard.ReasonIteratorExpired,
+			Time: issued, Now: now, Limit: c.ttl.Milliseconds(),
+			Msg: fmt.Sprintf("the shard iterator issued at %s is older than its lifetime of %v at %s",
+				issued.UTC().Format(time.RFC3339Nano), c.ttl, now.UTC().Format(time.RFC3339Nano))}
 	}
 	return t, nil
 }

@@ -41,7 +41,9 @@ func TestTokenTamperedEveryPosition(t *testing.T) {
 			b[i] = alphabet[j]
 			_, err := c.Decode(string(b), tok.IssuedMs)
 			require.ErrorIs(t, err, shard.ErrInvalidArgument, "flip at %d", i)
-			require.Equal(t, "Invalid ShardIterator.", shard.Message(err))
+			var e *shard.Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, shard.ReasonInvalidToken, e.Reason)
 		}
 	}
 }
@@ -83,8 +85,12 @@ func TestTokenExpiry(t *testing.T) {
 	_, err = c.Decode(s, issued+ttl.Milliseconds()+1)
 	require.ErrorIs(t, err, shard.ErrExpiredIterator)
 	require.NotErrorIs(t, err, shard.ErrInvalidArgument)
-	require.Contains(t, shard.Message(err), "Iterator expired")
-	require.Contains(t, shard.Message(err), "300000 milliseconds")
+	var e *shard.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, shard.ReasonIteratorExpired, e.Reason)
+	require.Equal(t, ttl.Milliseconds(), e.Limit)
+	require.Equal(t, issued, e.Time.UnixMilli())
+	require.Equal(t, issued+ttl.Milliseconds()+1, e.Now.UnixMilli())
 	// A clock that went backwards does not expire a token.
 	_, err = c.Decode(s, issued-time.Hour.Milliseconds())
 	require.NoError(t, err)

@@ -404,9 +404,7 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	}
 	it, err := s.db.Iterate(stream, id, pos)
 	if err != nil {
-		ae := s.engineError(err, stream)
-		ae.Msg = strings.Replace(ae.Msg, "used in GetShardIterator", "used in SubscribeToShard", 1)
-		return ae
+		return s.renderError(err, call{op: "SubscribeToShard", stream: stream})
 	}
 	p := &pump{s: s, it: it}
 	defer func() { _ = p.it.Close() }()

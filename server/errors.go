@@ -52,9 +52,16 @@ func newAPIError(typ, msg string) *apiError {
 }
 
 // engineError maps an engine error to the Kinesis error a client sees.
-// stream, when known, is the stream the call named: engine messages that
-// mention it get Kinesis' "under account N" qualifier.
+// stream, when known, is the stream the call named: texts about that
+// stream get Kinesis' "under account N" qualifier.
 func (s *Server) engineError(err error, stream string) *apiError {
+	return s.renderError(err, call{stream: stream})
+}
+
+// renderError maps an engine error to the Kinesis error a client sees in
+// the context of call c: the __type from the error's kind, the message
+// from the table in render.go.
+func (s *Server) renderError(err error, c call) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
@@ -67,7 +74,6 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		typ = errResourceNotFound
 	case errors.Is(err, engine.ErrStreamExists), errors.Is(err, engine.ErrResourceInUse):
 		typ = errResourceInUse
-		msg = strings.Replace(msg, " is not ACTIVE", " not ACTIVE", 1)
 	case errors.Is(err, engine.ErrValidation):
 		typ = errValidation
 	case errors.Is(err, engine.ErrInvalidArgument):
@@ -86,37 +92,11 @@ func (s *Server) engineError(err error, stream string) *apiError {
 		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
 		return newAPIError(errInternalFailure, "Internal service failure.")
 	}
-	if stream != "" {
-		msg = s.qualify(msg, stream)
+	var e *engine.Error
+	if errors.As(err, &e) {
+		msg = s.kinesisText(e, c)
 	}
 	return newAPIError(typ, msg)
-}
-
-// qualify inserts " under account N" after the first mention of
-// "stream <name>" in msg (as a whole word), unless msg already names an
-// account: "Stream x not found." becomes "Stream x under account N not
-// found.", as Kinesis writes it.
-func (s *Server) qualify(msg, stream string) string {
-	// Kinesis' retention messages name the stream without the account.
-	if strings.Contains(msg, "under account") || strings.HasPrefix(msg, "Requested retention period") {
-		return msg
-	}
-	for _, p := range [...]string{"Stream ", "stream "} {
-		needle := p + stream
-		off := 0
-		for {
-			i := strings.Index(msg[off:], needle)
-			if i < 0 {
-				break
-			}
-			end := off + i + len(needle)
-			if end == len(msg) || msg[end] == ' ' || msg[end] == '.' || msg[end] == ',' {
-				return msg[:end] + " under account " + s.cfg.Account + msg[end:]
-			}
-			off = end
-		}
-	}
-	return msg
 }
 
 // streamNotFound is Kinesis' ResourceNotFoundException for a stream.

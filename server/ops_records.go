@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/kvstream/kvstream/engine"
@@ -267,7 +266,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 // ever reports ProvisionedThroughputExceededException or InternalFailure.
 func (s *Server) putRecordsFailure(err error, stream string) putRecordsResultEntry {
 	if errors.Is(err, engine.ErrThroughputExceeded) || errors.Is(err, engine.ErrStreamFull) {
-		return putRecordsResultEntry{ErrorCode: errThroughputExceeded, ErrorMessage: s.qualify(engine.Message(err), stream)}
+		return putRecordsResultEntry{ErrorCode: errThroughputExceeded, ErrorMessage: s.renderError(err, call{stream: stream}).Msg}
 	}
 	s.cfg.Logger.Error("kvstream server: PutRecords entry failed", "stream", stream, "err", err)
 	return putRecordsResultEntry{ErrorCode: errInternalFailure, ErrorMessage: "Internal Service Failure"}
@@ -351,13 +350,7 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	}
 	tok, err := s.db.GetShardIterator(name, id, pos)
 	if err != nil {
-		ae := s.engineError(err, name)
-		// The engine names the shard but not the stream here.
-		if ae.Type == errInvalidArgument && strings.Contains(ae.Msg, "did not come from this stream") && !strings.Contains(ae.Msg, "under account") {
-			ae.Msg = strings.Replace(ae.Msg, "on shard "+id.String()+" is invalid",
-				"on shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid", 1)
-		}
-		return nil, ae
+		return nil, s.engineError(err, name)
 	}
 	return getShardIteratorOutput{ShardIterator: tok}, nil
 }
@@ -411,12 +404,7 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 				stream = n
 			}
 		}
-		ae := s.engineError(err, stream)
-		// Kinesis names the shard as account/stream/shard.
-		if rest, ok := strings.CutPrefix(ae.Msg, "Rate exceeded for Shard - "); ok && !strings.HasPrefix(rest, s.cfg.Account+"/") {
-			ae.Msg = "Rate exceeded for Shard - " + s.cfg.Account + "/" + rest
-		}
-		return nil, ae
+		return nil, s.engineError(err, stream)
 	}
 	bytes := 0
 	for i := range res.Records {
