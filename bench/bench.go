@@ -119,6 +119,10 @@ type Result struct {
 	// the engine costs nothing over raw Pebble.
 	RoundRatios []float64 `json:"round_ratios"`
 	Ratio       float64   `json:"ratio"`
+	// RatioMin and RatioMax are the lowest and highest of RoundRatios:
+	// the spread a single round could have reported.
+	RatioMin float64 `json:"ratio_min"`
+	RatioMax float64 `json:"ratio_max"`
 	// CPURatio is the median over rounds of Ceiling.CPUPerRecord /
 	// Engine.CPUPerRecord: the share of the engine's CPU per record that
 	// raw Pebble needs too (1.0: no CPU overhead). It is steadier than
@@ -384,6 +388,7 @@ func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error)
 	slices.SortFunc(cs, byRate)
 	res.Engine, res.Ceiling = es[(len(es)-1)/2], cs[(len(cs)-1)/2]
 	res.Ratio = median(res.RoundRatios)
+	res.RatioMin, res.RatioMax = slices.Min(res.RoundRatios), slices.Max(res.RoundRatios)
 	res.CPURatio = median(cpu)
 	return nil
 }

@@ -25,7 +25,7 @@ const (
 // Open never modifies the caller's struct.
 type Options struct {
 	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
-	// Tests use vfs.NewMem() or vfs.NewCrashableMem().
+	// vfs.NewMem() is a supported in-memory mode: the same semantics, minus durability across processes.
 	FS vfs.FS
 	// NoSync turns off fsync before acknowledging puts. Default false:
 	// every acknowledged put is on stable storage, and concurrent puts

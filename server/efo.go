@@ -272,7 +272,7 @@ func (s *Server) listStreamConsumers(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	now := time.Now().UnixMilli()
+	now := s.cfg.Clock().UnixMilli()
 	after := ""
 	if in.NextToken != nil {
 		if in.StreamCreationTimestamp != nil {
@@ -412,7 +412,7 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	if aerr != nil {
 		return aerr
 	}
-	sub, aerr := s.subs.acquire(rq.ctx, subKey{consumer: arn, shard: id}, time.Now(), s.cfg.SubscriptionTakeover, s.cfg.KinesisLimits)
+	sub, aerr := s.subs.acquire(rq.ctx, subKey{consumer: arn, shard: id}, s.cfg.Clock(), s.cfg.SubscriptionTakeover, s.cfg.KinesisLimits)
 	if aerr != nil {
 		return aerr
 	}
@@ -522,7 +522,7 @@ func (p *pump) run() {
 			p.stopped()
 			return
 		}
-		if !time.Now().Before(end) {
+		if !cfg.Clock().Before(end) {
 			return // the subscription's lifetime is over; the client subscribes again
 		}
 		p.b.reset()
@@ -557,7 +557,7 @@ func (p *pump) run() {
 			return
 		}
 		idle := n == 0
-		if !idle || lastEvent.IsZero() || time.Since(lastEvent) >= cfg.SubscriptionHeartbeat {
+		if !idle || lastEvent.IsZero() || cfg.Clock().Sub(lastEvent) >= cfg.SubscriptionHeartbeat {
 			if idle && !lastEvent.IsZero() {
 				if aerr := p.checkConsumer(); aerr != nil {
 					p.fail(aerr)
@@ -573,7 +573,7 @@ func (p *pump) run() {
 			if err != nil || !p.send(payload, n, size) {
 				return
 			}
-			lastEvent = time.Now()
+			lastEvent = cfg.Clock()
 		}
 		if n == maxEventRecords || size >= maxBytes {
 			continue // more is visible: no wait
@@ -582,7 +582,9 @@ func (p *pump) run() {
 		if end.Before(deadline) {
 			deadline = end
 		}
-		wctx, cancel := context.WithDeadline(ctx, deadline)
+		// A timeout, not a deadline: deadline is on cfg.Clock, which
+		// need not be the wall clock.
+		wctx, cancel := context.WithTimeout(ctx, deadline.Sub(cfg.Clock()))
 		_ = p.it.Wait(wctx) // woken by a commit, the shard's end, the deadline or ctx
 		cancel()
 	}

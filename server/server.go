@@ -77,11 +77,6 @@ type Config struct {
 	// Serve also opens the engine with it as Options.MaxShards unless
 	// Engine.MaxShards is set.
 	ShardLimit int
-	// Clock returns the current time for the server's own timing (the
-	// delays above, NextToken ages, account settings). Default time.Now.
-	// Tests inject a clock to move time without sleeping; the engine has
-	// its own (engine.Options.Clock), which tests usually set to the same.
-	Clock func() time.Time
 	// KinesisLimits applies engine.KinesisLimits (1000 records/s and
 	// 1 MiB/s written, 2 MiB/s and 5 calls/s read, per shard) to every
 	// stream: New sets them (persistently, with DB.SetLimits) on existing
@@ -129,6 +124,16 @@ type Config struct {
 	// Logger receives errors the server cannot report to a client
 	// (panics, internal failures). Default slog.Default().
 	Logger *slog.Logger
+	// Clock returns the current time for the server's own timekeeping:
+	// the DeleteDelay/UpdateDelay/CreateDelay transitions, account
+	// settings, the expiry of ListStreams, ListShards and ListStreamConsumers page
+	// tokens, and a SubscribeToShard subscription's lifetime, heartbeat and
+	// takeover. Default time.Now. Tests pass the engine's fake clock
+	// (engine.Options.Clock) to move time without sleeping; a waiting
+	// subscription sees a moved clock when it next wakes (a record, or
+	// SubscriptionHeartbeat of real time). SigV4 request times are always
+	// checked against the wall clock, as the client signs with it.
+	Clock func() time.Time
 }
 
 // withDefaults returns c with every zero field set to its default.

@@ -23,6 +23,8 @@ func TestBench(t *testing.T) {
 			[]string{"records/s", "PutRecords  engine", "PutRecords  pebble", "ratio", "1000 records"}, nil},
 		{"all workloads", append([]string{"bench"}, small...), ExitOK,
 			[]string{"PutRecords", "PutRecord ", "GetRecords", "Iterator", "Tail"}, nil},
+		{"rounds by default", append([]string{"bench", "putrecords"}, small...), ExitOK,
+			[]string{"PutRecords: ratio", "is the median of 3 rounds (", "spread "}, nil},
 		{"tail", []string{"bench", "tail", "--records", "200", "--rate", "5000", "--profile", "small"}, ExitOK, []string{"Tail  engine", "Tail  pebble"}, nil},
 		{"bad rate", []string{"bench", "tail", "--rate", "0"}, ExitUsage, nil, []string{"--rate positive"}},
 		{"unknown workload", []string{"bench", "writes"}, ExitUsage, nil, []string{`unknown workload "writes"`}},
