@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"reflect"
@@ -307,10 +308,7 @@ func (c *Consumer) Records(ctx context.Context) iter.Seq2[Record, error] {
 				// Register for wake-ups before reading, so a commit between
 				// the read and the wait is not missed.
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.log.Changed())})
-				it := iterator.New(c.db.pdb, p.log, p.next, c.s.cutoff(c.db))
-				recs, _ := iterator.ReadPage(it, consumerPage, c.db.opts.MaxGetRecordsBytes)
-				ended, next, err := it.ShardEnded(), it.NextCounter(), it.Err()
-				_ = it.Close()
+				recs, ended, next, err := c.readPage(p)
 				if err != nil {
 					yield(Record{}, err)
 					return
@@ -339,6 +337,20 @@ func (c *Consumer) Records(ctx context.Context) iter.Seq2[Record, error] {
 			}
 		}
 	}
+}
+
+// readPage reads up to consumerPage records of p's shard from p.next, and
+// reports whether the shard ended and where the next page starts.
+func (c *Consumer) readPage(p shardPlan) (recs []Record, ended bool, next uint64, err error) {
+	leave, err := c.db.enterRead()
+	if err != nil {
+		return nil, false, 0, err
+	}
+	defer leave()
+	it := iterator.New(c.db.pdb, p.log, p.next, c.s.cutoff(c.db))
+	recs, _ = iterator.ReadPage(it, consumerPage, c.db.opts.MaxGetRecordsBytes)
+	ended, next, err = it.ShardEnded(), it.NextCounter(), it.Err()
+	return recs, ended, next, errors.Join(err, it.Close())
 }
 
 func (c *Consumer) setNext(id shard.ShardID, next uint64, ended bool) {
@@ -379,13 +391,17 @@ func (c *Consumer) Lag() ([]ShardLag, error) {
 		if has {
 			lag.Checkpoint = p.log.Seq(cp, 0)
 		}
+		leave, err := c.db.enterRead()
+		if err != nil {
+			return nil, err
+		}
 		it := iterator.New(c.db.pdb, p.log, cp+1, c.s.cutoff(c.db))
 		if it.Next() {
 			lag.MillisBehindLatest = max(0, now-it.Record().Timestamp.UnixMilli())
 			lag.Behind = int64(p.log.Published() - it.Record().SequenceNumber.Counter + 1)
 		}
-		err := it.Err()
-		_ = it.Close()
+		err = errors.Join(it.Err(), it.Close())
+		leave()
 		if err != nil {
 			return nil, err
 		}
@@ -400,6 +416,11 @@ func (db *DB) ListConsumers(streamName string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	lower, upper := shard.StreamSpan(shard.PrefixConsumers, s.id)
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {

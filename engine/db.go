@@ -38,18 +38,34 @@ type DB struct {
 	pdb    *pebble.DB
 	writer *shard.Writer
 	tokens *iterator.Codec
+	// gate ends reads at Close: every read of Pebble runs inside it, and
+	// iterators handed to callers are made by it (iterator.Gate).
+	gate iterator.Gate
 
 	closed atomic.Bool
-	trimMu sync.Mutex // serializes trims (see trimStream)
 
-	// mu guards the stream maps and the id/time allocators. Stream-level
-	// state has its own lock (stream.mu); lock order is db.mu then stream.mu.
+	// Locks. The order is trimMu, createMu, stream.mu, db.mu, Consumer.mu:
+	// a goroutine holding one may take only those after it. db.mu is
+	// never held across a commit or a wait; readers (DescribeStream,
+	// ListShards, GetShardIterator, GetRecords, iterators) take no stream
+	// lock at all (they read the stream's published view, view.go), and no
+	// lock is held while a put waits for throughput. The locks held across
+	// an fsync'd commit are a stream's own lock (shared by its puts,
+	// exclusive for its control-plane changes, so no record lands in a
+	// shard that a reshard is closing), createMu (only CreateStream takes
+	// it) and trimMu (only trims take it).
+	trimMu   sync.Mutex // serializes trims (see trimStream)
+	createMu sync.Mutex // serializes CreateStream, so ids persist in order
+
+	// mu guards the stream maps and the id/time allocators.
 	mu struct {
 		sync.RWMutex
 		streams    map[string]*stream
 		byID       map[uint32]*stream
 		nextStream uint32
 		lastSecs   uint64
+		// pendingShards counts the shards of streams being created.
+		pendingShards int
 	}
 
 	bg background
@@ -59,7 +75,8 @@ type DB struct {
 type stream struct {
 	// mu is held shared by puts from routing until their commit returns,
 	// and exclusively by calls that change the shard table or delete the
-	// stream, so no record lands in a shard after it closes.
+	// stream, so no record lands in a shard after it closes. Lock order:
+	// see DB.
 	mu      sync.RWMutex
 	meta    *streamMeta                  // guarded by mu
 	logs    map[shard.ShardID]*shard.Log // every shard with data; guarded by mu
@@ -74,9 +91,10 @@ type stream struct {
 	// (meta.MaxRecordBytes, or Options.MaxRecordBytes when that is 0).
 	maxRecordBytes atomic.Int64
 	// nOpen is len(open), readable without mu (shard-quota counts run
-	// under db.mu, which must not wait for a stream lock: lock order is
-	// stream.mu, then db.mu).
+	// under db.mu, which must not wait for a stream lock).
 	nOpen atomic.Int32
+	// view is the stream's state for readers, who take no lock (view.go).
+	view atomic.Pointer[streamView]
 }
 
 // Open opens (creating if needed) the data directory dir. A second Open
@@ -216,6 +234,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 	}
 	s.rebuildRoutingLocked()
 	s.installThrottlesLocked(db.opts.Clock(), false)
+	s.publishLocked()
 	return s, nil
 }
 
@@ -355,6 +374,16 @@ func (db *DB) check() error {
 	return nil
 }
 
+// enterRead starts a read of Pebble, returning the function that ends it,
+// or ErrClosed during or after Close (which waits for reads in flight).
+// A read must not start another one (see iterator.Gate).
+func (db *DB) enterRead() (func(), error) {
+	if ok, err := db.gate.Enter(); !ok {
+		return nil, err
+	}
+	return db.gate.Leave, nil
+}
+
 // Close stops background work, waits for in-flight puts, and closes the
 // data directory. It flushes nothing that is not already durable: with
 // the default durability every acknowledged put already is.
@@ -364,7 +393,8 @@ func (db *DB) Close() error {
 	}
 	db.bg.stop()
 	db.writer.Close()
-	// Lock order is stream.mu then db.mu: collect, release, then lock.
+	// Collect under db.mu, release it, then take each stream's lock
+	// (lock order: see DB).
 	db.mu.RLock()
 	streams := make([]*stream, 0, len(db.mu.streams))
 	for _, s := range db.mu.streams {
@@ -378,6 +408,9 @@ func (db *DB) Close() error {
 		}
 		s.mu.Unlock()
 	}
+	// Wait for reads in flight; later reads, and iterators still open,
+	// get ErrClosed.
+	gerr := db.gate.Close(shard.Errorf(shard.ErrClosed, "the DB is closed"))
 	if werr := db.writer.Err(); werr != nil {
 		// A WAL write failure can leave Pebble's commit pipeline locked, and
 		// Pebble's Close waits for that lock. Give it a moment, then give
@@ -400,7 +433,7 @@ func (db *DB) Close() error {
 	if db.opts.NoSync {
 		_ = db.pdb.Flush()
 	}
-	return db.pdb.Close()
+	return errors.Join(gerr, db.pdb.Close())
 }
 
 // Options returns a copy of the options the DB was opened with, defaults

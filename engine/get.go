@@ -9,13 +9,12 @@ import (
 )
 
 // readableLog returns the shard's log for a read, checking the stream's
-// state. The caller must not hold s.mu.
+// state. It takes no lock.
 func (db *DB) readableLog(s *stream, id shard.ShardID) (*shard.Log, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l := s.logs[id]
-	if s.deleted || l == nil || s.statusLocked(db.opts.nowMs()) == StatusCreating {
-		return nil, shardNotFound(s.meta.Name, id)
+	v := s.load()
+	l := v.logs[id]
+	if v.deleted || l == nil || v.status(db.opts.nowMs()) == StatusCreating {
+		return nil, shardNotFound(v.meta.Name, id)
 	}
 	return l, nil
 }
@@ -41,6 +40,11 @@ func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (stri
 	if err != nil {
 		return "", err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return "", err
+	}
+	defer leave()
 	now := db.opts.nowMs()
 	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
 	if err != nil {
@@ -53,9 +57,13 @@ func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (stri
 // from the position token names, and about Options.MaxGetRecordsBytes of
 // data at most. While the shard is open NextShardIterator is always set;
 // at the end of a closed shard it is empty and ChildShards lists the
-// shard's children.
+// shard's children. It never waits; a ctx that has ended fails the call
+// with ctx's error before it reads.
 func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecordsOutput, error) {
 	if err := db.check(); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return GetRecordsOutput{}, err
 	}
 	if limit == 0 {
@@ -83,6 +91,11 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	if err := db.admitRead(s, l); err != nil {
 		return GetRecordsOutput{}, err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return GetRecordsOutput{}, err
+	}
+	defer leave()
 	it := iterator.New(db.pdb, l, tok.Next, s.cutoff(db))
 	defer it.Close()
 	recs, _ := iterator.ReadPage(it, limit, db.opts.MaxGetRecordsBytes)
@@ -127,10 +140,8 @@ func (db *DB) chargeRead(s *stream, l *shard.Log, recs []Record) {
 
 // childShards returns the shards created by closing id.
 func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []ChildShard
-	for _, sm := range s.meta.Shards {
+	for _, sm := range s.load().meta.Shards {
 		if (sm.Parent != nil && *sm.Parent == id) || (sm.AdjacentParent != nil && *sm.AdjacentParent == id) {
 			c := ChildShard{ShardID: sm.ID, HashKeyRange: sm.Range}
 			if sm.Parent != nil {
@@ -147,7 +158,8 @@ func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {
 
 // Iterate returns a Go-native Iterator over one shard from pos. The caller
 // must Close it. It reads through the same path as GetRecords, without
-// tokens or page limits.
+// tokens or page limits. Once the DB closes the Iterator stops with
+// ErrClosed (Err); closing it afterwards is still allowed.
 func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, error) {
 	s, err := db.streamByName(name)
 	if err != nil {
@@ -157,10 +169,15 @@ func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, er
 	if err != nil {
 		return nil, err
 	}
-	now := db.opts.nowMs()
-	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
+	leave, err := db.enterRead()
 	if err != nil {
 		return nil, err
 	}
-	return iterator.New(db.pdb, l, next, s.cutoff(db)), nil
+	now := db.opts.nowMs()
+	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
+	leave()
+	if err != nil {
+		return nil, err
+	}
+	return db.gate.New(db.pdb, l, next, s.cutoff(db)), nil
 }

@@ -249,11 +249,15 @@ func (db *DB) DescribeStreamConsumer(stream, name string) (StreamConsumer, error
 	if err != nil {
 		return StreamConsumer{}, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.deleted {
+	v := s.load()
+	if v.deleted {
 		return StreamConsumer{}, notFound(stream)
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return StreamConsumer{}, err
+	}
+	defer leave()
 	r, ok, err := db.getStreamConsumer(streamConsumerKey(s.id, name))
 	if err != nil {
 		return StreamConsumer{}, err
@@ -262,7 +266,7 @@ func (db *DB) DescribeStreamConsumer(stream, name string) (StreamConsumer, error
 	if !ok || !live {
 		return StreamConsumer{}, consumerNotFound(stream, name)
 	}
-	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)}, nil
+	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(v.meta.CreatedMs)}, nil
 }
 
 // ListStreamConsumers returns the stream's registered consumers (CREATING,
@@ -272,16 +276,20 @@ func (db *DB) ListStreamConsumers(stream string) ([]StreamConsumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.deleted {
+	v := s.load()
+	if v.deleted {
 		return nil, notFound(stream)
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	nowMs := db.opts.nowMs()
 	var out []StreamConsumer
 	err = db.scanStreamConsumers(s.id, func(n string, r streamConsumerRecord) error {
 		if st, ok := r.status(nowMs); ok {
-			out = append(out, StreamConsumer{Stream: stream, Name: n, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)})
+			out = append(out, StreamConsumer{Stream: stream, Name: n, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(v.meta.CreatedMs)})
 		}
 		return nil
 	})
@@ -336,10 +344,7 @@ func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	deleted := s.deleted
-	s.mu.RUnlock()
-	if deleted {
+	if s.load().deleted {
 		return nil, notFound(stream)
 	}
 	return db.childShards(s, id), nil
