@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// background owns the engine's goroutines (the trimmer): Open starts
+// background owns the engine's goroutines (the trimmer, the high-water
+// recorder): Open starts
 // them, Close stops them with a quit channel and a WaitGroup.
 type background struct {
 	quit   chan struct{}
@@ -32,7 +33,29 @@ func (b *background) start(db *DB) {
 			db.trimAll()
 		}
 	}()
+	if !db.opts.NoSync {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			t := time.NewTicker(highWaterInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-b.quit:
+					return
+				case <-t.C:
+				}
+				// A failed write is retried at the next tick; the marks
+				// only sharpen loss detection (seqfile.go).
+				_ = db.saveHighWater()
+			}
+		}()
+	}
 }
+
+// highWaterInterval is how often fsync'd mode records the shards'
+// high-water marks in the sequence file (only when they changed).
+const highWaterInterval = time.Second
 
 // kick asks the trimmer to run soon; it never blocks.
 func (b *background) kick() {

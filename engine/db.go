@@ -1,18 +1,38 @@
 // Package engine is kvstream's public API: an embedded, persistent stream
 // engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
 // data directory.
+//
+// # Durability and failures
+//
+// With the default options a put returns only after its records are
+// fsync'd to Pebble's write-ahead log (concurrent puts share fsyncs), so an
+// acknowledged record survives kill -9 and power loss. Options.NoSync
+// acknowledges before the fsync; its doc says exactly what a crash can
+// then lose.
+//
+// A failed write or fsync ends the process; a restart recovers every
+// fsync'd acknowledgement. The DB is fail-stop by design, as Pebble itself
+// and PostgreSQL (after the 2018 fsync findings) are: when a WAL write or
+// fsync fails, nothing is retried and nothing runs on the half-broken
+// store. Options.OnFatal is called, by default printing the error and
+// exiting with FatalExitCode (74); a custom hook that returns leaves the
+// DB stopped, every call failing with ErrFailed.
+//
+// A sequence number, once returned, never names a different record, in
+// any durability mode and after any crash or lost WAL tail: after an
+// unclean shutdown, counters continue above every counter handed out
+// before (a durably reserved ceiling in the data directory's sequence
+// file), and acknowledged records found missing at open are logged and
+// reported by DB.Recovery.
 package engine
 
 import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,6 +58,10 @@ type DB struct {
 	pdb    *pebble.DB
 	writer *shard.Writer
 	tokens *iterator.Codec
+	fail   *failStop // fail-stop state (failstop.go)
+	seq    *seqFile  // sequence-number ceiling and marks (seqfile.go)
+	// recovery is what Open found; read-only after Open.
+	recovery RecoveryReport
 	// gate ends reads at Close: every read of Pebble runs inside it, and
 	// iterators handed to callers are made by it (iterator.Gate).
 	gate iterator.Gate
@@ -99,62 +123,80 @@ type stream struct {
 
 // Open opens (creating if needed) the data directory dir. A second Open
 // of a directory that is already open, in this process or another one,
-// fails with ErrLocked.
+// fails with ErrLocked. Open refuses to initialise a non-empty directory
+// that is not a kvstream data directory (ErrNotDataDir); OS failures are
+// ErrStorage and damaged data is ErrCorruption (see open.go for the
+// rules). With Options.ReadOnly it writes nothing.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.Clone().EnsureDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	po := o.pebbleOptions()
-	pdb, err := pebble.Open(dir, po)
-	if po.Cache != nil && (o.Pebble == nil || o.Pebble.Cache != po.Cache) {
-		po.Cache.Unref()
-	}
+	fail := newFailStop(dir, o)
+	pdb, err := openPebble(dir, o, false, fail)
 	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
-			return nil, &shard.Error{Kind: shard.ErrLocked, Msg: fmt.Sprintf(
-				"data directory %s is in use by another kvstream DB (a running server or another Open); close it, or talk to the server with --endpoint", dir), Cause: err}
-		}
-		return nil, &shard.Error{Kind: shard.ErrCorruption, Msg: fmt.Sprintf("open %s", dir), Cause: err}
-	}
-	db := &DB{opts: o, dir: dir, pdb: pdb}
-	db.mu.streams = make(map[string]*stream)
-	db.mu.byID = make(map[uint32]*stream)
-	if err := db.load(); err != nil {
-		_ = pdb.Close()
 		return nil, err
 	}
-	db.writer = shard.NewWriter(pdb, !o.NoSync, o.nowMs)
-	db.bg.start(db)
+	// From here on a failed WAL write or fsync is fatal (failstop.go).
+	fail.armed.Store(true)
+	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}}
+	db.mu.streams = make(map[string]*stream)
+	db.mu.byID = make(map[uint32]*stream)
+	fresh, err := db.load()
+	var ceiling uint64
+	if err == nil {
+		ceiling, err = db.recoverSequences(fresh)
+	}
+	if err != nil {
+		if fail.fuse.Err() == nil { // a failed Pebble cannot close
+			_ = pdb.Close()
+		}
+		return nil, loadError(dir, err)
+	}
+	db.writer = shard.NewWriter(pdb, shard.WriterConfig{Sync: !o.NoSync, Now: o.nowMs, Fuse: fail.fuse, Ceiling: ceiling, Raise: db.seq.raise})
+	if !o.ReadOnly {
+		db.bg.start(db)
+	}
 	return db, nil
 }
 
 // load reads the format version, secret and catalog, and recovers every
-// shard's last counter.
-func (db *DB) load() error {
+// shard's last counter. fresh reports a new data directory.
+func (db *DB) load() (fresh bool, err error) {
 	v, err := db.get(shard.MetaKey(metaFormat))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if v == nil {
-		// A new directory: write the format version and a fresh secret.
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return err
-		}
-		b := db.pdb.NewBatch()
-		defer b.Close()
-		_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
-		_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
-		if err := shard.SafeCommit(b, pebble.Sync); err != nil {
-			return err
-		}
-		db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
-		db.mu.nextStream = 1
-		return nil
+	if v != nil {
+		return false, db.loadExisting(v)
 	}
-	if len(v) != 4 || binary.BigEndian.Uint32(v) != FormatVersion {
-		return shard.Errorf(shard.ErrCorruption, "data directory %s has format version %x; this build reads version %d", db.dir, v, FormatVersion)
+	if err := db.checkNewDir(); err != nil {
+		return true, err
+	}
+	// A new directory: write the format version and a fresh secret.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return true, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.Set(shard.MetaKey(metaFormat), binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
+	_ = b.Set(shard.MetaKey(metaSecret), secret, nil)
+	if err := db.fail.fuse.Commit(db.pdb, b, pebble.Sync); err != nil {
+		return true, err
+	}
+	db.tokens = iterator.NewCodec(secret, db.opts.IteratorTTL)
+	db.mu.nextStream = 1
+	return true, nil
+}
+
+// loadExisting loads a data directory whose format version is v.
+func (db *DB) loadExisting(v []byte) error {
+	if len(v) != 4 {
+		return shard.Errorf(shard.ErrCorruption, "data directory %s has a %d-byte format version %x", db.dir, len(v), v)
+	}
+	if binary.BigEndian.Uint32(v) != FormatVersion {
+		return shard.Errorf(shard.ErrFormatVersion, "data directory %s has format version %x; this build reads version %d", db.dir, v, FormatVersion)
 	}
 	secret, err := db.get(shard.MetaKey(metaSecret))
 	if err != nil {
@@ -224,6 +266,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 			last = trim - 1
 		}
 		l := shard.NewLog(m.ID, sm.ID, sm.Created, last, arrival, trim)
+		l.StreamName = m.Name
 		if err := db.loadShardStats(l); err != nil {
 			return nil, err
 		}
@@ -294,6 +337,7 @@ func (s *stream) syncLogsLocked() {
 		l := s.logs[sm.ID]
 		if l == nil {
 			l = shard.NewLog(s.id, sm.ID, sm.Created, 0, 0, 0)
+			l.StreamName = s.meta.Name
 			s.logs[sm.ID] = l
 		}
 		if sm.Closed && !l.IsClosed() {
@@ -366,8 +410,12 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 	return pebble.Sync
 }
 
-// check returns ErrClosed after Close.
+// check returns ErrClosed after Close, and the failure (wrapping
+// ErrFailed) after a fatal storage failure.
 func (db *DB) check() error {
+	if err := db.fail.fuse.Err(); err != nil {
+		return err
+	}
 	if db.closed.Load() {
 		return shard.Errorf(shard.ErrClosed, "the DB is closed")
 	}
@@ -384,9 +432,14 @@ func (db *DB) enterRead() (func(), error) {
 	return db.gate.Leave, nil
 }
 
-// Close stops background work, waits for in-flight puts, and closes the
-// data directory. It flushes nothing that is not already durable: with
-// the default durability every acknowledged put already is.
+// Close stops background work, waits for in-flight puts and reads,
+// records in the sequence file that the session ended cleanly, and closes
+// the data directory. Reads after it, and iterators still open, fail with
+// ErrClosed. With NoSync it first flushes the memtables, so every
+// acknowledged put is durable; with the default durability every
+// acknowledged put already is. After a fatal failure (Options.OnFatal) it
+// returns the failure and leaves Pebble alone: the directory stays locked
+// until the process exits.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return shard.Errorf(shard.ErrClosed, "the DB is already closed")
@@ -411,29 +464,23 @@ func (db *DB) Close() error {
 	// Wait for reads in flight; later reads, and iterators still open,
 	// get ErrClosed.
 	gerr := db.gate.Close(shard.Errorf(shard.ErrClosed, "the DB is closed"))
-	if werr := db.writer.Err(); werr != nil {
-		// A WAL write failure can leave Pebble's commit pipeline locked, and
-		// Pebble's Close waits for that lock. Give it a moment, then give
-		// up: the directory stays locked until the process exits.
-		done := make(chan error, 1)
-		go func() {
-			defer func() {
-				if r := recover(); r != nil {
-					done <- fmt.Errorf("pebble close: %v", r)
-				}
-			}()
-			done <- db.pdb.Close()
-		}()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-		}
-		return werr
+	if err := db.fail.fuse.Err(); err != nil {
+		return err
 	}
+	if db.opts.ReadOnly {
+		return errors.Join(gerr, db.pdb.Close()) // nothing was written; the sequence file stays as it was
+	}
+	var err error
 	if db.opts.NoSync {
-		_ = db.pdb.Flush()
+		err = db.pdb.Flush()
 	}
-	return errors.Join(gerr, db.pdb.Close())
+	if err == nil {
+		// Every counter handed out is now durable: the exact marks let
+		// the next Open detect any record lost while the DB is closed. The
+		// file is written while the directory lock is still held.
+		err = db.seq.save(db.highWater(), true)
+	}
+	return errors.Join(gerr, err, db.pdb.Close())
 }
 
 // Options returns a copy of the options the DB was opened with, defaults

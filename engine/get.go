@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/kvstream/kvstream/iterator"
@@ -99,7 +100,9 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	it := iterator.New(db.pdb, l, tok.Next, s.cutoff(db))
 	defer it.Close()
 	recs, _ := iterator.ReadPage(it, limit, db.opts.MaxGetRecordsBytes)
-	if err := it.Err(); err != nil {
+	if err := it.Err(); err != nil && (len(recs) == 0 || !errors.Is(err, shard.ErrCorruption)) {
+		// Damage after some readable records: return those; the next
+		// call, positioned at the damage, gets the *CorruptionError.
 		return GetRecordsOutput{}, err
 	}
 	db.chargeRead(s, l, recs)

@@ -179,7 +179,8 @@ func TestUnknownFormatVersionRefused(t *testing.T) {
 	require.NoError(t, p.Set([]byte("\x01format"), []byte{0, 0, 0, 99}, pebble.Sync))
 	require.NoError(t, p.Close())
 	_, err = engine.Open("db", &engine.Options{FS: fs})
-	require.ErrorIs(t, err, engine.ErrCorruption)
+	require.ErrorIs(t, err, engine.ErrFormatVersion)
+	require.NotErrorIs(t, err, engine.ErrCorruption)
 	require.Contains(t, engine.Message(err), "format version")
 }
 

@@ -39,6 +39,9 @@ func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]P
 // is a PutRecords: entries are named by index in errors and the request's
 // total size is checked.
 func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool) ([]PutResult, error) {
+	if err := db.writable(); err != nil {
+		return nil, err
+	}
 	s, err := db.streamByName(name)
 	if err != nil {
 		return nil, err

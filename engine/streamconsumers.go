@@ -128,6 +128,9 @@ func streamConsumerKey(stream uint32, name string) []byte {
 // stream is CREATING, and with ErrLimitExceeded if the stream has
 // MaxStreamConsumers consumers or 5 of them are CREATING.
 func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConfig) (StreamConsumer, error) {
+	if err := db.writable(); err != nil {
+		return StreamConsumer{}, err
+	}
 	if err := validateConsumerName(name); err != nil {
 		return StreamConsumer{}, err
 	}
@@ -200,6 +203,9 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 // once by default). Deregistering a consumer that is already DELETING
 // does nothing; one that does not exist is ErrConsumerNotFound.
 func (db *DB) DeregisterStreamConsumer(stream, name string) error {
+	if err := db.writable(); err != nil {
+		return err
+	}
 	if err := validateConsumerName(name); err != nil {
 		return err
 	}

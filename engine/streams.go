@@ -19,6 +19,9 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if err := db.check(); err != nil {
 		return err
 	}
+	if err := db.writable(); err != nil {
+		return err
+	}
 	if err := validateStreamName(name); err != nil {
 		return err
 	}
@@ -172,6 +175,9 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := db.check(); err != nil {
 		return err
 	}
+	if err := db.writable(); err != nil {
+		return err
+	}
 	s, err := db.streamByName(name)
 	if err != nil {
 		return err
@@ -318,6 +324,9 @@ func (db *DB) ListShards(name string) ([]ShardDescription, error) {
 // m (it may read s): the in-memory state follows m only after the commit
 // succeeded (syncLogsLocked), so a failed commit leaves memory as it was.
 func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) error {
+	if err := db.writable(); err != nil {
+		return err
+	}
 	s, err := db.streamByName(name)
 	if err != nil {
 		return err

@@ -82,6 +82,7 @@ var (
 	ErrLocked             = shard.ErrLocked
 	ErrCorruption         = shard.ErrCorruption
 	ErrWriteFailed        = shard.ErrWriteFailed
+	ErrFailed             = shard.ErrFailed
 )
 
 // Limits are per-shard throughput limits; zero means unlimited.

@@ -3,6 +3,7 @@ package iterator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 	"unsafe"
@@ -40,6 +41,11 @@ type Iterator struct {
 	pk     []byte
 	pkSet  bool
 	lastPK string
+
+	// lastC and lastMs are the counter and arrival of the last record
+	// read (lastC 0: none), the position a corruption error reports.
+	lastC  uint64
+	lastMs int64
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -90,7 +96,7 @@ func (it *Iterator) advance() bool {
 				return true
 			}
 			if err := it.pit.Error(); err != nil {
-				it.err = err
+				it.setErr(err)
 				return false
 			}
 		}
@@ -117,11 +123,12 @@ func (it *Iterator) advance() bool {
 // (Log.SeekArrival) finds the first retained record.
 func (it *Iterator) open(pub uint64) bool {
 	if it.pit != nil {
-		if it.err = it.pit.Close(); it.err != nil {
-			it.pit = nil
+		err := it.pit.Close()
+		it.pit = nil
+		if err != nil {
+			it.setErr(err)
 			return false
 		}
-		it.pit = nil
 	}
 	from := max(it.next, it.log.TrimPoint())
 	if from > pub {
@@ -131,12 +138,12 @@ func (it *Iterator) open(pub uint64) bool {
 	lower, upper := it.log.Span(from, pub)
 	pit, err := it.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	it.pit = pit
 	if !pit.First() {
-		it.err = pit.Error()
+		it.setErr(pit.Error())
 		return false
 	}
 	if it.cutoff == nil {
@@ -150,7 +157,7 @@ func (it *Iterator) open(pub uint64) bool {
 	}
 	c, err := it.log.SeekArrival(it.r, from, cut)
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	if c <= pub && pit.SeekGE(shard.AppendRecordKey(lower[:0:0], it.log.Stream, uint32(it.log.ID), c)) {
@@ -158,9 +165,26 @@ func (it *Iterator) open(pub uint64) bool {
 	}
 	// Nothing retained up to pub: drop the iterator so Next does not
 	// step past the records it skipped.
-	it.err = errors.Join(pit.Error(), pit.Close())
+	it.setErr(errors.Join(pit.Error(), pit.Close()))
 	it.pit = nil
 	return false
+}
+
+// setErr records err (nil: no error) as the error that stopped the
+// iterator, classified: Pebble corruption becomes a
+// *shard.CorruptionError at the iterator's position, so callers see
+// ErrCorruption with the stream, shard and counter.
+func (it *Iterator) setErr(err error) {
+	if err == nil {
+		it.err = nil
+		return
+	}
+	err = shard.ReadError(it.log, it.next, err)
+	var ce *shard.CorruptionError
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.lastC != 0 && it.lastC < ce.Counter {
+		ce.After = it.log.Seq(it.lastC, it.lastMs)
+	}
+	it.err = err
 }
 
 // loadInto decodes the record at the Pebble iterator's position into dst
@@ -170,14 +194,16 @@ func (it *Iterator) loadInto(dst *shard.Record) bool {
 	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
 	v, err := it.pit.ValueAndErr()
 	if err != nil {
-		it.err = err
+		it.setErr(err)
 		return false
 	}
 	d, vok := shard.DecodeValue(v)
 	if !ok || !vok {
-		it.err = shard.Errorf(shard.ErrCorruption, "record %d of %s does not decode", c, it.log.ID)
+		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
+			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
 		return false
 	}
+	it.lastC, it.lastMs = c, d.ArrivalMs
 	it.next = c + 1
 	it.pk, it.pkSet = d.PartitionKey, false
 	*dst = shard.Record{
@@ -229,7 +255,7 @@ func (it *Iterator) Wait(ctx context.Context) error {
 	}
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
-			it.err = err
+			it.setErr(err)
 		}
 		it.pit = nil
 	}
@@ -250,7 +276,8 @@ func (it *Iterator) All() iter.Seq[shard.Record] {
 }
 
 // Close releases the iterator and returns the error releasing its Pebble
-// iterator returned, if any. It is idempotent: later calls return nil.
+// iterator returned, unless Err already reports an error (then nil; Err
+// keeps it). It is idempotent: later calls return nil.
 // Closing an iterator whose DB closed first returns nil (the DB released
 // it).
 func (it *Iterator) Close() error {
@@ -269,10 +296,11 @@ func (it *Iterator) Close() error {
 	}
 	err := it.pit.Close()
 	it.pit = nil
-	if it.err == nil {
-		it.err = err
+	if err == nil || it.err != nil {
+		return nil // nothing new: Err already reports the iterator's error
 	}
-	return err
+	it.setErr(err)
+	return it.err
 }
 
 // ReadPage reads up to maxRecords records and about maxBytes of data from

@@ -1,12 +1,9 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/kvstream/kvstream/engine"
 )
 
 // Kinesis error type names (the "__type" of an error response).
@@ -56,47 +53,6 @@ func newAPIError(typ, msg string) *apiError {
 // stream get Kinesis' "under account N" qualifier.
 func (s *Server) engineError(err error, stream string) *apiError {
 	return s.renderError(err, call{stream: stream})
-}
-
-// renderError maps an engine error to the Kinesis error a client sees in
-// the context of call c: the __type from the error's kind, the message
-// from the table in render.go.
-func (s *Server) renderError(err error, c call) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	msg := engine.Message(err)
-	typ := errInternalFailure
-	switch {
-	case errors.Is(err, engine.ErrStreamNotFound), errors.Is(err, engine.ErrShardNotFound),
-		errors.Is(err, engine.ErrConsumerNotFound):
-		typ = errResourceNotFound
-	case errors.Is(err, engine.ErrStreamExists), errors.Is(err, engine.ErrResourceInUse):
-		typ = errResourceInUse
-	case errors.Is(err, engine.ErrValidation):
-		typ = errValidation
-	case errors.Is(err, engine.ErrInvalidArgument):
-		typ = errInvalidArgument
-	case errors.Is(err, engine.ErrExpiredIterator):
-		typ = errExpiredIterator
-	case errors.Is(err, engine.ErrThroughputExceeded), errors.Is(err, engine.ErrStreamFull):
-		typ = errThroughputExceeded
-	case errors.Is(err, engine.ErrLimitExceeded):
-		typ = errLimitExceeded
-	}
-	if typ == errInternalFailure {
-		if errCanceled(err) { // the client went away; nothing to report
-			return newAPIError(errInternalFailure, "The request was cancelled.")
-		}
-		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
-		return newAPIError(errInternalFailure, "Internal service failure.")
-	}
-	var e *engine.Error
-	if errors.As(err, &e) {
-		msg = s.kinesisText(e, c)
-	}
-	return newAPIError(typ, msg)
 }
 
 // streamNotFound is Kinesis' ResourceNotFoundException for a stream.

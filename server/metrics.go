@@ -24,6 +24,7 @@ type metrics struct {
 	bytesOut   prometheus.Counter
 	throttles  *prometheus.CounterVec // op
 	panics     prometheus.Counter
+	corruption prometheus.Counter // reads that met damaged data
 
 	subscriptions    prometheus.Gauge
 	subscribeRecords prometheus.Counter
@@ -73,6 +74,8 @@ func newMetrics() *metrics {
 		subscribeShared:  counter("subscribe_shared_events_total", "SubscribeToShard events whose records another subscription of the shard had read and encoded."),
 		ops:              make(map[string]*opMetrics),
 	}
+	m.corruption = counter("corruption_errors_total", "Requests that met damaged stored data (answered with InternalFailure; run kvstream check).")
+	m.registry.MustRegister(m.corruption)
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
 		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

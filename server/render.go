@@ -1,16 +1,18 @@
 package server
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
 )
 
-// The Kinesis texts of engine errors, in one place. The engine reports
-// what went wrong as data (engine.Error: a kind, a reason and the values
-// involved); this table words it as Kinesis does. Nothing here looks at
-// an error's text.
+// How engine errors reach clients, in one place: the __type of each kind
+// (renderError) and the Kinesis text of each reason (kinesisText). The
+// engine reports what went wrong as data (engine.Error: a kind, a reason
+// and the values involved); this file words it as Kinesis does. Nothing
+// here looks at an error's text.
 
 // call is the context an engine error is rendered in.
 type call struct {
@@ -20,6 +22,54 @@ type call struct {
 	// stream is the stream the request named ("" if it named none):
 	// texts about that stream say "under account N", as Kinesis' do.
 	stream string
+}
+
+// renderError maps an engine error to the Kinesis error a client sees in
+// the context of call c: the __type from the error's kind, the message
+// from the table in render.go.
+func (s *Server) renderError(err error, c call) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	msg := engine.Message(err)
+	typ := errInternalFailure
+	switch {
+	case errors.Is(err, engine.ErrStreamNotFound), errors.Is(err, engine.ErrShardNotFound),
+		errors.Is(err, engine.ErrConsumerNotFound):
+		typ = errResourceNotFound
+	case errors.Is(err, engine.ErrStreamExists), errors.Is(err, engine.ErrResourceInUse):
+		typ = errResourceInUse
+	case errors.Is(err, engine.ErrValidation):
+		typ = errValidation
+	case errors.Is(err, engine.ErrInvalidArgument):
+		typ = errInvalidArgument
+	case errors.Is(err, engine.ErrExpiredIterator):
+		typ = errExpiredIterator
+	case errors.Is(err, engine.ErrThroughputExceeded), errors.Is(err, engine.ErrStreamFull):
+		typ = errThroughputExceeded
+	case errors.Is(err, engine.ErrLimitExceeded):
+		typ = errLimitExceeded
+	}
+	if typ == errInternalFailure {
+		if errCanceled(err) { // the client went away; nothing to report
+			return newAPIError(errInternalFailure, "The request was cancelled.")
+		}
+		if errors.Is(err, engine.ErrCorruption) {
+			// Damaged stored data: say so (the message names the stream,
+			// shard and position), count it, and log it for the operator.
+			s.metrics.corruption.Inc()
+			s.cfg.Logger.Error("kvstream server: stored data is damaged", "err", err)
+			return newAPIError(errInternalFailure, "Internal service failure: corruption: "+msg)
+		}
+		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
+		return newAPIError(errInternalFailure, "Internal service failure.")
+	}
+	var e *engine.Error
+	if errors.As(err, &e) {
+		msg = s.kinesisText(e, c)
+	}
+	return newAPIError(typ, msg)
 }
 
 // kinesisText returns Kinesis' message for e in the context c. Errors

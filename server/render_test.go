@@ -109,8 +109,8 @@ func TestRenderTable(t *testing.T) {
 	require.Equal(t, errValidation, ae.Type)
 	require.Equal(t, "Limit 0 must be in [1, 10000]", ae.Msg)
 	s.cfg.Logger = slog.New(slog.DiscardHandler)
-	ae = s.renderError(&engine.Error{Kind: engine.ErrCorruption, Msg: "record 5 does not decode"}, call{stream: "s"})
+	ae = s.renderError(&engine.Error{Kind: engine.ErrWriteFailed, Msg: "CreateStream of stream s"}, call{stream: "s"})
 	require.Equal(t, errInternalFailure, ae.Type)
 	require.Equal(t, "Internal service failure.", ae.Msg)
-	require.False(t, errors.Is(ae, engine.ErrCorruption))
+	require.False(t, errors.Is(ae, engine.ErrWriteFailed))
 }

@@ -1,61 +1,86 @@
 package shard
 
 import (
-	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// PebbleFatal is the panic value the engine's Pebble logger raises from
-// Fatalf. Pebble reports a failed WAL write or sync during a commit by
-// calling Logger.Fatalf and then returning nil from Commit, so a logger
-// that returned would let a failed commit look successful. Panicking with
-// this value lets SafeCommit turn the failure into an error instead of
-// crashing the process.
-type PebbleFatal struct{ Msg string }
+// Fuse is a DB's fail-stop state. It blows once, at the first fatal
+// storage failure (a failed WAL write or fsync, reported by the engine's
+// Pebble hooks), and stays blown: from then on nothing is committed to
+// Pebble, and every call that would commit returns Err (wrapping
+// ErrFailed) instead. All methods are safe for concurrent use.
+type Fuse struct {
+	once  sync.Once
+	err   error
+	blown chan struct{}
+}
 
-func (p PebbleFatal) Error() string { return p.Msg }
+// NewFuse returns an intact fuse.
+func NewFuse() *Fuse { return &Fuse{blown: make(chan struct{})} }
 
-// SafeCommit commits b and returns any failure as an error, including the
-// failures Pebble reports by panicking: a WAL write error (Pebble panics
-// with the error, leaving its commit pipeline locked) and a WAL sync error
-// (reported through Logger.Fatalf, see PebbleFatal). After either, Pebble
-// cannot commit again; callers must treat the error as sticky (Writer
-// does). Panics with other values propagate.
-func SafeCommit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			switch v := r.(type) {
-			case PebbleFatal:
-				err = v // its message already reads "pebble: …"
-			case error:
-				err = fmt.Errorf("pebble: commit failed: %w", v)
-			default:
-				panic(r)
-			}
-		}
+// Blow records err as the failure (the first call wins) and reports
+// whether this call was the first.
+func (f *Fuse) Blow(err error) (first bool) {
+	f.once.Do(func() {
+		f.err = err
+		close(f.blown)
+		first = true
+	})
+	return first
+}
+
+// Err returns the failure, or nil while the fuse is intact.
+func (f *Fuse) Err() error {
+	select {
+	case <-f.blown:
+		return f.err
+	default:
+		return nil
+	}
+}
+
+// Blown returns a channel closed when the fuse blows.
+func (f *Fuse) Blown() <-chan struct{} { return f.blown }
+
+// Commit commits a copy of b to db unless the fuse is blown, and returns
+// the fuse's error if it blows while the commit is inside Pebble. The
+// copy is committed on its own goroutine, which a fatal failure may stop
+// forever (the engine never lets a failed Pebble call return); b itself is
+// never handed to Pebble, so the caller may close it whatever happens.
+func (f *Fuse) Commit(db *pebble.DB, b *pebble.Batch, opts *pebble.WriteOptions) error {
+	if err := f.Err(); err != nil {
+		return err
+	}
+	own := db.NewBatch()
+	if err := own.SetRepr(slices.Clone(b.Repr())); err != nil {
+		_ = own.Close()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := own.Commit(opts)
+		_ = own.Close()
+		done <- err
 	}()
-	return b.Commit(opts)
+	select {
+	case err := <-done:
+		if ferr := f.Err(); ferr != nil {
+			return ferr
+		}
+		if err != nil {
+			return &Error{Kind: ErrWriteFailed, Msg: "Pebble refused the batch", Cause: err}
+		}
+		return nil
+	case <-f.blown:
+		return f.err
+	}
 }
 
 // CommitBatch commits a batch outside the record path (catalog changes,
-// checkpoints) under the Writer's sticky-error rule: once any commit has
-// failed, it returns that error without touching Pebble, and a failure
-// here becomes the sticky error too.
+// checkpoints) through the Writer's fuse (see Fuse.Commit).
 func (w *Writer) CommitBatch(b *pebble.Batch, opts *pebble.WriteOptions) error {
-	if err := w.Err(); err != nil {
-		return err
-	}
-	if err := SafeCommit(b, opts); err != nil {
-		return w.fail(err)
-	}
-	return nil
-}
-
-// fail records err as the sticky error (the first one wins) and returns
-// the sticky error.
-func (w *Writer) fail(err error) error {
-	var e error = &Error{Kind: ErrWriteFailed, Msg: "a write to the data directory failed; reopen the DB", Cause: err}
-	w.err.CompareAndSwap(nil, &e)
-	return *w.err.Load()
+	return w.fuse.Commit(w.db, b, opts)
 }

@@ -49,9 +49,16 @@ var (
 	// ErrCorruption means stored data failed to decode. It is never caused
 	// by user input.
 	ErrCorruption = errors.New("kvstream: corruption")
-	// ErrWriteFailed wraps the first failed write or fsync. It is sticky:
-	// every later write returns it until the DB is reopened.
+	// ErrWriteFailed means a write could not be made durable outside
+	// Pebble's WAL (the sequence-number file) or Pebble refused a batch;
+	// nothing of the call was applied and the DB keeps running, so the
+	// call may be retried.
 	ErrWriteFailed = errors.New("kvstream: write failed")
+	// ErrFailed means the DB has stopped after a fatal storage failure (a
+	// failed WAL write or fsync; see engine.Options.OnFatal). It is sticky:
+	// every later call returns it without touching Pebble, until the
+	// process reopens the data directory.
+	ErrFailed = errors.New("kvstream: storage failed; the DB has stopped")
 )
 
 // Error is the concrete type behind engine errors. Kind is one of the
@@ -210,8 +217,33 @@ func Message(err error) string {
 	if errors.As(err, &e) {
 		return e.Msg
 	}
+	var ce *CorruptionError
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
 	return err.Error()
 }
 
 // IsCorruptionError reports whether err means stored data is damaged.
 func IsCorruptionError(err error) bool { return errors.Is(err, ErrCorruption) }
+
+// Sentinels of the data directory's state (opening, checking, read-only
+// use). Kept in a block of their own so other kinds can be appended above.
+var (
+	// ErrFormatVersion means the data directory was written in an on-disk
+	// format this build does not read (a newer kvstream wrote it).
+	ErrFormatVersion = errors.New("kvstream: unsupported format version")
+	// ErrNotDataDir means a directory is not a kvstream data directory: a
+	// read-only open found none there, or Open refused to initialise a
+	// non-empty directory that holds other files.
+	ErrNotDataDir = errors.New("kvstream: not a kvstream data directory")
+	// ErrReadOnly means a write was attempted on a DB opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("kvstream: read-only")
+	// ErrStorage means the operating system refused an operation on the
+	// data directory (permission denied, not a directory, I/O error, …).
+	// The cause is the OS error, with the path: errors.Is(err,
+	// fs.ErrPermission) and errors.As(err, **fs.PathError) work. It never
+	// means the data is damaged (that is ErrCorruption).
+	ErrStorage = errors.New("kvstream: storage error")
+)

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +20,9 @@ type Log struct {
 	Stream  uint32
 	ID      ShardID
 	Created uint64 // creation time of the shard, Unix seconds
+	// StreamName names the stream in error messages. The engine sets it
+	// before the Log is shared; it never changes.
+	StreamName string
 
 	// Owned by the Writer's goroutine.
 	next        uint64
@@ -51,6 +55,17 @@ func NewLog(stream uint32, id ShardID, created uint64, last uint64, lastArrivalM
 	l.trim.Store(trim)
 	return l
 }
+
+// ContinueAt makes the next appended record get counter next or higher
+// (never lower than the Log would pick itself). The engine calls it at open,
+// before the Log is handed to a Writer, so a restart after lost records
+// never issues a counter again; readers skip the unused counters as they
+// skip trimmed ones.
+func (l *Log) ContinueAt(next uint64) { l.next = max(l.next, next) }
+
+// Next returns the counter the next appended record would get. Only for
+// use before the Log is handed to a Writer (see ContinueAt).
+func (l *Log) Next() uint64 { return l.next }
 
 // Throttle returns the shard's token buckets (nil: unlimited).
 func (l *Log) Throttle() *Throttle { return l.throttle.Load() }
@@ -181,18 +196,29 @@ func (l *Log) SeekArrival(r pebble.Reader, from uint64, ms int64) (uint64, error
 	probe := func(c uint64) (uint64, int64, bool, error) {
 		PutRecordKey(key, l.Stream, uint32(l.ID), c)
 		if !it.SeekGE(key) {
-			return 0, 0, false, it.Error()
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, ReadError(l, c, it.Error())
 		}
 		_, _, got, _ := DecodeRecordKey(it.Key())
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, 0, false, ReadError(l, got, err)
+		}
 		a, ok := ValueArrival(v)
 		if !ok {
-			return 0, 0, false, Errorf(ErrCorruption, "record %d of %s has a short value", got, l.ID)
+			return 0, 0, false, &CorruptionError{Stream: l.StreamName, StreamID: l.Stream, Shard: l.ID, Counter: got,
+				Cause: fmt.Errorf("record %d has a short value (%d bytes)", got, len(v))}
 		}
 		return got, a, true, nil
+	}
+	// Usually nothing past the trim point has expired yet: the first
+	// record answers, and the search reads no other block (so damage
+	// elsewhere in the shard does not fail a TRIM_HORIZON lookup).
+	if got, a, ok, err := probe(from); err != nil {
+		return 0, err
+	} else if !ok {
+		return pub + 1, nil
+	} else if a >= ms {
+		return got, nil
 	}
 	lo, hi := from, pub+1 // answer in [lo, hi]
 	for lo < hi {

@@ -3,7 +3,6 @@ package shard
 import (
 	"encoding/binary"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -37,6 +36,10 @@ type Request struct {
 	Trims   []Trim
 	err     error
 	done    chan struct{}
+	// abandoned is set by Commit when it returned because the DB failed
+	// while the Writer still held the request; such a request is never
+	// reused (the stuck committer may still touch it).
+	abandoned bool
 }
 
 var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan struct{}, 1)} }}
@@ -46,6 +49,9 @@ func GetRequest() *Request { return requestPool.Get().(*Request) }
 
 // PutRequest returns r to the pool. r must not be used afterwards.
 func PutRequest(r *Request) {
+	if r.abandoned {
+		return
+	}
 	clear(r.Appends)
 	r.Appends = r.Appends[:0]
 	r.Trims = nil
@@ -60,13 +66,26 @@ func PutRequest(r *Request) {
 // counters and commits batches in order, per-shard counters are gap-free
 // and become visible in order.
 //
-// A failed commit is sticky: every later request fails with the same error
-// (wrapping ErrWriteFailed), and the records of the failed batch are never
-// made visible in this process.
+// Fail-stop: once the DB's fuse blows (a failed WAL write or fsync), no
+// batch is committed any more; queued and waiting requests return the
+// fuse's error (wrapping ErrFailed) and the records of an unfinished batch
+// are never made visible in this process. A commit stuck inside Pebble at
+// that moment is abandoned, not waited for.
+//
+// Counters stay below a durable ceiling (WriterConfig.Ceiling): before a
+// batch would use a counter at or above it, the Writer asks Raise to
+// persist a higher one, so that a restart can continue above every counter
+// ever handed out even when records were lost (see the engine's sequence
+// file).
 type Writer struct {
 	db    *pebble.DB
 	wopts *pebble.WriteOptions
 	now   func() int64 // Unix ms
+	fuse  *Fuse
+
+	// Owned by the committer goroutine.
+	ceiling uint64
+	raise   func(min uint64) (uint64, error)
 
 	mu struct {
 		sync.Mutex
@@ -76,31 +95,48 @@ type Writer struct {
 	kick chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
-	err  atomic.Pointer[error]
 
 	// MaxBatchBytes caps one commit's encoded size (default 64 MiB).
 	maxBatchBytes int
 }
 
-// NewWriter starts a Writer committing to db. sync selects fsync'd
-// commits. now returns the current time in Unix milliseconds.
-func NewWriter(db *pebble.DB, sync bool, now func() int64) *Writer {
-	w := &Writer{db: db, wopts: pebble.NoSync, now: now, kick: make(chan struct{}, 1), quit: make(chan struct{}), maxBatchBytes: 64 << 20}
-	if sync {
+// WriterConfig configures NewWriter.
+type WriterConfig struct {
+	// Sync selects fsync'd commits.
+	Sync bool
+	// Now returns the current time in Unix milliseconds.
+	Now func() int64
+	// Fuse is the DB's fail-stop state; nil means a fresh one.
+	Fuse *Fuse
+	// Ceiling bounds the counters the Writer may hand out: every counter
+	// it assigns is below the ceiling in force. 0 means MaxCounter.
+	Ceiling uint64
+	// Raise durably raises the ceiling to at least min and returns the new
+	// ceiling. It is called on the committer goroutine, so it must not
+	// take engine locks. nil: the ceiling never moves.
+	Raise func(min uint64) (uint64, error)
+}
+
+// NewWriter starts a Writer committing to db.
+func NewWriter(db *pebble.DB, cfg WriterConfig) *Writer {
+	w := &Writer{db: db, wopts: pebble.NoSync, now: cfg.Now, fuse: cfg.Fuse, ceiling: cfg.Ceiling, raise: cfg.Raise,
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), maxBatchBytes: 64 << 20}
+	if cfg.Sync {
 		w.wopts = pebble.Sync
+	}
+	if w.fuse == nil {
+		w.fuse = NewFuse()
+	}
+	if w.ceiling == 0 || w.ceiling > MaxCounter {
+		w.ceiling = MaxCounter
 	}
 	w.wg.Add(1)
 	go w.run()
 	return w
 }
 
-// Err returns the sticky write error, or nil.
-func (w *Writer) Err() error {
-	if p := w.err.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+// Err returns the fuse's error once the DB has failed, or nil.
+func (w *Writer) Err() error { return w.fuse.Err() }
 
 // Commit queues r and blocks until it is durable (or failed). On success
 // each Append has its Counter and ArrivalMs set.
@@ -119,17 +155,32 @@ func (w *Writer) Commit(r *Request) error {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-w.fuse.Blown():
+		r.abandoned = true
+		return w.fuse.Err()
+	}
 }
 
-// Close stops the committer after the queued requests are done.
+// Close stops the committer after the queued requests are done. After a
+// failure it does not wait: the committer may be stuck inside Pebble for
+// good.
 func (w *Writer) Close() {
 	w.mu.Lock()
 	w.mu.closed = true
 	w.mu.Unlock()
 	close(w.quit)
-	w.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-w.fuse.Blown():
+	}
 }
 
 func (w *Writer) run() {
@@ -172,21 +223,28 @@ func (w *Writer) run() {
 
 // touched tracks one Log's changes within one commit.
 type touched struct {
-	log      *Log
-	counter  uint64
-	arrival  int64
-	bytes    int64
-	records  int64
-	appended bool
-	trimTo   uint64
+	log *Log
+	// first and firstArrival are the Log's next counter and last arrival
+	// before this commit, to undo the assignment if the commit fails.
+	first        uint64
+	firstArrival int64
+	counter      uint64
+	arrival      int64
+	bytes        int64
+	records      int64
+	appended     bool
+	trimTo       uint64
 }
 
 func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
-	if err := w.Err(); err != nil {
+	finish := func(err error) {
 		for _, r := range reqs {
 			r.err = err
 			r.done <- struct{}{}
 		}
+	}
+	if err := w.Err(); err != nil {
+		finish(err)
 		return
 	}
 	now := w.now()
@@ -198,9 +256,18 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 				return &seen[j]
 			}
 		}
-		seen = append(seen, touched{log: l})
+		seen = append(seen, touched{log: l, first: l.next, firstArrival: l.lastArrival})
 		return &seen[len(seen)-1]
 	}
+	// undo forgets the counters this commit assigned: nothing of it was
+	// applied.
+	undo := func(err error) {
+		for _, t := range seen {
+			t.log.next, t.log.lastArrival = t.first, t.firstArrival
+		}
+		finish(err)
+	}
+	var top uint64 // highest counter assigned
 	var trimVal [8]byte
 	for _, r := range reqs {
 		for _, tr := range r.Trims {
@@ -221,6 +288,7 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		for i := range r.Appends {
 			a := &r.Appends[i]
 			l := a.Log
+			t := find(l)
 			arrival := max(now, l.lastArrival)
 			l.lastArrival = arrival
 			a.Counter = l.next
@@ -231,7 +299,7 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 			PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
 			PutValue(op.Value, arrival, a.PartitionKey, a.ExplicitHashKey, a.Data)
 			op.Finish()
-			t := find(l)
+			top = max(top, a.Counter)
 			t.counter, t.arrival, t.appended = a.Counter, arrival, true
 			t.bytes += int64(vlen)
 			t.records++
@@ -243,12 +311,23 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		binary.BigEndian.PutUint64(stats[8:], uint64(t.log.Records.Load()+t.records))
 		_ = batch.Set(ShardStateKey(t.log.Stream, uint32(t.log.ID), StateStats), stats[:], nil)
 	}
-	if err := SafeCommit(batch, w.wopts); err != nil {
-		err = w.fail(err)
-		for _, r := range reqs {
-			r.err = err
-			r.done <- struct{}{}
+	if top >= w.ceiling {
+		if err := w.raiseCeiling(top); err != nil {
+			undo(err)
+			return
 		}
+	}
+	if err := batch.Commit(w.wopts); err != nil {
+		// A WAL failure never gets here (the engine's hooks blow the
+		// fuse and never return into Pebble); this is Pebble refusing
+		// the batch before applying it.
+		undo(&Error{Kind: ErrWriteFailed, Msg: "Pebble refused the batch", Cause: err})
+		return
+	}
+	if err := w.Err(); err != nil {
+		// The DB failed while this batch was in Pebble (a NoSync commit
+		// can return before its WAL write fails): publish nothing.
+		finish(err)
 		return
 	}
 	for _, t := range seen {
@@ -264,4 +343,21 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	for _, r := range reqs {
 		r.done <- struct{}{}
 	}
+}
+
+// raiseCeiling makes the ceiling exceed top, durably, before any counter
+// up to top is handed out.
+func (w *Writer) raiseCeiling(top uint64) error {
+	if top >= MaxCounter || w.raise == nil {
+		return Errorf(ErrWriteFailed, "counter %d would reach the end of the counter space (%d)", top, uint64(MaxCounter))
+	}
+	c, err := w.raise(top + 1)
+	if err != nil {
+		return &Error{Kind: ErrWriteFailed, Msg: "the sequence-number ceiling could not be raised", Cause: err}
+	}
+	if c <= top {
+		return Errorf(ErrWriteFailed, "the sequence-number ceiling %d does not exceed counter %d", c, top)
+	}
+	w.ceiling = c
+	return nil
 }

@@ -62,6 +62,7 @@ Start with: kvstream demo`,
 		newStreamsCommand(root),
 		newBenchCommand(root),
 		newForwardCommand(root),
+		newCheckCommand(root),
 	)
 	markRuns(cmd)
 	return cmd
