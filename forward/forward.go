@@ -65,19 +65,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/awsclient"
 )
 
 // Kinesis' PutRecords limits, the most a batch may hold.
@@ -223,36 +219,19 @@ func (c Config) validate() error {
 }
 
 // NewClient returns a Kinesis client for cfg's Endpoint and Region, with
-// credentials from the standard AWS configuration chain (environment,
-// shared files, SSO, container and instance roles). On a loopback
-// Endpoint (a local kvstream serve, which accepts any credentials unless
-// it verifies SigV4) without $AWS_ACCESS_KEY_ID or $AWS_PROFILE set, it
-// uses placeholder credentials instead of searching the chain. The
-// client's own retries are off: the Forwarder retries with its backoff.
+// AWS configuration by kvstream's one rule (internal/awsclient): on a
+// loopback Endpoint (a local kvstream serve) without $AWS_PROFILE, the
+// environment's keys or placeholders and no AWS files; elsewhere the
+// standard chain (environment, shared files, SSO, container and instance
+// roles). The client's own retries are off: the Forwarder retries with its
+// backoff.
 func NewClient(ctx context.Context, cfg Config) (*kinesis.Client, error) {
-	var opts []func(*config.LoadOptions) error
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
+	awsCfg, err := awsclient.Config(ctx, cfg.Endpoint, cfg.Region)
+	if errors.Is(err, awsclient.ErrEndpoint) {
+		return nil, fmt.Errorf("%w: Endpoint %q must be a URL such as http://127.0.0.1:4567", ErrInvalidConfig, cfg.Endpoint)
 	}
-	local := false
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: Endpoint %q must be a URL such as http://127.0.0.1:4567", ErrInvalidConfig, cfg.Endpoint)
-		}
-		local = isLoopback(u.Hostname()) && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == ""
-	}
-	var awsCfg aws.Config
-	if local {
-		awsCfg = aws.Config{Region: cfg.Region, Credentials: credentials.NewStaticCredentialsProvider("kvstream", "kvstream", "")}
-	} else {
-		var err error
-		if awsCfg, err = config.LoadDefaultConfig(ctx, opts...); err != nil {
-			return nil, fmt.Errorf("forward: AWS configuration: %w", err)
-		}
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = DefaultRegion
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
 	}
 	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
 		if cfg.Endpoint != "" {
@@ -260,14 +239,6 @@ func NewClient(ctx context.Context, cfg Config) (*kinesis.Client, error) {
 		}
 		o.Retryer = aws.NopRetryer{}
 	}), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Forwarder drains one local stream into one upstream stream. Run does
