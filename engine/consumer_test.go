@@ -157,7 +157,7 @@ func TestIteratorWaitWakesOnPutAndReturnsOnCancel(t *testing.T) {
 }
 
 func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -172,7 +172,7 @@ func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
 	require.NoError(t, err)
 	first := collect(t, c, 1, true)
 	require.Equal(t, "old-1", string(first[0].Data))
-	clk.Advance(2 * time.Hour) // old-2 expires unread
+	clk.Add(2 * time.Hour) // old-2 expires unread
 	require.NoError(t, db.Trim(ctx, "s"))
 	put("new-1")
 	c, err = db.Consumer("s", "slow")
@@ -182,7 +182,7 @@ func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
 }
 
 func TestConsumerStartAtTimestamp(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -190,7 +190,7 @@ func TestConsumerStartAtTimestamp(t *testing.T) {
 	for i := range 6 {
 		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: fmt.Sprint(i), Data: []byte(fmt.Sprint(i))})
 		require.NoError(t, err)
-		clk.Advance(time.Second)
+		clk.Add(time.Second)
 	}
 	c, err := db.OpenConsumer("s", "ts", engine.ConsumerConfig{Start: engine.AtTimestamp(clk.Now().Add(-3 * time.Second))})
 	require.NoError(t, err)

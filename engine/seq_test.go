@@ -73,7 +73,7 @@ func visible(t *testing.T, db *engine.DB) int {
 	require.NoError(t, err)
 	n := 0
 	for _, sd := range shards {
-		n += len(shardRecordsNoFail(t, db, "s", sd.ShardID))
+		n += len(shardRecords(t, db, "s", sd.ShardID))
 	}
 	return n
 }

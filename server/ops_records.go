@@ -100,20 +100,27 @@ type putRecordsOutput struct {
 	EncryptionType    string                  `json:"EncryptionType"`
 }
 
-// maxPutRecordsBytes is Kinesis' request-level PutRecords limit.
-const maxPutRecordsBytes = 5 << 20
+// requestLimits are the engine's per-request limits (engine.Options;
+// Kinesis' 500 entries and 5 MiB per PutRecords and 10,000 records per
+// GetRecords unless the engine was opened with others).
+type requestLimits struct {
+	putEntries int // entries of one PutRecords
+	putBytes   int // data and partition keys of one PutRecords
+	getRecords int // records of one GetRecords
+}
 
 // checkPutBatch checks PutRecords' model constraints on a decoded batch;
-// limit is the stream's record limit for Data. Paths are only built for
-// violations, so a valid batch costs nothing.
-func (c *check) putBatch(b *putBatch, limit int) {
+// limit is the stream's record limit for Data and maxEntries the most
+// entries a call may carry. Paths are only built for violations, so a
+// valid batch costs nothing.
+func (c *check) putBatch(b *putBatch, limit, maxEntries int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if n := len(b.entries); n < 1 || n > 500 {
+	if n := len(b.entries); n < 1 || n > maxEntries {
 		bound := "greater than or equal to 1"
-		if n > 500 {
-			bound = "less than or equal to 500"
+		if n > maxEntries {
+			bound = "less than or equal to " + strconv.Itoa(maxEntries)
 		}
 		c.add("'[…]'", "records", "have length "+bound)
 	}
@@ -211,7 +218,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	var c check
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
 	limit := s.dataLimit(streamName, streamARN)
-	c.putBatch(b, limit)
+	c.putBatch(b, limit, s.limits.putEntries)
 	c.streamName(streamName)
 	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
@@ -226,7 +233,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
 	}
 	// 5 MiB, or one record of the stream's limit when that is more.
-	if maxTotal := max(maxPutRecordsBytes, limit); total > maxTotal {
+	if maxTotal := max(s.limits.putBytes, limit); total > maxTotal {
 		return nil, newAPIError(errInvalidArgument, "Records size exceeds "+strconv.Itoa(maxTotal>>20)+" MB limit")
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
@@ -316,37 +323,9 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	typ := *in.ShardIteratorType
-	var pos engine.StartPosition
-	switch typ {
-	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
-		if in.StartingSequenceNumber == nil {
-			return nil, iteratorTypeError(typ, "no")
-		}
-		n, ok := engine.ParseSequenceNumber(*in.StartingSequenceNumber)
-		if !ok {
-			return nil, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*in.StartingSequenceNumber+" used in GetShardIterator on shard "+
-				id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid.")
-		}
-		if typ == "AT_SEQUENCE_NUMBER" {
-			pos = engine.AtSequenceNumber(n)
-		} else {
-			pos = engine.AfterSequenceNumber(n)
-		}
-	case "TRIM_HORIZON", "LATEST":
-		if in.StartingSequenceNumber != nil {
-			return nil, iteratorTypeError(typ, "also a")
-		}
-		if typ == "TRIM_HORIZON" {
-			pos = engine.TrimHorizon()
-		} else {
-			pos = engine.Latest()
-		}
-	case "AT_TIMESTAMP":
-		if in.Timestamp == nil {
-			return nil, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-		}
-		pos = engine.AtTimestamp(in.Timestamp.Time)
+	pos, aerr := s.startPosition("GetShardIterator", *in.ShardIteratorType, in.StartingSequenceNumber, in.Timestamp, id, name)
+	if aerr != nil {
+		return nil, aerr
 	}
 	tok, err := s.db.GetShardIterator(name, id, pos)
 	if err != nil {
@@ -355,9 +334,47 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	return getShardIteratorOutput{ShardIterator: tok}, nil
 }
 
-func iteratorTypeError(typ, what string) *apiError {
-	return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or "+
-		"(2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "+typ+" and "+what+" StartingSequenceNumber.")
+// startPosition turns a Kinesis ShardIteratorType (typ, already
+// validated) with its sequence number and timestamp into an engine
+// position, with Kinesis' rules and messages for op: GetShardIterator
+// names the number StartingSequenceNumber, SubscribeToShard's
+// StartingPosition names it SequenceNumber.
+func (s *Server) startPosition(op, typ string, seq *string, ts *timestamp, id engine.ShardID, stream string) (engine.StartPosition, *apiError) {
+	member := "StartingSequenceNumber"
+	if op == "SubscribeToShard" {
+		member = "SequenceNumber"
+	}
+	combination := func(what string) *apiError {
+		return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and "+member+" or "+
+			"(2) TRIM_HORIZON or LATEST and no "+member+". Request specified "+typ+" and "+what+" "+member+".")
+	}
+	switch typ {
+	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
+		if seq == nil {
+			return engine.StartPosition{}, combination("no")
+		}
+		n, ok := engine.ParseSequenceNumber(*seq)
+		if !ok {
+			return engine.StartPosition{}, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*seq+" used in "+op+" on shard "+
+				id.String()+" in stream "+stream+" under account "+s.cfg.Account+" is invalid.")
+		}
+		if typ == "AT_SEQUENCE_NUMBER" {
+			return engine.AtSequenceNumber(n), nil
+		}
+		return engine.AfterSequenceNumber(n), nil
+	case "TRIM_HORIZON", "LATEST":
+		if seq != nil {
+			return engine.StartPosition{}, combination("also a")
+		}
+		if typ == "TRIM_HORIZON" {
+			return engine.TrimHorizon(), nil
+		}
+		return engine.Latest(), nil
+	}
+	if ts == nil { // AT_TIMESTAMP
+		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+	}
+	return engine.AtTimestamp(ts.Time), nil
 }
 
 type getRecordsInput struct {
@@ -387,7 +404,7 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	var c check
 	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
-	c.intRange("limit", in.Limit, 1, 10000)
+	c.intRange("limit", in.Limit, 1, int64(s.limits.getRecords))
 	c.streamARN(in.StreamARN)
 	if err := c.err(); err != nil {
 		return nil, err

@@ -236,6 +236,9 @@ type Server struct {
 	pending pendingChanges
 	// recordLimits caches each stream's record limit (ops_account.go).
 	recordLimits recordLimitCache
+	// limits are the engine's request limits (Kinesis' by default), which
+	// the data-plane operations validate against.
+	limits requestLimits
 	// accountMu serializes changes to the account settings.
 	accountMu sync.Mutex
 }
@@ -251,6 +254,8 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions()}
+	eo := db.Options()
+	s.limits = requestLimits{putEntries: eo.MaxPutRecordsEntries, putBytes: eo.MaxPutRecordsBytes, getRecords: eo.MaxGetRecords}
 	if cfg.verifying() {
 		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey)
 	}
