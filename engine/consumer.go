@@ -66,17 +66,15 @@ func validateConsumerName(name string) error {
 	return nil
 }
 
-// Consumer opens the durable consumer name of stream, creating it at the
-// trim horizon if it does not exist.
-func (db *DB) Consumer(streamName, name string) (*Consumer, error) {
-	return db.OpenConsumer(streamName, name, ConsumerConfig{})
-}
-
-// OpenConsumer opens the durable consumer name of stream, creating it
-// with cfg if it does not exist.
-func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consumer, error) {
+// Consumer opens the durable consumer name of stream, creating it with
+// cfg if it does not exist (nil cfg: start at the trim horizon). cfg is
+// ignored for a consumer that exists: it resumes after its checkpoints.
+func (db *DB) Consumer(streamName, name string, cfg *ConsumerConfig) (*Consumer, error) {
 	if err := validateConsumerName(name); err != nil {
 		return nil, err
+	}
+	if cfg == nil {
+		cfg = &ConsumerConfig{}
 	}
 	s, err := db.streamByName(streamName)
 	if err != nil {
@@ -125,7 +123,7 @@ func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consum
 		}
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return nil, writeFailed("OpenConsumer", streamName, err)
+		return nil, writeFailed("Consumer", streamName, err)
 	}
 	return c, nil
 }

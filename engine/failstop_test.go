@@ -349,7 +349,7 @@ func failStopCustomChild(t *testing.T, dir string) {
 	db, err := engine.Open(dir, opts)
 	require.NoError(t, err)
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 3}))
-	c, err := db.Consumer("s", "c")
+	c, err := db.Consumer("s", "c", nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	var out sync.Mutex

@@ -1088,7 +1088,7 @@ func (m *model) opConsume() {
 	name, s := m.randomStream()
 	cname := m.pick([]string{"c0", "c1"})
 	if s == nil {
-		_, err := m.db.Consumer(name, cname)
+		_, err := m.db.Consumer(name, cname, nil)
 		m.wantErr("Consumer", err, "StreamNotFound")
 		return
 	}
@@ -1105,8 +1105,8 @@ func (m *model) opConsume() {
 	}
 	m.logf("Consumer %s/%s (new %v, start %v) checkpoints %v", name, cname, !exists, cfg.Start.Kind, cps)
 	m.stats["consume"]++
-	c, err := m.db.OpenConsumer(name, cname, cfg)
-	if !m.wantErr("OpenConsumer", err, "ok") {
+	c, err := m.db.Consumer(name, cname, &cfg)
+	if !m.wantErr("Consumer", err, "ok") {
 		return
 	}
 	s.consumers[cname] = cps
@@ -1428,7 +1428,7 @@ func TestRegressionCheckpointMovesBack(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
-	c, err := db.Consumer("s", "c")
+	c, err := db.Consumer("s", "c", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1437,7 +1437,7 @@ func TestRegressionCheckpointMovesBack(t *testing.T) {
 	}
 	backErr := c.CheckpointAt(0, rs[2].SequenceNumber)
 	reported := c.Checkpoints()[0]
-	fresh, err := db.Consumer("s", "c") // what a restart would load
+	fresh, err := db.Consumer("s", "c", nil) // what a restart would load
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func TestStreamConsumerLifecycle(t *testing.T) {
 	require.Greater(t, again.CreatedAt.Unix(), c.CreatedAt.Unix(), "a new registration gets a new creation second (and ARN)")
 
 	// Registered consumers are not durable consumers, and vice versa.
-	_, err = db.Consumer("s", "durable")
+	_, err = db.Consumer("s", "durable", nil)
 	require.NoError(t, err)
 	durable, err := db.ListConsumers("s")
 	require.NoError(t, err)

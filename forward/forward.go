@@ -328,7 +328,7 @@ func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
 		}
 		client = c
 	}
-	c, err := db.OpenConsumer(cfg.Stream, cfg.Consumer, engine.ConsumerConfig{Start: cfg.Start})
+	c, err := db.Consumer(cfg.Stream, cfg.Consumer, &engine.ConsumerConfig{Start: cfg.Start})
 	if err != nil {
 		return nil, fmt.Errorf("forward: consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
 	}
@@ -431,7 +431,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	defer f.running.Store(false)
 	// A fresh consumer each Run: a consumer remembers how far it read in
 	// this process, and the next Run must start at the checkpoints.
-	c, err := f.db.OpenConsumer(f.cfg.Stream, f.cfg.Consumer, engine.ConsumerConfig{Start: f.cfg.Start})
+	c, err := f.db.Consumer(f.cfg.Stream, f.cfg.Consumer, &engine.ConsumerConfig{Start: f.cfg.Start})
 	if err != nil {
 		return fmt.Errorf("forward: consumer %s of stream %s: %w", f.cfg.Consumer, f.cfg.Stream, err)
 	}

@@ -389,7 +389,7 @@ func TestForwardRetention(t *testing.T) {
 
 // consumerLag sums the durable consumer's Lag.
 func consumerLag(db *engine.DB, cfg Config) (int64, error) {
-	c, err := db.Consumer(localStream, cfg.withDefaults().Consumer)
+	c, err := db.Consumer(localStream, cfg.withDefaults().Consumer, nil)
 	if err != nil {
 		return 0, err
 	}

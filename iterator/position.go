@@ -1,6 +1,10 @@
-// Package iterator turns start positions into shard positions, reads a
-// shard's records in order (Iterator), and encodes the stateless,
-// MAC-authenticated shard iterator tokens the Kinesis API hands out.
+// Package iterator is one of the engine's internals: it turns start
+// positions into shard positions, reads a shard's records in order
+// (Iterator, tied to its DB's lifetime by a Gate), and encodes the
+// stateless, MAC-authenticated shard iterator tokens. Programs use the
+// engine package, which re-exports the start positions and the Iterator;
+// this package's exported surface exists for engine and may change with
+// it.
 package iterator
 
 import (
