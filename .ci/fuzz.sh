@@ -9,7 +9,6 @@
 #   FUZZTIME=5m .ci/fuzz.sh ./shard  # one package, longer
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
 FUZZTIME="${FUZZTIME:-10s}"
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then

@@ -84,8 +84,8 @@ func RunAppend(dir string, cfg AppendConfig) (Result, error) {
 
 	res := Result{
 		Workload: "PutRecords",
-		Params: fmt.Sprintf("%d × %d B per call, %d shards, %d producers, %d records",
-			cfg.BatchSize, cfg.RecordSize, cfg.Shards, cfg.Producers, cfg.Records),
+		Params: fmt.Sprintf("%d × %d B per call, %s, %s, %d records",
+			cfg.BatchSize, cfg.RecordSize, count(cfg.Shards, "shard"), count(cfg.Producers, "producer"), cfg.Records),
 		Profile: ProfileName(cfg.Profile),
 		Sync:    !cfg.NoSync,
 		Rounds:  cfg.Rounds,
@@ -271,4 +271,12 @@ func appendCeiling(ctx context.Context, dir string, cfg *AppendConfig, p *pool, 
 	}
 	m.DiskBytesPerRecord, err = diskPerRecord(pdir, cfg.Profile, m.Records)
 	return m, err
+}
+
+// count writes n and noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

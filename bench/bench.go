@@ -37,7 +37,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -285,13 +284,11 @@ func startMeter() meter {
 	return meter{reset: err == nil, cpu: cpuTime()}
 }
 
-// cpuTime returns the process' user plus system CPU time in nanoseconds.
+// cpuTime returns the process' user plus system CPU time in nanoseconds
+// (0 where the platform does not say; see processUsage).
 func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	cpu, _ := processUsage()
+	return cpu
 }
 
 // peak returns the peak RSS since start, and whether it is cumulative.
@@ -310,11 +307,8 @@ func (m meter) peak() (int64, bool) {
 			}
 		}
 	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, true
-	}
-	return ru.Maxrss << 10, true // Linux reports KiB
+	_, maxRSS := processUsage()
+	return maxRSS, true
 }
 
 // latencies collects per-operation durations from several goroutines,

@@ -62,7 +62,7 @@ func RunPut(dir string, cfg PutConfig) (Result, error) {
 	defer prog.close()
 	res := Result{
 		Workload: "PutRecord",
-		Params:   fmt.Sprintf("1 × %d B per call, %d shards, %d goroutines, %d records", cfg.RecordSize, cfg.Shards, cfg.Goroutines, cfg.Records),
+		Params:   fmt.Sprintf("1 × %d B per call, %s, %s, %d records", cfg.RecordSize, count(cfg.Shards, "shard"), count(cfg.Goroutines, "goroutine"), cfg.Records),
 		Profile:  ProfileName(cfg.Profile),
 		Sync:     !cfg.NoSync,
 		Rounds:   cfg.Rounds,

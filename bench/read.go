@@ -107,7 +107,7 @@ func RunRead(dir string, cfg ReadConfig) (Result, error) {
 	}
 	res := Result{
 		Workload: cfg.Via.String(),
-		Params:   fmt.Sprintf("full read of %d × %d B records, %d shards", cfg.Records, cfg.RecordSize, cfg.Shards),
+		Params:   fmt.Sprintf("full read of %d × %d B records, %s", cfg.Records, cfg.RecordSize, count(cfg.Shards, "shard")),
 		Profile:  ProfileName(cfg.Profile),
 		Rounds:   cfg.Rounds,
 	}

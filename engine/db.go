@@ -1,29 +1,3 @@
-// Package engine is kvstream's public API: an embedded, persistent stream
-// engine with the semantics of Amazon Kinesis Data Streams, on one Pebble
-// data directory.
-//
-// # Durability and failures
-//
-// With the default options a put returns only after its records are
-// fsync'd to Pebble's write-ahead log (concurrent puts share fsyncs), so an
-// acknowledged record survives kill -9 and power loss. Options.NoSync
-// acknowledges before the fsync; its doc says exactly what a crash can
-// then lose.
-//
-// A failed write or fsync ends the process; a restart recovers every
-// fsync'd acknowledgement. The DB is fail-stop by design, as Pebble itself
-// and PostgreSQL (after the 2018 fsync findings) are: when a WAL write or
-// fsync fails, nothing is retried and nothing runs on the half-broken
-// store. Options.OnFatal is called, by default printing the error and
-// exiting with FatalExitCode (74); a custom hook that returns leaves the
-// DB stopped, every call failing with ErrFailed.
-//
-// A sequence number, once returned, never names a different record, in
-// any durability mode and after any crash or lost WAL tail: after an
-// unclean shutdown, counters continue above every counter handed out
-// before (a durably reserved ceiling in the data directory's sequence
-// file), and acknowledged records found missing at open are logged and
-// reported by DB.Recovery.
 package engine
 
 import (

@@ -6,13 +6,6 @@ import (
 	"github.com/kvstream/kvstream/shard"
 )
 
-// Error is the concrete type behind the engine's errors: a Kind (one of
-// the Err… sentinels, so errors.Is works), a Reason naming the condition
-// within the kind, and the values involved (stream, shard, field, limit,
-// …) as fields. Error() is plain English; use errors.As to get the fields
-// and word the error your own way (the Kinesis server does).
-type Error = shard.Error
-
 // Reason identifies the condition behind an Error within its Kind; see the
 // shard package for the fields each one sets.
 type Reason = shard.Reason

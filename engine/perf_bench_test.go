@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -41,7 +42,7 @@ func BenchmarkThrottleOverhead(b *testing.B) {
 	db, err := engine.Open(b.TempDir(), &engine.Options{NoSync: true, Profile: engine.ProfileThroughput})
 	require.NoError(b, err)
 	defer db.Close()
-	huge := engine.Limits{WriteRecordsPerSec: 1 << 40, WriteBytesPerSec: 1 << 50, ReadBytesPerSec: 1 << 50, ReadCallsPerSec: 1 << 40}
+	huge := engine.Limits{WriteRecordsPerSec: math.MaxInt32, WriteBytesPerSec: math.MaxInt32, ReadBytesPerSec: math.MaxInt32, ReadCallsPerSec: math.MaxInt32} // 32-bit int: 2 G/s never throttles here
 	require.NoError(b, db.CreateStream("none", engine.StreamConfig{ShardCount: 4}))
 	require.NoError(b, db.CreateStream("buckets", engine.StreamConfig{ShardCount: 4, Limits: huge}))
 	entries := batchOf(500, 100)

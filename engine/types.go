@@ -8,23 +8,102 @@ import (
 )
 
 // Types re-exported from the lower packages, so users import only engine.
+// They are aliases, so go doc shows their methods only in their own
+// package (go doc github.com/kvstream/kvstream/iterator Iterator); each
+// comment below lists them.
 type (
-	// Record is one record as readers see it.
+	// Record is one record as readers see it: ShardID, SequenceNumber,
+	// PartitionKey, ExplicitHashKey (nil unless the producer gave one),
+	// Data and Timestamp (the arrival time, millisecond precision). It is
+	// a plain value; Data is borrowed from an Iterator until its next
+	// Next, so keep a record with
+	//
+	//	func (r Record) Clone() Record
+	//
+	// Defined in github.com/kvstream/kvstream/shard.
 	Record = shard.Record
-	// SequenceNumber is a record's position; String gives the Kinesis form.
+	// SequenceNumber is a record's position in its shard (fields
+	// ShardCreated, Shard, Counter, Written); numbers of one shard sort
+	// by Counter. Methods:
+	//
+	//	func (n SequenceNumber) String() string                 // Kinesis' 56-digit decimal
+	//	func (n SequenceNumber) IsZero() bool                   // the zero value: "none"
+	//	func (n SequenceNumber) AppendTo(dst []byte) []byte
+	//	func (n SequenceNumber) MarshalText() ([]byte, error)
+	//	func (n *SequenceNumber) UnmarshalText(b []byte) error
+	//
+	// ParseSequenceNumber reads the decimal form. Defined in
+	// github.com/kvstream/kvstream/shard.
 	SequenceNumber = shard.SequenceNumber
-	// ShardID is a shard's index; String gives "shardId-000000000000".
+	// ShardID is a shard's index within its stream. Methods:
+	//
+	//	func (id ShardID) String() string  // "shardId-000000000000"
+	//
+	// ParseShardID reads that form. Defined in
+	// github.com/kvstream/kvstream/shard.
 	ShardID = shard.ShardID
-	// HashKey is a point in the 128-bit hash-key space.
+	// HashKey is a point in the 128-bit hash-key space. Methods:
+	//
+	//	func (h HashKey) String() string                 // decimal, as Kinesis writes it
+	//	func (h HashKey) Cmp(o HashKey) int
+	//	func (h HashKey) Add(n uint64) HashKey
+	//	func (h HashKey) Sub(n uint64) HashKey
+	//	func (h HashKey) MarshalText() ([]byte, error)
+	//	func (h *HashKey) UnmarshalText(b []byte) error
+	//
+	// ParseHashKey reads the decimal form. Defined in
+	// github.com/kvstream/kvstream/shard.
 	HashKey = shard.HashKey
-	// HashRange is an inclusive range of hash keys.
+	// HashRange is an inclusive range of hash keys (Start, End). Methods:
+	//
+	//	func (r HashRange) Contains(h HashKey) bool
+	//
+	// Defined in github.com/kvstream/kvstream/shard.
 	HashRange = shard.HashRange
-	// Partitioner maps partition keys to hash keys.
+	// Partitioner maps partition keys to hash keys: PartitionerXXHash (the
+	// default) or PartitionerMD5 (exactly Kinesis' placement). Methods:
+	//
+	//	func (p Partitioner) Hash(partitionKey string) HashKey
+	//	func (p Partitioner) String() string                    // "xxhash" or "md5"
+	//	func (p Partitioner) Valid() bool
+	//
+	// Defined in github.com/kvstream/kvstream/shard.
 	Partitioner = shard.Partitioner
-	// StartPosition says where reading starts; see TrimHorizon and friends.
+	// StartPosition says where reading a shard starts. Build one with
+	// TrimHorizon, Latest, AtSequenceNumber, AfterSequenceNumber or
+	// AtTimestamp; the zero value is invalid. Defined in
+	// github.com/kvstream/kvstream/iterator.
 	StartPosition = iterator.StartPosition
-	// Iterator reads one shard in order; see DB.Iterate.
+	// Iterator reads one shard in sequence order; DB.Iterate returns one.
+	// It sees every record visible when Next runs, skips records past
+	// retention and stops at the end of a closed shard. It is not safe for
+	// concurrent use. Methods:
+	//
+	//	func (it *Iterator) Next() bool                      // false at the end of what is visible, or on error
+	//	func (it *Iterator) Record() Record                  // the current record; Data valid until Next or Close
+	//	func (it *Iterator) Err() error                      // what stopped Next; check it after the loop
+	//	func (it *Iterator) All() iter.Seq[Record]           // range over the rest; check Err after
+	//	func (it *Iterator) Wait(ctx context.Context) error  // block until a new record commits, the shard closes, or ctx ends
+	//	func (it *Iterator) CaughtUp() bool                  // every visible record has been read
+	//	func (it *Iterator) ShardEnded() bool                // closed shard read to its end (Kinesis' SHARD_END)
+	//	func (it *Iterator) NextCounter() uint64             // counter of the next record: a checkpoint position
+	//	func (it *Iterator) Close() error                    // releases Pebble resources; idempotent
+	//
+	// Defined in github.com/kvstream/kvstream/iterator.
 	Iterator = iterator.Iterator
+	// Error is the concrete type behind the engine's errors: a Kind (one
+	// of the Err… sentinels, so errors.Is works), a Reason naming the
+	// condition within the kind, and the values involved (Stream, Shard,
+	// Field, Limit, …) as fields; Msg is plain English and Cause an
+	// underlying I/O or Pebble error if any. Use errors.As to get the
+	// fields and word the error your own way (the Kinesis server does, in
+	// server/render.go). Methods:
+	//
+	//	func (e *Error) Error() string
+	//	func (e *Error) Unwrap() []error  // Kind and Cause, for errors.Is
+	//
+	// Defined in github.com/kvstream/kvstream/shard.
+	Error = shard.Error
 )
 
 // Partitioners.

@@ -52,7 +52,12 @@
 //
 // An unreachable or throttling upstream is retried with exponential
 // backoff and jitter, forever; Run does not return for it (Stats reports
-// it). Meanwhile local writers are not slowed: the stream is on disk, and
+// it). What retrying cannot fix ends Run with ErrRejected instead: a
+// request the upstream calls invalid, credentials it refuses (access
+// denied, an unknown key, a bad signature), or a target stream that does
+// not exist. With Config.CreateTarget, Run creates a missing target
+// stream (with as many shards as the local stream has open) and carries
+// on. Meanwhile local writers are not slowed: the stream is on disk, and
 // the Forwarder holds at most three batches per shard in memory (two
 // queued, one being sent). Give the stream a size bound
 // (engine.StreamConfig.MaxBytes with DiscardOld) so a long outage cannot
@@ -64,7 +69,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,17 +105,32 @@ var (
 	// ErrRunning is returned by Run while another Run of the same
 	// Forwarder is active.
 	ErrRunning = errors.New("forward: already running")
-	// ErrRejected is returned by Run when the upstream rejects a batch as
-	// invalid (InvalidArgumentException, ValidationException or a
-	// serialization error): sending it again cannot succeed, so the
-	// Forwarder stops instead of retrying. The batch is not checkpointed.
-	ErrRejected = errors.New("forward: upstream rejected the batch")
+	// ErrRejected is returned by Run when the upstream refuses a call for
+	// a reason that retrying cannot fix, so the Forwarder stops instead of
+	// retrying: the request is invalid (InvalidArgumentException,
+	// ValidationException, a serialization error), the credentials are
+	// refused (AccessDeniedException, UnrecognizedClientException, a bad
+	// signature, a KMS key it may not use), or the target stream does not
+	// exist (ErrTargetNotFound, also wrapped). The batch is not
+	// checkpointed.
+	ErrRejected = errors.New("forward: upstream refused")
+	// ErrTargetNotFound is wrapped with ErrRejected when the target stream
+	// does not exist upstream and Config.CreateTarget is off (or the
+	// target is an ARN, which cannot be created).
+	ErrTargetNotFound = errors.New("target stream not found")
 )
 
 // Client is the part of *kinesis.Client a Forwarder uses. Tests and
 // wrappers (metrics, fault injection) may provide their own.
 type Client interface {
 	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+}
+
+// StreamCreator is what Config.CreateTarget needs of the Client besides
+// PutRecords; *kinesis.Client has it.
+type StreamCreator interface {
+	CreateStream(ctx context.Context, in *kinesis.CreateStreamInput, optFns ...func(*kinesis.Options)) (*kinesis.CreateStreamOutput, error)
+	DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, optFns ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
 }
 
 // Config configures a Forwarder. Only Stream is required; every other
@@ -118,8 +140,13 @@ type Config struct {
 	Stream string
 	// Consumer names the durable consumer whose checkpoints record what
 	// the upstream has acknowledged. Two Forwarders of one stream to two
-	// targets need two names. Default "forward-" + TargetStream (cut to
-	// the 128 characters a consumer name may have).
+	// targets need two names, and the default gives them two: "forward-",
+	// the upstream's host and port (Endpoint) or "aws-" and its region,
+	// "-", and TargetStream, with every character a consumer name may not
+	// hold replaced by '-' (for an ARN target, "forward-" and the ARN, which
+	// names region and account itself); e.g.
+	// "forward-central-4567-events" or "forward-aws-eu-west-1-events".
+	// Names over 128 characters are cut and end in a hash of the whole.
 	Consumer string
 	// Start is where a new consumer starts reading: engine.TrimHorizon()
 	// (everything still stored, the default), engine.Latest() or
@@ -154,6 +181,13 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// RequestTimeout bounds one PutRecords call. Default 30s.
 	RequestTimeout time.Duration
+	// CreateTarget makes Run create TargetStream when the upstream says
+	// it does not exist, with as many shards as the local stream has open,
+	// wait until it is ACTIVE, and carry on. It needs a Client that is also
+	// a StreamCreator (*kinesis.Client is) and a TargetStream that is a
+	// name, not an ARN. Default false: a missing target ends Run with
+	// ErrRejected and ErrTargetNotFound.
+	CreateTarget bool
 	// Logger receives a line when the upstream starts failing and when it
 	// recovers. Default: discard.
 	Logger *slog.Logger
@@ -165,14 +199,7 @@ func (c Config) withDefaults() Config {
 		c.TargetStream = c.Stream
 	}
 	if c.Consumer == "" {
-		name := c.TargetStream
-		if i := strings.LastIndexByte(name, '/'); strings.HasPrefix(name, "arn:") && i >= 0 {
-			name = name[i+1:]
-		}
-		c.Consumer = "forward-" + name
-		if len(c.Consumer) > 128 {
-			c.Consumer = c.Consumer[:128]
-		}
+		c.Consumer = DefaultConsumer(c.Endpoint, c.Region, c.TargetStream)
 	}
 	if c.MaxBatchRecords == 0 {
 		c.MaxBatchRecords = MaxBatchRecords
@@ -199,6 +226,43 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// DefaultConsumer is the consumer name Config.Consumer defaults to for a
+// Forwarder to targetStream (a name or an ARN) at endpoint (empty: AWS in
+// region, which may be empty if unknown).
+func DefaultConsumer(endpoint, region, targetStream string) string {
+	var where string
+	switch {
+	case strings.HasPrefix(targetStream, "arn:"):
+		// An ARN names the partition, region and account already.
+	case endpoint != "":
+		where = endpoint
+		if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+			where = u.Host
+		}
+	case region != "":
+		where = "aws-" + region
+	default:
+		where = "aws"
+	}
+	name := "forward-"
+	if where != "" {
+		name += where + "-"
+	}
+	name += strings.TrimPrefix(targetStream, "arn:")
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 128 {
+		sum := fnv.New64a()
+		_, _ = sum.Write([]byte(name))
+		b = fmt.Appendf(b[:128-17], "-%016x", sum.Sum64())
+	}
+	return string(b)
 }
 
 // validate reports the first unusable field.
@@ -250,6 +314,10 @@ type Forwarder struct {
 
 	running atomic.Bool
 
+	// createMu serializes creating the target stream (CreateTarget)
+	// between the shards' senders.
+	createMu sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		// pos holds each shard's forwarding position; it outlives Runs so
@@ -259,10 +327,11 @@ type Forwarder struct {
 		queues map[engine.ShardID]*queue
 		// lastErr is the most recent upstream failure, at lastErrAt;
 		// lastOK is the most recent acknowledged batch.
-		lastErr   error
-		lastErrAt time.Time
-		lastOK    time.Time
-		failing   bool // the most recent call failed as a whole
+		lastErr      error
+		lastErrAt    time.Time
+		lastOK       time.Time
+		failing      bool      // the most recent call failed as a whole
+		failingSince time.Time // the first failure of the current run of them
 	}
 
 	forwardedRecords atomic.Int64
@@ -317,6 +386,7 @@ func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil DB", ErrInvalidConfig)
 	}
+	consumer := cfg.Consumer
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -327,6 +397,19 @@ func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
 			return nil, err
 		}
 		client = c
+	}
+	if consumer == "" {
+		// The client knows the region (and endpoint) the configuration
+		// chain chose, which the default name must include.
+		endpoint, region := cfg.Endpoint, cfg.Region
+		if kc, ok := client.(*kinesis.Client); ok {
+			o := kc.Options()
+			region = o.Region
+			if endpoint == "" && o.BaseEndpoint != nil {
+				endpoint = *o.BaseEndpoint
+			}
+		}
+		cfg.Consumer = DefaultConsumer(endpoint, region, cfg.TargetStream)
 	}
 	c, err := db.Consumer(cfg.Stream, cfg.Consumer, &engine.ConsumerConfig{Start: cfg.Start})
 	if err != nil {
@@ -418,8 +501,10 @@ func (f *Forwarder) skipTrimmed(c *engine.Consumer) error {
 // Run forwards records until ctx ends, then returns nil; it returns
 // earlier only for an error it cannot retry: the local stream was deleted
 // or the DB closed or failed, a checkpoint could not be written, or the
-// upstream rejected a batch as invalid (ErrRejected). Upstream outages and
-// throttling are retried, never returned.
+// upstream refused a call for good (ErrRejected: an invalid request,
+// refused credentials, a missing target stream that CreateTarget does
+// not create). Upstream outages and throttling are retried, never
+// returned.
 //
 // Records read but not yet acknowledged when Run returns are sent again by
 // the next Run. Run may be called again after it returns, but not

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -382,14 +383,14 @@ func TestForwardRetention(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, st3.LagRecords)
 	require.Zero(t, st3.DroppedRecords)
-	lag, err := consumerLag(db, cfg)
+	lag, err := consumerLag(db, f3.Config().Consumer)
 	require.NoError(t, err)
 	require.Zero(t, lag, "the consumer's own Lag agrees")
 }
 
 // consumerLag sums the durable consumer's Lag.
-func consumerLag(db *engine.DB, cfg Config) (int64, error) {
-	c, err := db.Consumer(localStream, cfg.withDefaults().Consumer, nil)
+func consumerLag(db *engine.DB, consumer string) (int64, error) {
+	c, err := db.Consumer(localStream, consumer, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -561,7 +562,7 @@ func TestConfig(t *testing.T) {
 	c := Config{Stream: "s"}.withDefaults()
 	require.NoError(t, c.validate())
 	require.Equal(t, "s", c.TargetStream)
-	require.Equal(t, "forward-s", c.Consumer)
+	require.Equal(t, "forward-aws-s", c.Consumer)
 	require.Equal(t, MaxBatchRecords, c.MaxBatchRecords)
 	require.Equal(t, MaxBatchBytes, c.MaxBatchBytes)
 	require.Equal(t, DefaultLinger, c.Linger)
@@ -569,8 +570,14 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, DefaultMaxBackoff, c.MaxBackoff)
 	require.Equal(t, DefaultRequestTimeout, c.RequestTimeout)
 	require.Zero(t, Config{Stream: "s", Linger: -1}.withDefaults().Linger)
-	require.Equal(t, "forward-up", Config{Stream: "s", TargetStream: "arn:aws:kinesis:us-east-1:123456789012:stream/up"}.withDefaults().Consumer)
-	require.Len(t, Config{Stream: "s", TargetStream: strings.Repeat("x", 128)}.withDefaults().Consumer, 128)
+	require.Equal(t, "forward-aws-kinesis-us-east-1-123456789012-stream-up", Config{Stream: "s", TargetStream: "arn:aws:kinesis:us-east-1:123456789012:stream/up"}.withDefaults().Consumer)
+	require.Equal(t, "forward-aws-eu-west-1-s", Config{Stream: "s", Region: "eu-west-1"}.withDefaults().Consumer)
+	require.Equal(t, "forward-127.0.0.1-4567-up", Config{Stream: "s", TargetStream: "up", Endpoint: "http://127.0.0.1:4567"}.withDefaults().Consumer)
+	require.Equal(t, "forward-central.example-up", Config{Stream: "s", TargetStream: "up", Endpoint: "https://central.example/kinesis"}.withDefaults().Consumer)
+	long := Config{Stream: "s", TargetStream: strings.Repeat("x", 128)}.withDefaults().Consumer
+	require.Len(t, long, 128)
+	require.NotEqual(t, long, Config{Stream: "s", TargetStream: strings.Repeat("x", 129)}.withDefaults().Consumer, "cut names end in a hash of the whole")
+	require.NotEqual(t, DefaultConsumer("http://a:1", "", "s"), DefaultConsumer("http://b:1", "", "s"), "two upstreams, two consumers")
 
 	for _, bad := range []struct {
 		cfg  Config
@@ -595,6 +602,11 @@ func TestConfig(t *testing.T) {
 	f, err := New(db, nil, Config{Stream: localStream, Endpoint: "http://127.0.0.1:1"})
 	require.NoError(t, err)
 	require.Equal(t, localStream, f.Config().TargetStream)
+	require.Equal(t, "forward-127.0.0.1-1-"+localStream, f.Config().Consumer)
+	// Without an endpoint, the region the client resolved names the consumer.
+	f, err = New(db, nil, Config{Stream: localStream, Region: "ap-south-1"})
+	require.NoError(t, err)
+	require.Equal(t, "forward-aws-ap-south-1-"+localStream, f.Config().Consumer)
 }
 
 func TestBackoff(t *testing.T) {
@@ -614,7 +626,12 @@ func TestClassify(t *testing.T) {
 	require.Equal(t, throttle, classify(&types.ProvisionedThroughputExceededException{}))
 	require.Equal(t, throttle, classify(&types.LimitExceededException{}))
 	require.Equal(t, fatal, classify(&types.InvalidArgumentException{}))
-	require.Equal(t, retryable, classify(&types.ResourceNotFoundException{}))
+	require.Equal(t, notFound, classify(&types.ResourceNotFoundException{}))
+	require.Equal(t, fatal, classify(&smithy.GenericAPIError{Code: "AccessDeniedException"}))
+	require.Equal(t, fatal, classify(&smithy.GenericAPIError{Code: "UnrecognizedClientException"}))
+	require.Equal(t, fatal, classify(&smithy.GenericAPIError{Code: "InvalidSignatureException"}))
+	require.Equal(t, retryable, classify(&smithy.GenericAPIError{Code: "ExpiredTokenException"}))
+	require.Equal(t, retryable, classify(&smithy.GenericAPIError{Code: "InternalFailure"}))
 }
 
 func TestQueueBarrier(t *testing.T) {

@@ -177,10 +177,15 @@ func (q *queue) acked() {
 }
 
 // buffered returns the records held in memory (queued and in flight), their
-// bytes and the arrival time of the oldest (zero if none).
-func (q *queue) buffered() (records, bytes int, oldest time.Time) {
+// bytes and the arrival time of the oldest (zero if none). It runs also
+// (if not nil) under the queue's lock, so what also reads of the shard's
+// position matches what is in memory (push advances it under the lock).
+func (q *queue) buffered(also func()) (records, bytes int, oldest time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if also != nil {
+		also()
+	}
 	records = q.mu.records + q.mu.inflightRecords
 	bytes = q.mu.bytes + q.mu.inflightBytes
 	oldest = q.mu.inflightOldest

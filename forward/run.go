@@ -251,8 +251,15 @@ func (s *sender) send(ctx context.Context, batch []pending) error {
 		}
 		if err != nil {
 			kind := classify(err)
-			if kind == fatal {
-				return fmt.Errorf("%w: %s, %d records from %s: %w", ErrRejected, s.id, len(todo), todo[0].seq, err)
+			switch kind {
+			case fatal:
+				return fmt.Errorf("%w: %d records of %s from %s: %w", ErrRejected, len(todo), s.id, todo[0].seq, err)
+			case notFound:
+				if err := f.ensureTarget(ctx, err); err != nil {
+					return err
+				}
+				attempt = 0
+				continue
 			}
 			f.failedRequests.Add(1)
 			if kind == throttle {
@@ -317,7 +324,8 @@ type failure int
 const (
 	retryable failure = iota // connection errors, timeouts, 5xx, ...
 	throttle                 // the upstream asked us to slow down
-	fatal                    // the request itself is invalid
+	fatal                    // the request or the credentials are refused
+	notFound                 // the target stream does not exist
 )
 
 func isThrottle(code string) bool {
@@ -329,10 +337,11 @@ func isThrottle(code string) bool {
 	return false
 }
 
-// classify sorts a failed PutRecords call. Only errors that say the
-// request is malformed are fatal; everything else, including unknown
-// errors, missing streams and authentication failures (which an operator
-// may fix while the Forwarder waits), is retried.
+// classify sorts a failed call. The upstream's answers that retrying
+// cannot change are fatal: a malformed request, and credentials or keys
+// it refuses. A missing stream is notFound (created, or fatal). Everything
+// else, including unknown errors, is retried: connection errors,
+// timeouts, 5xx, expired tokens (the credential chain refreshes them).
 func classify(err error) failure {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
@@ -342,11 +351,87 @@ func classify(err error) failure {
 	switch {
 	case isThrottle(code):
 		return throttle
+	case code == "ResourceNotFoundException":
+		return notFound
 	case code == "InvalidArgumentException", code == "ValidationException", code == "SerializationException",
-		code == "RequestEntityTooLargeException":
+		code == "RequestEntityTooLargeException",
+		code == "AccessDeniedException", code == "UnrecognizedClientException", code == "InvalidClientTokenId",
+		code == "InvalidSignatureException", code == "IncompleteSignature", code == "IncompleteSignatureException",
+		code == "MissingAuthenticationToken", code == "MissingAuthenticationTokenException",
+		code == "KMSAccessDeniedException", code == "KMSDisabledException", code == "KMSNotFoundException",
+		code == "KMSInvalidStateException", code == "KMSOptInRequired":
 		return fatal
 	}
 	return retryable
+}
+
+// ensureTarget handles a call that failed with notFound (err): unless
+// CreateTarget applies, it returns ErrRejected with ErrTargetNotFound.
+// Otherwise it makes sure the target stream exists and is ACTIVE, creating
+// it with the local stream's open shard count if the upstream does not
+// know it, and returns nil for the caller to send again; it returns an
+// error only when ctx ends or the upstream refuses for good. One sender
+// at a time runs it; the others wait and then find the stream there.
+func (f *Forwarder) ensureTarget(ctx context.Context, err error) error {
+	cfg := &f.cfg
+	sc, ok := f.client.(StreamCreator)
+	if !cfg.CreateTarget || !ok || strings.HasPrefix(cfg.TargetStream, "arn:") {
+		return fmt.Errorf("%w: %w: %s: %w", ErrRejected, ErrTargetNotFound, cfg.TargetStream, err)
+	}
+	f.createMu.Lock()
+	defer f.createMu.Unlock()
+	name := aws.String(cfg.TargetStream)
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		out, err := sc.DescribeStreamSummary(rctx, &kinesis.DescribeStreamSummaryInput{StreamName: name})
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			switch out.StreamDescriptionSummary.StreamStatus {
+			case types.StreamStatusActive, types.StreamStatusUpdating:
+				f.noteAnswer()
+				return nil
+			}
+			// CREATING (or DELETING, after which it is created again): wait.
+		} else if classify(err) == notFound {
+			desc, lerr := f.db.DescribeStream(cfg.Stream)
+			if lerr != nil {
+				return fmt.Errorf("forward: creating the target stream: local stream %s: %w", cfg.Stream, lerr)
+			}
+			rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+			_, err = sc.CreateStream(rctx, &kinesis.CreateStreamInput{StreamName: name, ShardCount: aws.Int32(int32(desc.OpenShardCount))})
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var inUse *types.ResourceInUseException
+			switch {
+			case err == nil:
+				cfg.Logger.Info("forward: created the target stream upstream", "target", cfg.TargetStream, "shards", desc.OpenShardCount)
+			case errors.As(err, &inUse): // created meanwhile by someone else
+			case classify(err) == fatal, isLimit(err):
+				return fmt.Errorf("%w: creating stream %s with %d shards: %w", ErrRejected, cfg.TargetStream, desc.OpenShardCount, err)
+			default:
+				f.noteFailure(err)
+			}
+		} else if classify(err) == fatal {
+			return fmt.Errorf("%w: describing stream %s: %w", ErrRejected, cfg.TargetStream, err)
+		} else {
+			f.noteFailure(err)
+		}
+		if err := sleep(ctx, f.backoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// isLimit reports a LimitExceededException: for CreateStream, the
+// account's stream or shard quota, which waiting does not raise.
+func isLimit(err error) bool {
+	var le *types.LimitExceededException
+	return errors.As(err, &le)
 }
 
 // backoff returns the wait before retry number attempt+1: drawn from
@@ -383,6 +468,7 @@ func (f *Forwarder) noteFailure(err error) {
 	defer f.mu.Unlock()
 	if !f.mu.failing {
 		f.cfg.Logger.Warn("forward: upstream failing; retrying with backoff", "stream", f.cfg.Stream, "target", f.cfg.TargetStream, "err", err)
+		f.mu.failingSince = time.Now()
 	}
 	f.mu.failing = true
 	f.mu.lastErr, f.mu.lastErrAt = err, time.Now()
@@ -397,5 +483,6 @@ func (f *Forwarder) noteAnswer() {
 		f.cfg.Logger.Info("forward: upstream answering again", "stream", f.cfg.Stream, "target", f.cfg.TargetStream)
 	}
 	f.mu.failing = false
+	f.mu.failingSince = time.Time{}
 	f.mu.lastOK = time.Now()
 }

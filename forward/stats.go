@@ -39,23 +39,30 @@ type Stats struct {
 	// and no Run started after them): those a new process reports again.
 	DroppedRecords int64
 	// LagRecords is the number of local records not yet acknowledged
-	// upstream (buffered in memory, or still only on disk). While records
-	// move, one may briefly be counted twice, but never missed: zero
-	// means every record stored so far is acknowledged.
+	// upstream (buffered in memory, or still only on disk), exact: each
+	// shard's part is taken at one instant. Zero means every record stored
+	// so far is acknowledged. (A record acknowledged while Stats runs may
+	// show both here and in ForwardedRecords, never in neither.)
 	LagRecords int64
-	// LagBytes is their size: exact for the records in memory, estimated
-	// from each shard's average stored record size for those on disk.
-	LagBytes int64
+	// LagBytes is their size, counted as ForwardedBytes counts (data plus
+	// partition key): exact for the records in memory and, per shard, for
+	// up to ExactLagRecords on disk; past that, the on-disk part is
+	// estimated from the shard's average stored record size, and
+	// LagBytesEstimated is set.
+	LagBytes          int64
+	LagBytesEstimated bool
 	// LagAge is the age of the oldest record not yet acknowledged (0 when
 	// caught up), by the local arrival time.
 	LagAge time.Duration
 	// BufferedRecords is the part of LagRecords held in memory.
 	BufferedRecords int64
 	// Failing reports that the latest PutRecords call failed as a whole;
-	// LastError is the latest such failure, at LastErrorAt.
-	Failing     bool
-	LastError   error
-	LastErrorAt time.Time
+	// LastError is the latest such failure, at LastErrorAt, and
+	// FailingSince the first failure since the upstream last answered.
+	Failing      bool
+	LastError    error
+	LastErrorAt  time.Time
+	FailingSince time.Time
 	// LastAnswerAt is when the upstream last answered a PutRecords call
 	// (accepting some or all of it).
 	LastAnswerAt time.Time
@@ -79,29 +86,35 @@ func (f *Forwarder) Stats() (st Stats, err error) {
 	}()
 	f.mu.Lock()
 	st.Failing, st.LastError, st.LastErrorAt, st.LastAnswerAt = f.mu.failing, f.mu.lastErr, f.mu.lastErrAt, f.mu.lastOK
+	st.FailingSince = f.mu.failingSince
 	queues := maps.Clone(f.mu.queues)
 	positions := maps.Clone(f.mu.pos)
 	f.mu.Unlock()
 
-	// Positions first, then memory: a record the reader hands over in
-	// between is counted twice (on disk and in memory) rather than missed,
-	// so no lag means none.
+	// Each shard's position and memory at one instant: the reader hands a
+	// record over (queue.push) under the queue's lock, so holding it while
+	// reading the position counts every record once, on disk or in memory.
 	type snap struct{ read, droppedThrough uint64 }
 	snaps := make(map[engine.ShardID]snap, len(positions))
-	for id, p := range positions {
-		p.mu.Lock()
-		snaps[id] = snap{p.read, p.droppedThrough}
-		st.DroppedRecords += p.dropped
-		p.mu.Unlock()
-	}
 	var oldest time.Time
 	older := func(t time.Time) {
 		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 			oldest = t
 		}
 	}
-	for _, q := range queues {
-		n, b, o := q.buffered()
+	for id, p := range positions {
+		take := func() {
+			p.mu.Lock()
+			snaps[id] = snap{p.read, p.droppedThrough}
+			st.DroppedRecords += p.dropped
+			p.mu.Unlock()
+		}
+		q := queues[id]
+		if q == nil {
+			take()
+			continue
+		}
+		n, b, o := q.buffered(take)
 		st.BufferedRecords += int64(n)
 		st.LagBytes += int64(b)
 		older(o)
@@ -129,14 +142,18 @@ func (f *Forwarder) Stats() (st Stats, err error) {
 		}
 		unread := int64(last - next + 1)
 		st.LagRecords += unread
-		if d.Records > 0 {
-			st.LagBytes += unread * (d.Bytes / d.Records)
-		}
-		if t, ok, err := f.arrival(d, next); err != nil {
+		t, bytes, exact, err := f.unread(d, next, last)
+		if err != nil {
 			return st, err
-		} else if ok {
-			older(t)
 		}
+		older(t)
+		if !exact {
+			st.LagBytesEstimated = true
+			if d.Records > 0 {
+				bytes = unread * max(0, d.Bytes/d.Records-storedOverhead)
+			}
+		}
+		st.LagBytes += bytes
 	}
 	if !oldest.IsZero() && st.LagRecords > 0 {
 		st.LagAge = max(0, time.Since(oldest))
@@ -163,18 +180,41 @@ func (f *Forwarder) bounds(id engine.ShardID) (first, last uint64, err error) {
 	return first, last, nil
 }
 
-// arrival returns the arrival time of the first record of shard d at or
-// after counter c.
-func (f *Forwarder) arrival(d engine.ShardDescription, c uint64) (time.Time, bool, error) {
+// ExactLagRecords is how many records per shard Stats reads from disk to
+// count LagBytes exactly; a longer backlog is estimated.
+const ExactLagRecords = 1000
+
+// storedOverhead is what the engine stores per record besides its data
+// and partition key (arrival time, flags, the key's length) for keys
+// under 128 bytes without an explicit hash key; the LagBytes estimate
+// takes it off the average stored size.
+const storedOverhead = 10
+
+// unread reads shard d's records from counter first to last (inclusive):
+// it returns the first one's arrival time (zero if none is left) and,
+// if there are at most ExactLagRecords of them, their exact size (data
+// plus partition key) with exact set.
+func (f *Forwarder) unread(d engine.ShardDescription, first, last uint64) (arrival time.Time, bytes int64, exact bool, err error) {
 	sn := d.StartingSequenceNumber
-	sn.Counter = c
+	sn.Counter = first
 	it, err := f.db.Iterate(f.cfg.Stream, d.ShardID, engine.AtSequenceNumber(sn))
 	if err != nil {
-		return time.Time{}, false, err
+		return time.Time{}, 0, false, err
 	}
 	defer it.Close()
-	if !it.Next() {
-		return time.Time{}, false, it.Err()
+	countAll := last-first+1 <= ExactLagRecords
+	for it.Next() {
+		r := it.Record()
+		if r.SequenceNumber.Counter > last {
+			break
+		}
+		if arrival.IsZero() {
+			arrival = r.Timestamp
+		}
+		if !countAll {
+			return arrival, 0, false, nil
+		}
+		bytes += int64(len(r.Data) + len(r.PartitionKey))
 	}
-	return it.Record().Timestamp, true, nil
+	return arrival, bytes, countAll, it.Err()
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/kvstream/kvstream/engine"
 )
 
-// Serve opens the engine at cfg.DataDir, listens on cfg.Addr, calls ready
-// (if non-nil) with the address it listens on, and serves until ctx is
-// cancelled. It then shuts down gracefully (in-flight requests finish,
+// Serve listens on cfg.Addr, then opens the engine at cfg.DataDir (so a
+// failure to bind creates nothing), calls ready (if non-nil) with the
+// address it listens on, and serves until ctx is cancelled. It then shuts down gracefully (in-flight requests finish,
 // within cfg.ShutdownTimeout) and closes the engine. It returns nil after
 // a clean shutdown, or the first error that stopped it.
 //
@@ -30,12 +30,19 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 	if err := checkAddr(cfg); err != nil {
 		return err
 	}
+	// Bind first: a port in use must not leave a new data directory behind.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", cfg.Addr, err)
+	}
 	eo := cfg.Engine.Clone()
 	if eo.MaxShards == 0 {
 		eo.MaxShards = cfg.ShardLimit
 	}
 	db, err := engine.Open(cfg.DataDir, eo)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer func() {
@@ -45,12 +52,8 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 	}()
 	s, err := New(db, cfg)
 	if err != nil {
+		_ = ln.Close()
 		return err
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("server: listen on %s: %w", cfg.Addr, err)
 	}
 	hs := s.httpServer()
 	errc := make(chan error, 1)

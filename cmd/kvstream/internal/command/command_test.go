@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/big"
 	"strings"
 	"testing"
@@ -37,13 +38,19 @@ func runCtx(ctx context.Context, t *testing.T, dir, stdin string, args ...string
 // then cancels its context, as Ctrl-C would, and returns the result.
 func runUntil(t *testing.T, dir, want string, args ...string) result {
 	t.Helper()
+	return runUntilIn(t, dir, strings.NewReader(""), want, args...)
+}
+
+// runUntilIn is runUntil with stdin read from in.
+func runUntilIn(t *testing.T, dir string, in io.Reader, want string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cmd := NewRootCommand()
 	var out, errb syncBuffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
-	cmd.SetIn(strings.NewReader(""))
+	cmd.SetIn(in)
 	done := make(chan int, 1)
 	go func() { done <- Execute(ctx, cmd, append([]string{"--data", dir}, args...)) }()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) }, 30*time.Second, time.Millisecond,

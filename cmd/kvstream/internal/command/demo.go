@@ -55,7 +55,7 @@ func (o *demoOptions) run(cmd *cobra.Command, _ []string) (err error) {
 	}
 	parent := cmd.Context()
 	w := &syncWriter{w: cmd.OutOrStdout()}
-	db, err := openDB(o.root.dataDir, nil)
+	db, err := openDB(o.root.dataDir, mayCreate, nil)
 	if err != nil {
 		return err
 	}

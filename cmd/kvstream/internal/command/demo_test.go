@@ -6,7 +6,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -103,7 +106,7 @@ func TestHoldDirHelper(t *testing.T) {
 }
 
 // TestLockedByAnotherProcess: a directory held by another process (a
-// running server) gets the one-line "in use … --endpoint" error from every
+// running server) gets the one-line "in use by process …" error from every
 // command that opens it, not a corruption error.
 func TestLockedByAnotherProcess(t *testing.T) {
 	t.Parallel()
@@ -123,6 +126,11 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ready\n", line)
 
+	// The message names the holder: its pid, and on Linux its command line.
+	want := []string{"data directory " + dir + " is in use by process " + strconv.Itoa(child.Process.Pid)}
+	if runtime.GOOS == "linux" {
+		want = append(want, filepath.Base(os.Args[0])+" -test.run=^TestHoldDirHelper$", "stop that one first")
+	}
 	for _, args := range [][]string{
 		{"demo", "-n", "1"},
 		{"put", "s", "x"},
@@ -131,7 +139,7 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		{"serve", "--addr", "127.0.0.1:0"},
 	} {
 		r := run(t, dir, args...)
-		r.check(t, ExitFailure, nil, []string{"is in use by another process"})
+		r.check(t, ExitFailure, nil, want)
 		require.NotContains(t, r.stderr, "corruption", "kvstream %v", args)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/forward"
 	"github.com/spf13/cobra"
@@ -28,6 +29,7 @@ type forwardOptions struct {
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
 	statsInterval time.Duration
+	noCreate      bool
 }
 
 func (o *forwardOptions) AddFlags(fs *pflag.FlagSet) {
@@ -35,7 +37,8 @@ func (o *forwardOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.to, "to", "", "upstream Kinesis endpoint, e.g. http://central:4567 for a kvstream serve (default: AWS's endpoint for --region)")
 	fs.StringVar(&o.toStream, "to-stream", "", "upstream stream name or ARN (default: --stream)")
 	fs.StringVar(&o.region, "region", "", "upstream region (default: $AWS_REGION or the AWS config file, else us-east-1)")
-	fs.StringVar(&o.consumer, "consumer", "", "durable consumer holding the forwarding position (default: forward-<to-stream>)")
+	fs.StringVar(&o.consumer, "consumer", "", "durable consumer holding the forwarding position (default: forward-<host>-<port>-<to-stream> for --to, forward-aws-<region>-<to-stream> for AWS)")
+	fs.BoolVar(&o.noCreate, "no-create", false, "fail if the upstream stream does not exist, instead of creating it with the local stream's shard count")
 	fs.StringVar(&o.from, "from", "trim-horizon", "where a new consumer starts: trim-horizon, latest or time:RFC3339 (an existing one resumes)")
 	fs.IntVar(&o.batchRecords, "batch-records", forward.MaxBatchRecords, "records per PutRecords call, at most 500")
 	fs.IntVar(&o.batchBytes, "batch-bytes", forward.MaxBatchBytes, "bytes (data and keys) per PutRecords call, at most 5 MiB")
@@ -57,10 +60,20 @@ upstream is reachable or not; forward retries with backoff and resumes where it
 left off after a restart (at least once: a batch in flight at a crash is sent
 again). Records of one partition key arrive in order.
 
+If the upstream stream does not exist, forward creates it with as many shards as
+the local stream has open (--no-create: fail instead). Outages, timeouts and
+throttling are retried with backoff for as long as it takes; what retrying
+cannot fix (a missing stream with --no-create, refused credentials, a request
+the upstream calls invalid) stops forward with exit code 1.
+
+The position is kept by a durable consumer of the local stream, named after the
+upstream and its stream unless --consumer says otherwise, so forwarding one
+stream to two upstreams keeps two positions.
+
 Credentials come from the standard AWS configuration chain; a loopback --to
-needs none. Give the local stream a size bound (MaxBytes, drop-oldest) so a long
-outage cannot fill the disk; records dropped before they were forwarded are
-reported.`,
+needs none. Give the local stream a size bound (streams create --max-bytes,
+drop-oldest) so a long outage cannot fill the disk; records dropped before they
+were forwarded are reported.`,
 		Example: `  kvstream forward --data /var/lib/kvstream --stream events --to http://central:4567
   kvstream forward --stream events --to-stream arn:aws:kinesis:eu-west-1:123456789012:stream/events --region eu-west-1`,
 		Args: exactArgs(),
@@ -109,7 +122,13 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 		Linger:          linger,
 		MinBackoff:      o.minBackoff,
 		MaxBackoff:      o.maxBackoff,
-		Logger:          slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+		CreateTarget:    !o.noCreate,
+		Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{} // the terminal shows when; keep lines short
+			}
+			return a
+		}})),
 	}
 	ctx := cmd.Context()
 	client, err := forward.NewClient(ctx, cfg)
@@ -119,10 +138,7 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 	if err != nil {
 		return err
 	}
-	if !dataDirExists(o.root.dataDir) {
-		return fmt.Errorf("no data directory at %s (pass --data DIR)", o.root.dataDir)
-	}
-	db, err := openDB(o.root.dataDir, nil)
+	db, err := openDB(o.root.dataDir, readWrite, nil)
 	if err != nil {
 		return err
 	}
@@ -162,15 +178,31 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 		case err := <-done:
 			st, serr := f.Stats()
 			printForwardStats(cmd.OutOrStdout(), st, serr, time.Since(start), true)
-			if err != nil {
-				return err
+			if errors.Is(err, forward.ErrTargetNotFound) {
+				return &cliError{err: err, msg: fmt.Sprintf("upstream stream %s does not exist at %s (%s); without --no-create, forward creates it", cfg.TargetStream, where, apiMessage(err))}
 			}
-			return nil
+			if errors.Is(err, forward.ErrRejected) {
+				return &cliError{err: err, msg: fmt.Sprintf("stopped: %s refused, and retrying cannot fix it: %s", where, apiMessage(err))}
+			}
+			return err
 		case <-tick:
 			st, serr := f.Stats()
 			printForwardStats(stderr, st, serr, time.Since(start), false)
 		}
 	}
+}
+
+// apiMessage is the upstream's error code and message in err, or err
+// itself when it holds no API error.
+func apiMessage(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if m := ae.ErrorMessage(); m != "" {
+			return ae.ErrorCode() + ": " + m
+		}
+		return ae.ErrorCode()
+	}
+	return oneLine(err)
 }
 
 // printForwardStats prints one progress line, or the final summary.
@@ -179,24 +211,28 @@ func printForwardStats(w io.Writer, st forward.Stats, err error, elapsed time.Du
 	if final {
 		head = "forwarded"
 	}
-	line := fmt.Sprintf("%s: %d records (%s) in %s", head, st.ForwardedRecords, formatBytes(st.ForwardedBytes), elapsed.Round(time.Second))
+	line := fmt.Sprintf("%s: %d record%s (%s) in %s", head, st.ForwardedRecords, plural(int(st.ForwardedRecords)), formatBytes(st.ForwardedBytes), elapsed.Round(time.Second))
 	switch {
 	case err != nil:
 		line += fmt.Sprintf("; lag unknown: %v", err)
 	case st.LagRecords == 0:
 		line += "; caught up"
 	default:
-		line += fmt.Sprintf("; lag %d records (~%s", st.LagRecords, formatBytes(st.LagBytes))
+		size := formatBytes(st.LagBytes)
+		if st.LagBytesEstimated {
+			size = "about " + size + ", estimated"
+		}
+		line += fmt.Sprintf("; lag %d record%s (%s", st.LagRecords, plural(int(st.LagRecords)), size)
 		if st.LagAge > 0 {
 			line += fmt.Sprintf(", oldest %s", st.LagAge.Round(time.Millisecond))
 		}
 		line += ")"
 	}
 	if st.DroppedRecords > 0 {
-		line += fmt.Sprintf("; %d records dropped by retention before they were forwarded", st.DroppedRecords)
+		line += fmt.Sprintf("; %d record%s dropped by retention before they were forwarded", st.DroppedRecords, plural(int(st.DroppedRecords)))
 	}
 	if st.Failing {
-		line += fmt.Sprintf("; upstream failing since %s: %v", st.LastErrorAt.Format(time.TimeOnly), st.LastError)
+		line += fmt.Sprintf("; upstream failing since %s: %v", st.FailingSince.Format(time.TimeOnly), oneLine(st.LastError))
 	} else if st.Throttled > 0 || st.FailedRequests > 0 {
 		line += fmt.Sprintf("; %d failed calls, %d throttled", st.FailedRequests, st.Throttled)
 	}

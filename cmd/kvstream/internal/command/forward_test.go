@@ -134,7 +134,7 @@ func TestForwardCommand(t *testing.T) {
 	}
 	r := forwardAll(2000)
 	t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
-	r.check(t, ExitOK, []string{"forwarded: 2000 records", "caught up"}, []string{"forwarding events in", "to central at " + hs.URL, "consumer forward-central", "progress:"})
+	r.check(t, ExitOK, []string{"forwarded: 2000 records", "caught up"}, []string{"forwarding events in", "to central at " + hs.URL, "consumer forward-" + strings.ReplaceAll(strings.TrimPrefix(hs.URL, "http://"), ":", "-") + "-central", "progress:"})
 
 	// A restart resumes after the checkpoints: nothing is sent twice.
 	forwardPutLocal(t, dir, "events", 0, 2000, 500)
@@ -168,4 +168,49 @@ func TestForwardCommandErrors(t *testing.T) {
 			require.False(t, strings.Contains(r.stderr, "forwarding"), r.stderr)
 		})
 	}
+}
+
+// TestForwardCommandTarget: forward creates a missing upstream stream with
+// the local stream's shard count; with --no-create it stops at once with
+// exit code 1 and says why.
+func TestForwardCommandTarget(t *testing.T) {
+	updb, err := engine.Open(t.TempDir(), &engine.Options{NoSync: true})
+	require.NoError(t, err)
+	srv, err := server.New(updb, server.Config{})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.Close()
+		require.NoError(t, updb.Close())
+	})
+	dir := filepath.Join(t.TempDir(), "data")
+	forwardPutLocal(t, dir, "events", 2, 0, 5)
+
+	r := runForward(t.Context(), dir, "--stream", "events", "--to", hs.URL, "--no-create")
+	require.Equal(t, ExitFailure, r.code)
+	require.Contains(t, r.stdout, "forwarded: 0 records")
+	errLine := lines(r.stderr)[len(lines(r.stderr))-1]
+	require.Equal(t, "kvstream: upstream stream events does not exist at "+hs.URL+" (ResourceNotFoundException: Stream events under account 000000000000 not found.); without --no-create, forward creates it", errLine)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan result, 1)
+	go func() { done <- runForward(ctx, dir, "--stream", "events", "--to", hs.URL, "--linger", "1ms") }()
+	for {
+		d, err := updb.DescribeStream("events")
+		if err == nil && d.Records == 5 {
+			require.Equal(t, 2, d.OpenShardCount)
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("forward ended early: %+v", r)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	cancel()
+	r = <-done
+	// Cancelled once the upstream holds them all, maybe before the last
+	// acknowledgement arrived: the summary may count fewer.
+	r.check(t, ExitOK, []string{"forwarded: "}, []string{"created the target stream"})
 }

@@ -103,7 +103,11 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}
 
 	parent := cmd.Context()
-	st, err := o.store.open(parent, o.root, false)
+	acc := readOnly
+	if o.consumer != "" {
+		acc = readWrite // checkpoints
+	}
+	st, err := o.store.open(parent, o.root, acc)
 	if err != nil {
 		return err
 	}

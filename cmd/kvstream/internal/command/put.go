@@ -75,7 +75,7 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}
 	ctx := cmd.Context()
 	stream := args[0]
-	st, err := o.store.open(ctx, o.root, false)
+	st, err := o.store.open(ctx, o.root, readWrite)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,14 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}()
 
 	p := &putter{o: o, st: st, stream: stream, out: cmd.OutOrStdout()}
+	// Ctrl-C ends the input: what was put stays put, the summary is
+	// printed, and put exits 0 like every command (see Execute).
+	interrupted := func() error {
+		if o.quiet {
+			printf(cmd.OutOrStdout(), "put %d record%s to %s (interrupted)\n", p.n, plural(p.n), stream)
+		}
+		return nil
+	}
 	var pending []byte
 	for {
 		first := pending
@@ -102,7 +110,7 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 			select {
 			case first, ok = <-lines:
 			case <-ctx.Done():
-				return ctx.Err()
+				return interrupted()
 			}
 			if !ok {
 				break
@@ -127,11 +135,17 @@ func (o *putOptions) run(cmd *cobra.Command, args []string) (err error) {
 			}
 		}
 		if err := p.put(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return interrupted()
+			}
 			return err
 		}
 	}
 	if err := <-readErr; err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		return interrupted()
 	}
 	if o.quiet {
 		printf(cmd.OutOrStdout(), "put %d record%s to %s\n", p.n, plural(p.n), stream)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -48,10 +47,17 @@ Kinesis Data Streams, on one local data directory (--data). It can also serve
 the Kinesis API (kvstream serve), and put, get and streams talk to any Kinesis
 endpoint with --endpoint.
 
-Start with: kvstream demo`,
+Start with: kvstream demo
+
+Ctrl-C (or SIGTERM) stops any command cleanly: it stops taking input and
+starting work, keeps every write already acknowledged, closes the data
+directory, prints its summary, and exits 0. A second Ctrl-C ends the process
+at once.`,
+		Version:       versionString(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	root.AddFlags(cmd.PersistentFlags())
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.AddCommand(
@@ -63,6 +69,7 @@ Start with: kvstream demo`,
 		newBenchCommand(root),
 		newForwardCommand(root),
 		newCheckCommand(root),
+		newVersionCommand(),
 	)
 	markRuns(cmd)
 	return cmd
@@ -71,6 +78,11 @@ Start with: kvstream demo`,
 // Execute runs cmd with args and returns the process exit code: 0 on
 // success, 2 on a usage error (bad flags or arguments), 1 on any other
 // failure. Errors are printed as one line on cmd's error stream.
+//
+// ctx ending is Ctrl-C (main cancels it on SIGINT and SIGTERM), and the
+// rule for every command is the same: it stops cleanly and exits 0. An
+// error that is only the cancellation is therefore success; any other
+// error (closing the data directory failed, say) still exits 1.
 func Execute(ctx context.Context, cmd *cobra.Command, args []string) int {
 	st := &execState{}
 	ctx = context.WithValue(ctx, execStateKey{}, st)
@@ -79,7 +91,7 @@ func Execute(ctx context.Context, cmd *cobra.Command, args []string) int {
 	}
 	cmd.SetArgs(args)
 	c, err := cmd.ExecuteContextC(ctx)
-	if err == nil {
+	if err == nil || (st.ran && ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		return ExitOK
 	}
 	if c == nil {
@@ -164,13 +176,6 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// dataDirExists reports whether dir holds a data directory, for read-only
-// commands that should not create an empty one.
-func dataDirExists(dir string) bool {
-	fi, err := os.Stat(dir)
-	return err == nil && fi.IsDir()
 }
 
 // printf writes to w, ignoring errors (a closed pipe ends the command

@@ -3,7 +3,6 @@ package command
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"syscall"
@@ -104,7 +103,7 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		printf(out, "Serving the Kinesis API for %s on http://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, addr, auth)
 	})
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return &cliError{err: err, msg: fmt.Sprintf("data directory %s is in use by another process (another 'kvstream serve'?); stop it or pass another --data", o.root.dataDir)}
+		return &cliError{err: err, msg: inUseMessage(o.root.dataDir)}
 	}
 	if err != nil {
 		return err

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/server"
 	"github.com/spf13/pflag"
 )
 
@@ -31,6 +34,9 @@ type store interface {
 	MergeShards(ctx context.Context, stream, shardID, adjacentShardID string) error
 	UpdateShardCount(ctx context.Context, stream string, target int) error
 	SetRetention(ctx context.Context, stream string, d time.Duration) error
+	// SetMaxBytes bounds the stream's stored bytes (0: unbounded) with the
+	// discard policy "old" or "new"; local data directories only.
+	SetMaxBytes(ctx context.Context, stream string, maxBytes int64, discard string) error
 	// Where names the directory or endpoint, for messages.
 	Where() string
 	Close() error
@@ -41,23 +47,29 @@ type createConfig struct {
 	Shards      int
 	Retention   time.Duration // 0: the default (24 h)
 	Partitioner string        // "" (default), "xxhash" or "md5"; local only
+	MaxBytes    int64         // 0: unbounded; local only
+	Discard     string        // "old" (default) or "new"; local only
 }
 
-// streamInfo describes a stream for streams describe.
+// streamInfo describes a stream for streams describe (its JSON form is
+// streamInfoJSON).
 type streamInfo struct {
-	Name        string        `json:"name"`
-	Status      string        `json:"status"`
-	Created     time.Time     `json:"created"`
-	Retention   time.Duration `json:"retention"`
-	Mode        string        `json:"mode,omitempty"`
-	Partitioner string        `json:"partitioner,omitempty"`
-	Encryption  string        `json:"encryption,omitempty"`
-	OpenShards  int           `json:"openShards"`
-	Shards      []shardInfo   `json:"shards"`
-	// Records and Bytes are known for local directories only (HasStats).
-	HasStats bool  `json:"-"`
-	Records  int64 `json:"records,omitempty"`
-	Bytes    int64 `json:"bytes,omitempty"`
+	Name        string
+	Status      string
+	Created     time.Time
+	Retention   time.Duration
+	Mode        string
+	Partitioner string
+	Encryption  string
+	OpenShards  int
+	Shards      []shardInfo
+	// Records, Bytes, MaxBytes and Discard are known for local
+	// directories only (HasStats).
+	HasStats bool
+	Records  int64
+	Bytes    int64
+	MaxBytes int64  // 0: unbounded
+	Discard  string // "old" or "new"
 }
 
 // shardInfo describes one shard.
@@ -128,35 +140,103 @@ func (o *storeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.region, "region", "", "region for --endpoint (default $AWS_REGION, else us-east-1)")
 }
 
-// open returns the store the flags select. create says whether a missing
-// data directory may be created (writes) or is an error (reads).
-func (o *storeOptions) open(ctx context.Context, root *rootOptions, create bool) (store, error) {
+// access says what a command does to the data directory. Every command
+// states it when it opens the directory, and openDB is the one place that
+// turns it into engine options, so "read-only commands never create or
+// modify a data directory" is decided here and nowhere else.
+type access int
+
+const (
+	// readOnly: the command only reads (streams list and describe, get
+	// without --consumer). The directory must exist; nothing in it is
+	// created or changed.
+	readOnly access = iota
+	// readWrite: the command writes into an existing data directory
+	// (put, streams delete and resharding, get --consumer, forward).
+	readWrite
+	// mayCreate: the command may create the data directory (streams
+	// create, demo, serve).
+	mayCreate
+)
+
+// open returns the store the flags select, opening the data directory for
+// acc (see access).
+func (o *storeOptions) open(ctx context.Context, root *rootOptions, acc access) (store, error) {
 	if o.endpoint != "" {
 		return newRemoteStore(ctx, o.endpoint, o.region)
 	}
-	if !create && !dataDirExists(root.dataDir) {
-		return nil, fmt.Errorf("no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", root.dataDir)
-	}
-	db, err := openDB(root.dataDir, nil)
+	db, err := openDB(root.dataDir, acc, nil)
 	if err != nil {
 		return nil, err
 	}
 	return &localStore{db: db, dir: root.dataDir}, nil
 }
 
-// openDB opens dir and rewrites the "directory in use" error into advice.
-func openDB(dir string, opts *engine.Options) (*engine.DB, error) {
-	db, err := engine.Open(dir, opts)
+// openDB opens the data directory dir for acc with opts (nil: defaults),
+// and turns the errors a user meets into advice: no directory yet, or
+// another process holding it.
+func openDB(dir string, acc access, opts *engine.Options) (*engine.DB, error) {
+	if acc != mayCreate && !dataDirExists(dir) {
+		return nil, &cliError{err: fs.ErrNotExist, msg: fmt.Sprintf(
+			"no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", dir)}
+	}
+	o := engine.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	// Read-only commands write nothing at all: no file is created or
+	// changed in the directory (engine.Options.ReadOnly).
+	o.ReadOnly = acc == readOnly
+	db, err := engine.Open(dir, &o)
 	// engine.Open reports another process's lock (EAGAIN from fcntl) as
 	// corruption today; accept both until it says ErrLocked.
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return nil, &cliError{err: err, msg: fmt.Sprintf(
-			"data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)}
+		return nil, &cliError{err: err, msg: inUseMessage(dir)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// inUseMessage says that another process holds dir, which one if the
+// system tells, and what to do.
+func inUseMessage(dir string) string {
+	pid, cmdline := lockHolder(dir)
+	switch {
+	case pid == 0:
+		return fmt.Sprintf("data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)
+	case cmdline == "":
+		return fmt.Sprintf("data directory %s is in use by process %d; a data directory belongs to one process at a time: stop it, or if it is 'kvstream serve', talk to it with --endpoint", dir, pid)
+	case strings.Contains(" "+cmdline+" ", " serve "):
+		endpoint := "URL (the address it printed)"
+		if addr := serveAddr(cmdline); !strings.HasSuffix(addr, ":0") {
+			endpoint = "http://" + addr
+		}
+		return fmt.Sprintf("data directory %s is in use by process %d (%s); talk to that server with --endpoint %s, or stop it", dir, pid, cmdline, endpoint)
+	}
+	return fmt.Sprintf("data directory %s is in use by process %d (%s); a data directory belongs to one process at a time: stop that one first", dir, pid, cmdline)
+}
+
+// serveAddr returns the --addr of a kvstream serve command line, or the
+// default address.
+func serveAddr(cmdline string) string {
+	args := strings.Fields(cmdline)
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--addr="); ok {
+			return v
+		}
+		if a == "--addr" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return server.DefaultAddr
+}
+
+// dataDirExists reports whether dir exists as a directory.
+func dataDirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
 }
 
 // parseShardID accepts "shardId-000000000003", "shardId-3" and "3" and

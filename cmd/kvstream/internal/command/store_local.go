@@ -33,7 +33,11 @@ func (l *localStore) wrap(err error, stream string) error {
 }
 
 func (l *localStore) CreateStream(_ context.Context, name string, cfg createConfig) error {
-	sc := engine.StreamConfig{ShardCount: cfg.Shards, Retention: cfg.Retention}
+	discard, err := parseDiscard(cfg.Discard)
+	if err != nil {
+		return err
+	}
+	sc := engine.StreamConfig{ShardCount: cfg.Shards, Retention: cfg.Retention, MaxBytes: cfg.MaxBytes, Discard: discard}
 	switch cfg.Partitioner {
 	case "", "xxhash":
 		sc.Partitioner = engine.PartitionerXXHash
@@ -68,6 +72,8 @@ func (l *localStore) DescribeStream(_ context.Context, name string) (streamInfo,
 		HasStats:    true,
 		Records:     d.Records,
 		Bytes:       d.Bytes,
+		MaxBytes:    d.MaxBytes,
+		Discard:     discardName(d.Discard),
 	}
 	for _, s := range d.Shards {
 		si := shardInfo{
@@ -139,6 +145,33 @@ func (l *localStore) UpdateShardCount(_ context.Context, stream string, target i
 
 func (l *localStore) SetRetention(_ context.Context, stream string, d time.Duration) error {
 	return l.wrap(l.db.SetRetention(stream, d), stream)
+}
+
+func (l *localStore) SetMaxBytes(_ context.Context, stream string, maxBytes int64, discard string) error {
+	p, err := parseDiscard(discard)
+	if err != nil {
+		return err
+	}
+	return l.wrap(l.db.SetMaxBytes(stream, maxBytes, p), stream)
+}
+
+// parseDiscard maps --discard's "old" (or "") and "new" to the engine's
+// policy.
+func parseDiscard(s string) (engine.DiscardPolicy, error) {
+	switch s {
+	case "", "old":
+		return engine.DiscardOld, nil
+	case "new":
+		return engine.DiscardNew, nil
+	}
+	return 0, usagef("--discard %q must be old (drop the oldest records) or new (refuse new records)", s)
+}
+
+func discardName(p engine.DiscardPolicy) string {
+	if p == engine.DiscardNew {
+		return "new"
+	}
+	return "old"
 }
 
 // localReader reads a shard through engine.Iterator; Wait is woken by

@@ -102,6 +102,9 @@ func (r *remoteStore) CreateStream(ctx context.Context, name string, cfg createC
 	if cfg.Partitioner != "" {
 		return usagef("--partitioner applies to local data directories only (Kinesis endpoints use MD5)")
 	}
+	if cfg.MaxBytes != 0 {
+		return usagef("--max-bytes applies to local data directories only (Kinesis streams have no size bound)")
+	}
 	_, err := r.client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(int32(cfg.Shards))})
 	if err != nil {
 		return r.wrapAs(err, "", engine.ErrResourceInUse, engine.ErrStreamExists)
@@ -244,6 +247,10 @@ func (r *remoteStore) MergeShards(ctx context.Context, stream, shardID, adjacent
 func (r *remoteStore) UpdateShardCount(ctx context.Context, stream string, target int) error {
 	_, err := r.client.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(stream), TargetShardCount: aws.Int32(int32(target)), ScalingType: types.ScalingTypeUniformScaling})
 	return r.wrap(err, stream)
+}
+
+func (r *remoteStore) SetMaxBytes(context.Context, string, int64, string) error {
+	return usagef("a size bound applies to local data directories only (Kinesis streams have no size bound)")
 }
 
 // SetRetention uses Increase- or DecreaseStreamRetentionPeriod, whichever

@@ -10,7 +10,7 @@ func newStreamsCommand(root *rootOptions) *cobra.Command {
 	so := &storeOptions{}
 	cmd := &cobra.Command{
 		Use:   "streams",
-		Short: "List, create, describe, delete and reshard streams",
+		Short: "List, create, describe, delete, reshard and bound streams",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -29,6 +29,7 @@ func newStreamsCommand(root *rootOptions) *cobra.Command {
 		newStreamsMergeCommand(root, so),
 		newStreamsScaleCommand(root, so),
 		newStreamsRetentionCommand(root, so),
+		newStreamsMaxBytesCommand(root, so),
 	)
 	return cmd
 }

@@ -20,7 +20,7 @@ func newStreamsDeleteCommand(root *rootOptions, so *storeOptions) *cobra.Command
 }
 
 func (o *streamsDeleteOptions) run(cmd *cobra.Command, args []string) (err error) {
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readWrite)
 	if err != nil {
 		return err
 	}

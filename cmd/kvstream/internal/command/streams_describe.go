@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,7 +37,7 @@ func newStreamsDescribeCommand(root *rootOptions, so *storeOptions) *cobra.Comma
 }
 
 func (o *streamsDescribeOptions) run(cmd *cobra.Command, args []string) (err error) {
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readOnly)
 	if err != nil {
 		return err
 	}
@@ -47,7 +49,7 @@ func (o *streamsDescribeOptions) run(cmd *cobra.Command, args []string) (err err
 	if o.json {
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return enc.Encode(info.toJSON())
 	}
 	return writeStreamInfo(cmd.OutOrStdout(), info)
 }
@@ -67,6 +69,11 @@ func writeStreamInfo(w io.Writer, info streamInfo) error {
 	fmt.Fprintf(tw, "Shards:\t%d open, %d in all\n", info.OpenShards, len(info.Shards))
 	if info.HasStats {
 		fmt.Fprintf(tw, "Records:\t%d (%s)\n", info.Records, formatBytes(info.Bytes))
+		if info.MaxBytes > 0 {
+			fmt.Fprintf(tw, "Max bytes:\t%s (%d B), discard %s\n", formatBytes(info.MaxBytes), info.MaxBytes, info.Discard)
+		} else {
+			fmt.Fprintf(tw, "Max bytes:\tunbounded\n")
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -99,6 +106,50 @@ func writeStreamInfo(w io.Writer, info streamInfo) error {
 	return tw.Flush()
 }
 
+// streamInfoJSON is streams describe --json: times in RFC 3339 (UTC),
+// the retention in seconds and as a duration string.
+type streamInfoJSON struct {
+	Name             string      `json:"name"`
+	Status           string      `json:"status"`
+	Created          string      `json:"created"`
+	RetentionSeconds int64       `json:"retentionSeconds"`
+	Retention        string      `json:"retention"`
+	Mode             string      `json:"mode,omitempty"`
+	Partitioner      string      `json:"partitioner,omitempty"`
+	Encryption       string      `json:"encryption,omitempty"`
+	OpenShards       int         `json:"openShards"`
+	Records          *int64      `json:"records,omitempty"`
+	Bytes            *int64      `json:"bytes,omitempty"`
+	MaxBytes         *int64      `json:"maxBytes,omitempty"` // 0: unbounded
+	Discard          string      `json:"discard,omitempty"`
+	Shards           []shardInfo `json:"shards"`
+}
+
+func (info streamInfo) toJSON() streamInfoJSON {
+	j := streamInfoJSON{
+		Name:             info.Name,
+		Status:           info.Status,
+		Created:          info.Created.UTC().Format(time.RFC3339Nano),
+		RetentionSeconds: int64(info.Retention / time.Second),
+		Retention:        formatDuration(info.Retention),
+		Mode:             info.Mode,
+		Partitioner:      info.Partitioner,
+		Encryption:       info.Encryption,
+		OpenShards:       info.OpenShards,
+		Shards:           info.Shards,
+	}
+	if j.Shards == nil {
+		j.Shards = []shardInfo{}
+	}
+	if info.HasStats {
+		j.Records, j.Bytes, j.MaxBytes = &info.Records, &info.Bytes, &info.MaxBytes
+		if info.MaxBytes > 0 {
+			j.Discard = info.Discard
+		}
+	}
+	return j
+}
+
 func nonEmpty(ss ...string) []string {
 	var out []string
 	for _, s := range ss {
@@ -115,6 +166,21 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
+}
+
+// parseSize parses a byte size: a whole number with an optional unit, B,
+// KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB and K, M, G, T
+// (powers of 1024), case-insensitive, e.g. 64MiB, 500MB, 1048576.
+func parseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+	unit := strings.ToLower(strings.TrimSpace(s[len(num):]))
+	mult := map[string]int64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}[unit]
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || mult == 0 || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size such as 64MiB, 500MB or 1048576", s)
+	}
+	return n * mult, nil
 }
 
 func formatBytes(n int64) string {

@@ -23,7 +23,7 @@ func (o *streamsListOptions) run(cmd *cobra.Command, _ []string) (err error) {
 	if o.store.endpoint == "" && !dataDirExists(o.root.dataDir) {
 		return nil // no directory, no streams
 	}
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readOnly)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func (o *streamsRetentionOptions) run(cmd *cobra.Command, args []string) (err er
 	if err != nil || d <= 0 {
 		return usagef("DURATION %q must be a positive duration such as 48h", args[1])
 	}
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readWrite)
 	if err != nil {
 		return err
 	}

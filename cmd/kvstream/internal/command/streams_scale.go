@@ -30,7 +30,7 @@ func (o *streamsScaleOptions) run(cmd *cobra.Command, args []string) (err error)
 	if err != nil || n < 1 {
 		return usagef("SHARD_COUNT %q must be a positive integer", args[1])
 	}
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readWrite)
 	if err != nil {
 		return err
 	}

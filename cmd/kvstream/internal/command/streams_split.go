@@ -40,7 +40,7 @@ func (o *streamsSplitOptions) run(cmd *cobra.Command, args []string) (err error)
 	if err != nil {
 		return err
 	}
-	st, err := o.store.open(cmd.Context(), o.root, false)
+	st, err := o.store.open(cmd.Context(), o.root, readWrite)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package command
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -33,7 +35,19 @@ func TestStreams(t *testing.T) {
 		{name: "describe", args: []string{"streams", "describe", "orders"},
 			out: []string{"Stream:       orders", "ACTIVE", "Retention:    48h", "Partitioner:  xxhash", "2 open, 2 in all", "Records:      0 (0 B)",
 				"shardId-000000000000  open   -        0        0 - 170141183460469231731687303715884105727"}},
-		{name: "describe md5", args: []string{"streams", "describe", "kin"}, out: []string{"Partitioner:  md5"}},
+		{name: "describe md5", args: []string{"streams", "describe", "kin"}, out: []string{"Partitioner:  md5", "Max bytes:    unbounded"}},
+		{name: "create bounded", args: []string{"streams", "create", "edge", "--max-bytes", "64MiB", "--discard", "new"}, out: []string{"created stream edge with 1 shard in"}},
+		{name: "describe bounded", args: []string{"streams", "describe", "edge"}, out: []string{"Max bytes:    64.0 MiB (67108864 B), discard new"}},
+		{name: "create bad max-bytes", args: []string{"streams", "create", "x", "--max-bytes", "lots"}, code: ExitUsage, errs: []string{`--max-bytes: "lots" is not a size`}},
+		{name: "create bad discard", args: []string{"streams", "create", "x", "--max-bytes", "1MB", "--discard", "middle"}, code: ExitUsage, errs: []string{`--discard "middle" must be old`}},
+		{name: "max-bytes keeps discard", args: []string{"streams", "max-bytes", "edge", "2GB"}, want: "bounded edge to 1.9 GiB (2000000000 B), discard new\n"},
+		{name: "max-bytes discard old", args: []string{"streams", "max-bytes", "edge", "1k", "--discard", "old"}, want: "bounded edge to 1.0 KiB (1024 B), discard old\n"},
+		{name: "describe rebounded", args: []string{"streams", "describe", "edge"}, out: []string{"Max bytes:    1.0 KiB (1024 B), discard old"}},
+		{name: "max-bytes bad size", args: []string{"streams", "max-bytes", "edge", "5XB"}, code: ExitUsage, errs: []string{`SIZE: "5XB" is not a size`}},
+		{name: "max-bytes missing stream", args: []string{"streams", "max-bytes", "nope", "1MB"}, code: ExitFailure, errs: []string{`stream "nope" not found`}},
+		{name: "max-bytes remove", args: []string{"streams", "max-bytes", "edge", "0"}, want: "removed the size bound of edge\n"},
+		{name: "describe unbounded", args: []string{"streams", "describe", "edge"}, out: []string{"Max bytes:    unbounded"}},
+		{name: "delete bounded", args: []string{"streams", "delete", "edge"}, want: "deleted stream edge\n"},
 		{name: "describe missing", args: []string{"streams", "describe", "nope"}, code: ExitFailure, errs: []string{`stream "nope" not found in ` + dir}},
 		{name: "split", args: []string{"streams", "split", "orders", "shardId-000000000001"}, want: "split shardId-000000000001 of orders at hash key 255211775190703847597530955573826158592\n"},
 		{name: "split at", args: []string{"streams", "split", "orders", "0", "--at", "1000"}, want: "split shardId-000000000000 of orders at hash key 1000\n"},
@@ -63,9 +77,11 @@ func TestStreams(t *testing.T) {
 		})
 	}
 
-	// The final shape, as JSON.
-	var info streamInfo
-	require.NoError(t, json.Unmarshal([]byte(mustRun(t, dir, "streams", "describe", "orders", "--json")), &info))
+	// The final shape, as JSON: times in RFC 3339, the retention in
+	// seconds and as a duration.
+	out := mustRun(t, dir, "streams", "describe", "orders", "--json")
+	var info streamInfoJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &info))
 	require.Equal(t, 4, info.OpenShards)
 	open := 0
 	for _, s := range info.Shards {
@@ -74,4 +90,13 @@ func TestStreams(t *testing.T) {
 		}
 	}
 	require.Equal(t, 4, open)
+	require.EqualValues(t, 5400, info.RetentionSeconds)
+	require.Equal(t, "1h30m0s", info.Retention)
+	created, err := time.Parse(time.RFC3339Nano, info.Created)
+	require.NoError(t, err, "created %q", info.Created)
+	require.WithinDuration(t, time.Now(), created, time.Hour)
+	require.True(t, strings.HasSuffix(info.Created, "Z"), "created %q is UTC", info.Created)
+	require.NotNil(t, info.MaxBytes)
+	require.Zero(t, *info.MaxBytes)
+	require.Contains(t, out, `"maxBytes": 0`)
 }

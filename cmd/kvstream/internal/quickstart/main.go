@@ -5,22 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
 
 	"github.com/kvstream/kvstream/engine"
 )
 
-// Example_quickstart is the README's quick start, word for word but for
-// the temporary directory.
-func Example_quickstart() {
-	dir, err := os.MkdirTemp("", "kvstream-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-
-	// --- README quick start from here (with dir for "./kvstream-data") ---
-	db, err := engine.Open(dir, nil) // nil: default options
+func main() {
+	db, err := engine.Open("./kvstream-data", nil) // nil: default options
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -61,11 +51,4 @@ func Example_quickstart() {
 		}
 		it.Close()
 	}
-	// Output:
-	// put NY to shardId-000000000000
-	// put LA to shardId-000000000001
-	// put NY to shardId-000000000000
-	// shardId-000000000000 NY {"city":"NY"}
-	// shardId-000000000000 NY {"city":"NY"}
-	// shardId-000000000001 LA {"city":"LA"}
 }
