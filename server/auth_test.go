@@ -35,11 +35,12 @@ func TestSigV4(t *testing.T) {
 		})
 	}
 
-	// The right credentials, in any region.
+	// The right credentials, in the server's region only.
 	_, err := signed(testAccessKey, testSecretKey).CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("a"), ShardCount: aws.Int32(1)})
 	require.NoError(t, err)
 	_, err = signed(testAccessKey, testSecretKey).ListStreams(ctx, &kinesis.ListStreamsInput{}, func(o *kinesis.Options) { o.Region = "ap-south-1" })
-	require.NoError(t, err)
+	require.Equal(t, errInvalidSignature, apiCode(t, err))
+	require.ErrorContains(t, err, "Credential should be scoped to a valid region, not 'ap-south-1'.")
 	_, err = signed(testAccessKey, testSecretKey).PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("a"), PartitionKey: aws.String("k"), Data: []byte("signed")})
 	require.NoError(t, err)
 

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -44,13 +46,19 @@ func (c codec) contentType() string {
 	return contentTypeJSON
 }
 
+// maxCBORElements caps the elements of any CBOR array or map in a request.
+const maxCBORElements = 4096
+
 var (
+	// The element limits bound what a small body can make the decoder
+	// allocate: no request has lists or maps near them (PutRecords' 500
+	// records is the longest; a 501st stops its decoding, putRecordsList).
 	cborDec = mustDecMode(cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyQuiet,
 		IndefLength:       cbor.IndefLengthAllowed,
 		MaxNestedLevels:   32,
-		MaxArrayElements:  1 << 20,
-		MaxMapPairs:       1 << 20,
+		MaxArrayElements:  maxCBORElements,
+		MaxMapPairs:       maxCBORElements,
 		FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
 	})
 	cborEnc = mustEncMode(cbor.EncOptions{Time: cbor.TimeUnixMicro})
@@ -83,6 +91,12 @@ func (c codec) decode(body []byte, v any) *apiError {
 	if c == codecCBOR {
 		err = cborDec.Unmarshal(body, v)
 	} else {
+		// encoding/json would replace invalid UTF-8 with U+FFFD, making
+		// distinct partition keys one; CBOR text strings are checked by
+		// the decoder. Both are refused, as Kinesis refuses them.
+		if i := invalidUTF8(body); i >= 0 {
+			return newAPIError(errSerialization, "Invalid UTF-8 in the request body at offset "+strconv.Itoa(i))
+		}
 		err = json.Unmarshal(body, v)
 	}
 	if err == nil {
@@ -91,25 +105,98 @@ func (c codec) decode(body []byte, v any) *apiError {
 	return serializationError(err)
 }
 
+// invalidUTF8 returns the offset of the first invalid UTF-8 sequence in
+// b, or -1.
+func invalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
 // serializationError renders a decoding failure the way Kinesis (a Java
 // service) words it, where the shape of the error allows.
+//
+// Messages never name Go types or fields: CBOR and JSON type errors are
+// worded as the Java service words them, and other CBOR errors as what
+// was wrong with the body.
 func serializationError(err error) *apiError {
 	var te *json.UnmarshalTypeError
+	var cte *cbor.UnmarshalTypeError
 	var ce base64.CorruptInputError
 	var ae *apiError
+	var se *json.SyntaxError
+	var aerr *apiError
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &te):
-		return newAPIError(errSerialization, javaTypeMessage(te.Value, te.Type.String()))
+		aerr = newAPIError(errSerialization, javaTypeMessage(te.Value, te.Type.String()))
+	case errors.As(err, &cte):
+		aerr = newAPIError(errSerialization, javaTypeMessage(cborKind(cte.CBORType), cte.GoType))
 	case errors.As(err, &ce):
-		return newAPIError(errSerialization, "Base64 encoded data is invalid: illegal base64 data at input byte "+strconv.Itoa(int(ce)))
+		aerr = newAPIError(errSerialization, "Base64 encoded data is invalid: illegal base64 data at input byte "+strconv.Itoa(int(ce)))
+	case errors.As(err, &se):
+		aerr = newAPIError(errSerialization, "Unexpected character in JSON body at offset "+strconv.FormatInt(se.Offset, 10)+": "+se.Error())
+	default:
+		aerr = newAPIError(errSerialization, "Unable to parse the request body: "+cborMessage(err))
 	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return newAPIError(errSerialization, "Unexpected character in JSON body at offset "+strconv.FormatInt(se.Offset, 10)+": "+se.Error())
+	aerr.cause = err
+	return aerr
+}
+
+// cborKind names a CBOR type (as fxamacker/cbor reports it) as the JSON
+// value kind javaTypeMessage takes.
+func cborKind(t string) string {
+	switch t {
+	case "map":
+		return "object"
+	case "array":
+		return "array"
+	case "UTF-8 text string", "byte string":
+		return "string"
+	case "primitives":
+		return "bool"
+	case "tag":
+		return "1.0"
 	}
-	return newAPIError(errSerialization, "Unable to parse the request body: "+err.Error())
+	return "1"
+}
+
+// cborMessage words a CBOR decoding error without Go type names.
+func cborMessage(err error) string {
+	var mae *cbor.MaxArrayElementsError
+	var mpe *cbor.MaxMapPairsError
+	var mne *cbor.MaxNestedLevelError
+	var syn *cbor.SyntaxError
+	var sem *cbor.SemanticError
+	switch {
+	case errors.As(err, &mae):
+		return "a CBOR array has more than " + strconv.Itoa(maxCBORElements) + " elements"
+	case errors.As(err, &mpe):
+		return "a CBOR map has more than " + strconv.Itoa(maxCBORElements) + " pairs"
+	case errors.As(err, &mne):
+		return "CBOR values are nested more than 32 levels deep"
+	case errors.As(err, &syn), errors.As(err, &sem):
+		return strings.TrimPrefix(err.Error(), "cbor: ")
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the body ends in the middle of a CBOR value"
+	}
+	var ext *cbor.ExtraneousDataError
+	if errors.As(err, &ext) {
+		return "there is data after the CBOR value"
+	}
+	if strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "server.") {
+		return "the body is not a valid request"
+	}
+	return strings.TrimPrefix(err.Error(), "cbor: ")
 }
 
 // javaTypeMessage mimics "class java.lang.String can not be converted to

@@ -150,10 +150,10 @@ func (s *Server) consumerConfig() engine.StreamConsumerConfig {
 // are validated but not kept: the tagging operations take stream ARNs
 // only.
 type registerStreamConsumerInput struct {
-	StreamARN    *string           `json:"StreamARN"`
-	ConsumerName *string           `json:"ConsumerName"`
-	StreamId     *string           `json:"StreamId"`
-	Tags         map[string]string `json:"Tags"`
+	StreamARN    *string  `json:"StreamARN"`
+	ConsumerName *string  `json:"ConsumerName"`
+	StreamId     *string  `json:"StreamId"`
+	Tags         tagMapIn `json:"Tags"`
 }
 
 type registerStreamConsumerOutput struct {
@@ -357,11 +357,13 @@ type subscribeToShardInput struct {
 }
 
 // Limits of one SubscribeToShardEvent: records, and data plus partition
-// keys (the last record may go over by one record). With Kinesis limits
-// on, events stay under the 2 MiB/s budget's burst.
+// keys (the last record may go over by one record). Events stay under
+// the 2 MiB/s budget's burst with Kinesis limits on, and within a
+// subscription's share of the memory budget (subscriptionCharge: the
+// event, base64 in JSON, and its encoded frame) always.
 const (
 	maxEventRecords        = 10000
-	maxEventBytes          = 4 << 20
+	maxEventBytes          = 1 << 20
 	maxEventBytesLimited   = 1 << 20
 	subscriptionReadLimit  = 2 << 20 // bytes/s per consumer and shard
 	subscribeCallsInterval = time.Second
@@ -413,6 +415,16 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	if aerr != nil {
 		return aerr
 	}
+	// The subscription's share replaces the request's (its body is
+	// decoded) for the minutes it runs.
+	if rq.hold != nil {
+		rq.hold.release()
+	}
+	if !s.budget.acquireSubscription() {
+		return newAPIError(errLimitExceeded, "Rate exceeded: the server's memory budget ("+mib(s.budget.total)+
+			") has no room for another subscription; retry with backoff.")
+	}
+	defer s.budget.releaseSubscription()
 	sub, aerr := s.subs.acquire(rq.ctx, subKey{consumer: arn, shard: id}, s.cfg.Clock(), s.cfg.SubscriptionTakeover, s.cfg.KinesisLimits)
 	if aerr != nil {
 		return aerr

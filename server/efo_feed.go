@@ -23,8 +23,8 @@ import (
 // commit's worth); large runs come from readers catching up, which rarely
 // read the same run at the same time.
 const (
-	feedSegments        = 16
-	maxFeedSegmentBytes = 256 << 10
+	feedSegments        = 8
+	maxFeedSegmentBytes = 128 << 10
 )
 
 // segment is an encoded run of records: counters [first, next).

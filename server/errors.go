@@ -32,6 +32,7 @@ type apiError struct {
 	Type   string
 	Msg    string
 	Status int
+	cause  error // the decoding error behind a SerializationException, if any
 }
 
 func (e *apiError) Error() string { return e.Type + ": " + e.Msg }
@@ -62,18 +63,28 @@ func (s *Server) streamNotFound(name string) *apiError {
 
 // validationErrors collects model-constraint violations and renders them
 // the way AWS does: "N validation error(s) detected: Value 'v' at 'path'
-// failed to satisfy constraint: Member must …; …" (at most 10 listed).
+// failed to satisfy constraint: Member must …; …" (N counts them all; at
+// most the first maxListedViolations are listed). A printed value longer
+// than maxValueText is cut there, with "…".
 type validationErrors struct {
 	n    int
 	msgs []string
 }
 
+const (
+	maxListedViolations = 10
+	maxValueText        = 1024
+)
+
 // add records one violation. value is the printed value: quoted by the
 // caller as AWS does ('v'), or "null".
 func (v *validationErrors) add(value, path, constraint string) {
 	v.n++
-	if len(v.msgs) < 10 {
-		v.msgs = append(v.msgs, "Value "+value+" at '"+path+"' failed to satisfy constraint: Member must "+constraint)
+	if len(v.msgs) < maxListedViolations {
+		if len(value) > maxValueText {
+			value = truncateUTF8(value, maxValueText) + "…'"
+		}
+		v.msgs = append(v.msgs, "Value "+value+" at '"+echo(path)+"' failed to satisfy constraint: Member must "+constraint)
 	}
 }
 

@@ -115,8 +115,11 @@ func (ew *eventWriter) exception(aerr *apiError) error {
 
 // eventWriteTimeout bounds the write of one event: a client that stops
 // reading (but keeps its connection) is dropped rather than holding its
-// subscription's goroutine forever.
-const eventWriteTimeout = 30 * time.Second
+// subscription's goroutine and share of the memory budget. Its stream is
+// reset (HTTP/2 RST_STREAM; over HTTP/1.1 the connection closes): the
+// SDKs report a stream error, and KCL subscribes again from its last
+// ContinuationSequenceNumber.
+const eventWriteTimeout = 10 * time.Second
 
 func (ew *eventWriter) write(payload []byte) error {
 	_ = ew.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))

@@ -27,6 +27,11 @@ type putBatch struct {
 	flags                       []entryFlags
 	arena                       []byte // decoded Data bytes
 	keys                        []byte // partition keys and hash keys, back to back
+	// size is the data and partition-key bytes decoded so far, and
+	// limitErr, when set, the PutRecords limit (500 entries, 5 MiB) that
+	// stopped the decoding: the request is answered with it.
+	size     int
+	limitErr *apiError
 }
 
 // entryFlags says which members one PutRecords entry had.
@@ -44,6 +49,41 @@ type keySpan struct{ off, n int32 }
 // reset empties b, keeping its memory.
 func (b *putBatch) reset() {
 	*b = putBatch{entries: b.entries[:0], flags: b.flags[:0], arena: b.arena[:0], keys: b.keys[:0]}
+}
+
+// PutRecords' request limits, enforced while decoding.
+const (
+	maxPutRecordsEntries = 500
+	maxPutRecordsBytes   = 5 << 20 // data plus partition keys
+)
+
+// tooManyRecords is the error for a PutRecords with more than 500 entries,
+// raised at the 501st.
+func tooManyRecords() *apiError {
+	return newAPIError(errValidation, "1 validation error detected: Value '[…]' at 'records' failed to satisfy constraint: "+
+		"Member must have length less than or equal to "+strconv.Itoa(maxPutRecordsEntries))
+}
+
+// recordsTooLarge is Kinesis' error for a PutRecords over 5 MiB, raised at
+// the entry that goes over.
+func recordsTooLarge() *apiError {
+	return newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
+}
+
+// admit checks the limits before an entry is added and after its size
+// (data and partition key) is counted, reporting false (with limitErr
+// set) when one stops the decoding.
+func (b *putBatch) admit(size int) bool {
+	if len(b.entries) >= maxPutRecordsEntries {
+		b.limitErr = tooManyRecords()
+		return false
+	}
+	b.size += size
+	if b.size > maxPutRecordsBytes {
+		b.limitErr = recordsTooLarge()
+		return false
+	}
+	return true
 }
 
 // jsonScanner walks a JSON body.
@@ -122,7 +162,9 @@ func (s *jsonScanner) base64Str() (v []byte, ok bool) {
 }
 
 // decodePutRecordsJSON decodes body into b. It returns false when the
-// body is outside the fast path's shape; b is then garbage.
+// body is outside the fast path's shape; b is then garbage. It returns
+// true with b.limitErr set when the body goes over PutRecords' limits:
+// decoding stops at the 501st entry or the entry past 5 MiB.
 func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 	b.reset()
 	s := jsonScanner{b: body}
@@ -163,6 +205,9 @@ func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 			var ok bool
 			if spans, ok = s.records(b, spans); !ok {
 				return false
+			}
+			if b.limitErr != nil {
+				return true
 			}
 		default:
 			return false
@@ -269,6 +314,9 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 				}
 				break
 			}
+		}
+		if !b.admit(len(e.Data) + int(pk.n)) {
+			return spans, true
 		}
 		b.entries = append(b.entries, e)
 		b.flags = append(b.flags, f)

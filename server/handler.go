@@ -3,7 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -25,6 +28,9 @@ type request struct {
 	// scratch is a per-request buffer ops may use to build a response;
 	// it returns to a pool when the response is written.
 	scratch *bytes.Buffer
+	// hold is the request's share of the memory budget, released when
+	// the response is written; ops may grow it for large responses.
+	hold *hold
 }
 
 // rawBody is a response already encoded in the request's codec.
@@ -90,8 +96,9 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// serveAPI serves one Kinesis API call: read the capped body, verify the
-// signature, dispatch on X-Amz-Target, answer in the request's codec.
+// serveAPI serves one Kinesis API call: check the signature's headers,
+// read the body within the memory budget, check the signature, dispatch
+// on X-Amz-Target, answer in the request's codec.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := codecFor(r.Header.Get("Content-Type"))
@@ -101,21 +108,58 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		name = "Unknown"
 	}
 	om := s.metrics.op(name)
+	authFailed := func(aerr *apiError) {
+		if !strings.Contains(r.Header.Get("Content-Type"), "amz") {
+			aerr.Status = http.StatusForbidden
+		}
+		s.finish(w, c, om, start, nil, aerr)
+	}
 
+	// With SigV4 on, everything but the payload hash is checked before a
+	// byte of the body is read.
+	var sig *pendingSig
+	if s.auth != nil {
+		var aerr *apiError
+		if sig, aerr = s.auth.begin(r); aerr != nil {
+			authFailed(aerr)
+			return
+		}
+		if sig.claimedHash != "" {
+			if aerr := sig.check(sig.claimedHash); aerr != nil {
+				authFailed(aerr)
+				return
+			}
+		}
+	}
+	h := s.budget.newHold(r.Context())
+	defer h.release()
 	body := getBuf()
 	defer putBuf(body)
-	if aerr := s.readBody(body, r); aerr != nil {
+	var sum hash.Hash
+	if sig != nil {
+		sum = sha256.New()
+	}
+	if aerr := s.readBody(body, r, h, sum, sig != nil && sig.claimedHash == "", name); aerr != nil {
+		// Over HTTP/1.x, a body left unread (throttled, too large) makes
+		// net/http close the connection after the answer; a client still
+		// sending may see the connection reset instead, which the SDKs
+		// retry as they retry the throttle.
+		h.release()
 		s.finish(w, c, om, start, nil, aerr)
 		return
 	}
-	if s.auth != nil {
-		if aerr := s.auth.verify(r, body.Bytes()); aerr != nil {
-			if !strings.Contains(r.Header.Get("Content-Type"), "amz") {
-				aerr.Status = http.StatusForbidden
+	if sig != nil {
+		got := hex.EncodeToString(sum.Sum(nil))
+		if sig.claimedHash != "" {
+			if got != sig.claimedHash {
+				authFailed(newAPIError(errInvalidSignature, "The provided 'x-amz-content-sha256' header does not match what was computed."))
+				return
 			}
-			s.finish(w, c, om, start, nil, aerr)
+		} else if aerr := sig.check(got); aerr != nil {
+			authFailed(aerr)
 			return
 		}
+		h.verified()
 	}
 	if fn == nil && sfn == nil {
 		s.finish(w, c, om, start, nil, newAPIError(errUnknownOperation, ""))
@@ -124,7 +168,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.settle() // apply the stream changes that are due (lifecycle.go)
 	scratch := getBuf()
 	defer putBuf(scratch)
-	rq := &request{ctx: r.Context(), op: name, codec: c, body: body.Bytes(), scratch: scratch}
+	rq := &request{ctx: r.Context(), op: name, codec: c, body: body.Bytes(), scratch: scratch, hold: h}
 	if sfn != nil {
 		// A streamed response: the op writes it; only an error before
 		// the stream starts is answered here.
@@ -138,24 +182,58 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.finish(w, c, om, start, resp, aerr)
 }
 
-// readBody reads r's body into buf, enforcing MaxBodyBytes (413).
-func (s *Server) readBody(buf *bytes.Buffer, r *http.Request) *apiError {
-	tooLarge := newAPIError(errRequestEntityTooLarge,
-		"Request body must be at most "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
-	if r.ContentLength > s.cfg.MaxBodyBytes {
+// readBody reads r's body into buf in steps of bodyStep, taking each
+// step's share of the memory budget into h first (and of the unverified
+// allowance while unverified), feeding sum if non-nil. A declared
+// Content-Length over MaxBodyBytes is refused at once (413), a body that
+// turns out longer too; Content-Length is never used to size anything.
+func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.Hash, unverified bool, op string) *apiError {
+	limit := s.cfg.MaxBodyBytes
+	tooLarge := newAPIError(errRequestEntityTooLarge, "Request body must be at most "+strconv.FormatInt(limit, 10)+" bytes")
+	if r.ContentLength > limit {
 		return tooLarge
 	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	for {
+		step := min(int64(bodyStep), limit+1-int64(buf.Len()))
+		if r.ContentLength >= 0 {
+			// A hint for the step only: a body longer than declared
+			// costs more steps, never an allocation made up front.
+			step = min(step, max(r.ContentLength+1-int64(buf.Len()), 512))
+		}
+		if !h.grow(bodyCharge*(int64(buf.Len())+step), unverified) {
+			return s.throttleError(op)
+		}
+		buf.Grow(int(step))
+		dst := buf.AvailableBuffer()[:step]
+		n, err := readSome(r.Body, dst)
+		if sum != nil {
+			sum.Write(dst[:n])
+		}
+		buf.Write(dst[:n])
+		if int64(buf.Len()) > limit {
+			return tooLarge
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return newAPIError(errSerialization, "Unable to read the request body: the client stopped sending it or sent it too slowly.")
+		}
 	}
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
-	if err != nil {
-		return newAPIError(errSerialization, "Unable to read the request body: "+err.Error())
+}
+
+// readSome reads into dst until it is full, the body ends (io.EOF) or
+// fails.
+func readSome(r io.Reader, dst []byte) (int, error) {
+	n := 0
+	for n < len(dst) {
+		m, err := r.Read(dst[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
 	}
-	if int64(buf.Len()) > s.cfg.MaxBodyBytes {
-		return tooLarge
-	}
-	return nil
+	return n, nil
 }
 
 // finish writes the response or error and records metrics.

@@ -31,6 +31,8 @@ type metrics struct {
 	subscribeBytes   prometheus.Counter
 	subscribeShared  prometheus.Counter
 
+	connections prometheus.Gauge
+
 	mu  sync.RWMutex
 	ops map[string]*opMetrics
 }
@@ -72,15 +74,33 @@ func newMetrics() *metrics {
 		subscribeRecords: counter("subscribe_records_out_total", "Records pushed to SubscribeToShard subscribers."),
 		subscribeBytes:   counter("subscribe_bytes_out_total", "Data and partition-key bytes pushed to SubscribeToShard subscribers."),
 		subscribeShared:  counter("subscribe_shared_events_total", "SubscribeToShard events whose records another subscription of the shard had read and encoded."),
-		ops:              make(map[string]*opMetrics),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "connections",
+			Help: "Open client connections (Serve's listener only).",
+		}),
+		ops: make(map[string]*opMetrics),
 	}
 	m.corruption = counter("corruption_errors_total", "Requests that met damaged stored data (answered with InternalFailure; run kvstream check).")
 	m.registry.MustRegister(m.corruption)
 	m.registry.MustRegister(m.requests, m.latency, m.recordsIn, m.bytesIn, m.recordsOut, m.bytesOut,
-		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared,
+		m.throttles, m.panics, m.subscriptions, m.subscribeRecords, m.subscribeBytes, m.subscribeShared, m.connections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 	return m
+}
+
+// watchBudget exports the request budget and how much of it is held.
+func (m *metrics) watchBudget(b *memBudget) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "memory_budget_bytes",
+			Help: "The request budget: MaxMemory less the engine's and the runtime's shares.",
+		}, func() float64 { return float64(b.total) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvstream", Subsystem: "server", Name: "memory_in_use_bytes",
+			Help: "Bytes of the request budget held by requests in flight and subscriptions.",
+		}, func() float64 { return float64(b.inUse.Load()) }),
+	)
 }
 
 // op returns the metrics of the named operation.

@@ -80,9 +80,9 @@ func checkTagChars(tags map[string]string) *apiError {
 }
 
 type addTagsInput struct {
-	StreamName *string           `json:"StreamName"`
-	Tags       map[string]string `json:"Tags"`
-	StreamARN  *string           `json:"StreamARN"`
+	StreamName *string  `json:"StreamName"`
+	Tags       tagMapIn `json:"Tags"`
+	StreamARN  *string  `json:"StreamARN"`
 }
 
 func (s *Server) addTagsToStream(rq *request) (any, *apiError) {
@@ -208,9 +208,9 @@ func (s *Server) listTagsForStream(rq *request) (any, *apiError) {
 }
 
 type resourceInput struct {
-	ResourceARN *string           `json:"ResourceARN"`
-	Tags        map[string]string `json:"Tags"`
-	TagKeys     []string          `json:"TagKeys"`
+	ResourceARN *string  `json:"ResourceARN"`
+	Tags        tagMapIn `json:"Tags"`
+	TagKeys     []string `json:"TagKeys"`
 }
 
 func (c *check) resourceARN(v *string) {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/kvstream/kvstream/engine"
 )
 
@@ -82,9 +83,9 @@ type putRecordsEntry struct {
 }
 
 type putRecordsInput struct {
-	Records    []putRecordsEntry `json:"Records"`
-	StreamName *string           `json:"StreamName"`
-	StreamARN  *string           `json:"StreamARN"`
+	Records    putRecordsList `json:"Records"`
+	StreamName *string        `json:"StreamName"`
+	StreamARN  *string        `json:"StreamARN"`
 }
 
 type putRecordsResultEntry struct {
@@ -100,29 +101,15 @@ type putRecordsOutput struct {
 	EncryptionType    string                  `json:"EncryptionType"`
 }
 
-// requestLimits are the engine's per-request limits (engine.Options;
-// Kinesis' 500 entries and 5 MiB per PutRecords and 10,000 records per
-// GetRecords unless the engine was opened with others).
-type requestLimits struct {
-	putEntries int // entries of one PutRecords
-	putBytes   int // data and partition keys of one PutRecords
-	getRecords int // records of one GetRecords
-}
-
 // checkPutBatch checks PutRecords' model constraints on a decoded batch;
-// limit is the stream's record limit for Data and maxEntries the most
-// entries a call may carry. Paths are only built for violations, so a
-// valid batch costs nothing.
-func (c *check) putBatch(b *putBatch, limit, maxEntries int) {
+// limit is the stream's record limit for Data. Paths are only built for
+// violations, so a valid batch costs nothing.
+func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if n := len(b.entries); n < 1 || n > maxEntries {
-		bound := "greater than or equal to 1"
-		if n > maxEntries {
-			bound = "less than or equal to " + strconv.Itoa(maxEntries)
-		}
-		c.add("'[…]'", "records", "have length "+bound)
+	if len(b.entries) < 1 {
+		c.add("'[…]'", "records", "have length greater than or equal to 1")
 	}
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
@@ -211,14 +198,21 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	if rq.codec != codecJSON || !decodePutRecordsJSON(rq.body, b) {
 		var in putRecordsInput
 		if err := rq.codec.decode(rq.body, &in); err != nil {
+			var mae *cbor.MaxArrayElementsError
+			if errors.As(err.cause, &mae) {
+				return nil, tooManyRecords() // the only array of the request
+			}
 			return nil, err
 		}
 		b.fromInput(&in)
 	}
+	if b.limitErr != nil {
+		return nil, b.limitErr
+	}
 	var c check
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
 	limit := s.dataLimit(streamName, streamARN)
-	c.putBatch(b, limit, s.limits.putEntries)
+	c.putBatch(b, limit)
 	c.streamName(streamName)
 	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
@@ -233,7 +227,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
 	}
 	// 5 MiB, or one record of the stream's limit when that is more.
-	if maxTotal := max(s.limits.putBytes, limit); total > maxTotal {
+	if maxTotal := max(maxPutRecordsBytes, limit); total > maxTotal {
 		return nil, newAPIError(errInvalidArgument, "Records size exceeds "+strconv.Itoa(maxTotal>>20)+" MB limit")
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
@@ -404,7 +398,7 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	var c check
 	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
-	c.intRange("limit", in.Limit, 1, int64(s.limits.getRecords))
+	c.intRange("limit", in.Limit, 1, 10000)
 	c.streamARN(in.StreamARN)
 	if err := c.err(); err != nil {
 		return nil, err
@@ -412,6 +406,18 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	limit := 0
 	if in.Limit != nil {
 		limit = int(*in.Limit)
+	}
+	if in.StreamARN != nil {
+		// The ARN must name the iterator's stream, in this region and
+		// account.
+		stream, err := s.db.ShardIteratorStream(*in.ShardIterator)
+		if err != nil {
+			return nil, s.engineError(err, "")
+		}
+		if region, account, name, ok := parseStreamARN(*in.StreamARN); !ok || region != s.cfg.Region || account != s.cfg.Account || name != stream {
+			return nil, newAPIError(errInvalidArgument, "StreamARN "+*in.StreamARN+" does not name the stream of the shard iterator ("+
+				s.streamARN(stream)+").")
+		}
 	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
@@ -426,6 +432,11 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	bytes := 0
 	for i := range res.Records {
 		bytes += len(res.Records[i].Data)
+	}
+	// The records and their encoding count against the memory budget;
+	// without room, the client retries with the same iterator.
+	if rq.hold != nil && !rq.hold.add(bodyCharge*int64(bytes)) {
+		return nil, s.throttleError(rq.op)
 	}
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))

@@ -15,7 +15,7 @@ type createStreamInput struct {
 	StreamName          *string            `json:"StreamName"`
 	ShardCount          *int64             `json:"ShardCount"`
 	StreamModeDetails   *streamModeDetails `json:"StreamModeDetails"`
-	Tags                map[string]string  `json:"Tags"`
+	Tags                tagMapIn           `json:"Tags"`
 	WarmThroughputMiBps *int64             `json:"WarmThroughputMiBps"`
 	MaxRecordSizeInKiB  *int64             `json:"MaxRecordSizeInKiB"`
 }

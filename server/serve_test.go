@@ -75,7 +75,9 @@ func TestServeRefusesRemoteWithoutAuth(t *testing.T) {
 		err := Serve(context.Background(), Config{Addr: addr, DataDir: t.TempDir()}, nil)
 		require.ErrorContains(t, err, "refusing to listen on non-loopback address", addr)
 	}
-	require.NoError(t, checkAddr(Config{Addr: "0.0.0.0:4567", AccessKey: "a", SecretKey: "b"}))
+	require.ErrorContains(t, checkAddr(Config{Addr: "0.0.0.0:4567", AccessKey: "a", SecretKey: "b"}), "without TLS")
+	require.ErrorContains(t, checkAddr(Config{Addr: "0.0.0.0:4567", TLSCertFile: "c", TLSKeyFile: "k"}), "without SigV4 verification")
+	require.NoError(t, checkAddr(Config{Addr: "0.0.0.0:4567", AccessKey: "a", SecretKey: "b", TLSCertFile: "c", TLSKeyFile: "k"}))
 	require.NoError(t, checkAddr(Config{Addr: "0.0.0.0:4567", InsecureAllowRemote: true}))
 	require.NoError(t, checkAddr(Config{Addr: "[::1]:4567"}))
 	require.NoError(t, checkAddr(Config{Addr: "localhost:4567"}))

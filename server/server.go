@@ -39,8 +39,9 @@ const (
 // Serve needs DataDir.
 type Config struct {
 	// Addr is the TCP address Serve listens on. Default "127.0.0.1:4567".
-	// A non-loopback address is refused unless SigV4 verification is on
-	// (AccessKey and SecretKey set) or InsecureAllowRemote is true.
+	// A non-loopback address is refused unless TLS (TLSCertFile,
+	// TLSKeyFile) and SigV4 verification (AccessKey, SecretKey) are on, or
+	// InsecureAllowRemote is true.
 	// Port 0 picks a free port; Serve's ready callback gets the real one.
 	Addr string
 	// DataDir is the engine's data directory (Serve only). Required by
@@ -101,13 +102,14 @@ type Config struct {
 	// 5 seconds, as Kinesis.
 	SubscriptionTakeover time.Duration
 	// AccessKey and SecretKey, when both set, turn on SigV4 verification:
-	// requests must be signed with these credentials (service "kinesis",
-	// any region) or they get Kinesis' authentication errors. Default
-	// empty: no verification (any credentials are accepted). GET /healthz
-	// and GET /metrics are never authenticated.
+	// requests must be signed with these credentials for Region and the
+	// service "kinesis", with every x-amz-* header signed, or they get
+	// Kinesis' authentication errors. Default empty: no verification (any
+	// credentials are accepted). GET /healthz is never authenticated, nor
+	// is GET /metrics when Addr is loopback (see MetricsAddr).
 	AccessKey, SecretKey string
 	// InsecureAllowRemote lets Serve listen on a non-loopback address
-	// without SigV4 verification. Default false.
+	// without TLS or without SigV4 verification. Default false.
 	InsecureAllowRemote bool
 	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
 	// Default 7 MiB, as Kinesis.
@@ -134,6 +136,30 @@ type Config struct {
 	// SubscriptionHeartbeat of real time). SigV4 request times are always
 	// checked against the wall clock, as the client signs with it.
 	Clock func() time.Time
+	// MaxMemory is the memory budget of the whole server, engine included,
+	// in bytes. The engine's share (by its profile) and the Go runtime's
+	// are set aside; the rest bounds request bodies in flight and
+	// SubscribeToShard subscriptions (memory.go). A request that finds no
+	// room within a short wait gets a retryable throttling error
+	// (ProvisionedThroughputExceededException on the data plane,
+	// LimitExceededException elsewhere). Serve also sets the Go runtime's
+	// soft memory limit from it unless $GOMEMLIMIT is set. Default
+	// DefaultMaxMemorySmall (160 MiB) for engine.ProfileSmall and
+	// DefaultMaxMemoryThroughput (2 GiB) for engine.ProfileThroughput.
+	MaxMemory int64
+	// MaxConns caps open client connections (Serve only); connections
+	// beyond it are closed at once. Default: the request budget over
+	// 1 MiB, at least 64 (96 with the small profile's default budget).
+	MaxConns int
+	// TLSCertFile and TLSKeyFile, when both set, make Serve speak HTTPS
+	// (HTTP/1.1 and HTTP/2 negotiated by ALPN) with this PEM certificate
+	// chain and key. Default empty: plain HTTP/1.1 and h2c.
+	TLSCertFile, TLSKeyFile string
+	// MetricsAddr, when set, makes Serve also listen there (plain HTTP)
+	// for GET /metrics and GET /healthz, unauthenticated, for a
+	// Prometheus scraper. On Addr, /metrics needs a SigV4-signed request
+	// when verification is on and Addr is not loopback. Default empty.
+	MetricsAddr string
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -206,7 +232,37 @@ func (c Config) validate() error {
 	if c.SubscriptionLifetime < 0 || c.SubscriptionHeartbeat < 0 || c.SubscriptionTakeover < 0 {
 		return errors.New("server: SubscriptionLifetime, SubscriptionHeartbeat and SubscriptionTakeover must not be negative")
 	}
+	if c.MaxMemory < 0 || c.MaxConns < 0 {
+		return errors.New("server: MaxMemory and MaxConns must not be negative")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("server: TLSCertFile and TLSKeyFile must be set together")
+	}
 	return nil
+}
+
+// requestBudget returns the request budget of cfg (withDefaults applied)
+// for an engine of profile p, or an error if MaxMemory leaves too little.
+func (c Config) requestBudget(p engine.Profile) (int64, error) {
+	total := c.MaxMemory
+	if total == 0 {
+		total = defaultMaxMemory(p)
+	}
+	reserve := engineReserve(p) + runtimeReserve
+	need := bodyCharge*c.MaxBodyBytes + subscriptionCharge
+	if total-reserve < need {
+		return 0, fmt.Errorf("server: MaxMemory %s is too small: the engine and runtime take %s and requests need at least %s (room for one %s body)",
+			mib(total), mib(reserve), mib(need), mib(c.MaxBodyBytes))
+	}
+	return total - reserve, nil
+}
+
+// maxConns returns the connection cap for a request budget.
+func (c Config) maxConns(budget int64) int {
+	if c.MaxConns > 0 {
+		return c.MaxConns
+	}
+	return max(64, int(budget/connCost))
 }
 
 // verifying reports whether SigV4 verification is on.
@@ -236,11 +292,12 @@ type Server struct {
 	pending pendingChanges
 	// recordLimits caches each stream's record limit (ops_account.go).
 	recordLimits recordLimitCache
-	// limits are the engine's request limits (Kinesis' by default), which
-	// the data-plane operations validate against.
-	limits requestLimits
 	// accountMu serializes changes to the account settings.
 	accountMu sync.Mutex
+	budget    *memBudget
+	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
+	// loopback).
+	protectMetrics bool
 }
 
 // New returns a Server over db. It validates cfg (Addr, DataDir and the
@@ -253,11 +310,15 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions()}
-	eo := db.Options()
-	s.limits = requestLimits{putEntries: eo.MaxPutRecordsEntries, putBytes: eo.MaxPutRecordsBytes, getRecords: eo.MaxGetRecords}
+	budget, err := cfg.requestBudget(db.Options().Profile)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
+	s.metrics.watchBudget(s.budget)
 	if cfg.verifying() {
-		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey)
+		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey, cfg.Region)
+		s.protectMetrics = !loopbackAddr(cfg.Addr)
 	}
 	if cfg.KinesisLimits {
 		if err := s.applyKinesisLimits(); err != nil {
@@ -301,7 +362,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveHealth(w, r)
 			return
 		case "/metrics":
-			s.metrics.handler.ServeHTTP(w, r)
+			s.serveMetrics(w, r)
 			return
 		}
 		if r.Method == http.MethodGet && r.URL.Path == "/" {
@@ -324,6 +385,19 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// serveMetrics answers GET /metrics, checking the signature first when
+// protectMetrics is set.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.protectMetrics {
+		if aerr := s.auth.verifyNoBody(r); aerr != nil {
+			aerr.Status = http.StatusForbidden
+			writeError(w, codecJSON, aerr)
+			return
+		}
+	}
+	s.metrics.handler.ServeHTTP(w, r)
 }
 
 // recoverPanic turns a panic into a logged InternalFailure.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Model constraints from the Kinesis service model (2013-12-02), checked
@@ -172,28 +173,37 @@ func (c *check) shardID(path string, v *string, required bool) {
 	c.str(path, v, 1, 128, isName, namePatternText)
 }
 
-// tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256).
+// tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256). It is
+// linear in the map: the map is printed (for the messages) at most once.
 func (c *check) tagMap(path string, tags map[string]string, present bool) {
 	if !c.required(path, present) {
 		return
 	}
+	printed := ""
+	value := func() string {
+		if printed == "" {
+			printed = printMap(tags)
+		}
+		return printed
+	}
 	if len(tags) < 1 {
-		c.add(printMap(tags), path, "have length greater than or equal to 1")
+		c.add(value(), path, "have length greater than or equal to 1")
 	}
 	if len(tags) > 200 {
-		c.add(printMap(tags), path, "have length less than or equal to 200")
+		c.add(value(), path, "have length less than or equal to 200")
 	}
 	for k, v := range tags {
 		if n := javaLen(k); n < 1 || n > 128 {
-			c.add(printMap(tags), path, "have keys of length between 1 and 128")
+			c.add(value(), path, "have keys of length between 1 and 128")
 		}
 		if javaLen(v) > 256 {
-			c.add(printMap(tags), path, "have values of length less than or equal to 256")
+			c.add(value(), path, "have values of length less than or equal to 256")
 		}
 	}
 }
 
-// printMap prints a map the way Java's toString does: {k=v, k2=v2}.
+// printMap prints a map the way Java's toString does: {k=v, k2=v2},
+// stopping once the text is longer than a message shows (maxValueText).
 func printMap(m map[string]string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -203,6 +213,9 @@ func printMap(m map[string]string) string {
 	var b strings.Builder
 	b.WriteString("'{")
 	for i, k := range keys {
+		if b.Len() > maxValueText {
+			break
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -219,4 +232,16 @@ func printList(l []string) string { return "'[" + strings.Join(l, ", ") + "]'" }
 func blobValue(n int) string {
 	s := strconv.Itoa(n)
 	return "'java.nio.HeapByteBuffer[pos=0 lim=" + s + " cap=" + s + "]'"
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8
+// sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -175,8 +175,9 @@ func TestJSONErrors(t *testing.T) {
 	req.Header.Set("X-Amz-Target", targetPrefix+"PutRecord")
 	resp, err := env.hs.Client().Do(req)
 	require.NoError(t, err)
+	rb, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(rb))
 }
 
 func TestH2C(t *testing.T) {

@@ -29,6 +29,10 @@ type serveOptions struct {
 	insecureAllowRemote bool
 	profile             string
 	noSync              bool
+	maxMemory           string
+	maxConns            int
+	tlsCert, tlsKey     string
+	metricsAddr         string
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -45,6 +49,11 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.insecureAllowRemote, "insecure-allow-remote", false, "allow a non-loopback --addr without SigV4 verification")
 	fs.StringVar(&o.profile, "profile", "small", "engine memory profile: small (about 64 MiB) or throughput")
 	fs.BoolVar(&o.noSync, "no-sync", false, "acknowledge puts before they are fsync'd (faster; a crash can lose the last ones)")
+	fs.StringVar(&o.maxMemory, "max-memory", "", "memory budget of the whole server, e.g. 512MiB or 2GiB (default 160MiB with --profile small, 2GiB with throughput)")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "cap on open client connections (default: from --max-memory, 96 with the small profile)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS (HTTP/1.1 and HTTP/2) with this PEM certificate chain (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics and /healthz, unauthenticated, on this address (for Prometheus when --addr is remote and signed)")
 }
 
 func newServeCommand(root *rootOptions) *cobra.Command {
@@ -78,6 +87,13 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	default:
 		return usagef("--profile %q must be small or throughput", o.profile)
 	}
+	var maxMemory int64 // 0: the profile's default
+	var err error
+	if o.maxMemory != "" {
+		if maxMemory, err = parseSize(o.maxMemory); err != nil {
+			return usagef("--max-memory: %v", err)
+		}
+	}
 	cfg := server.Config{
 		Addr:                o.addr,
 		DataDir:             o.root.dataDir,
@@ -93,14 +109,23 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		SecretKey:           cmp.Or(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
 		InsecureAllowRemote: o.insecureAllowRemote,
 		Logger:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+		MaxMemory:           maxMemory,
+		MaxConns:            o.maxConns,
+		TLSCertFile:         o.tlsCert,
+		TLSKeyFile:          o.tlsKey,
+		MetricsAddr:         o.metricsAddr,
 	}
 	out := cmd.OutOrStdout()
-	err := server.Serve(cmd.Context(), cfg, func(addr string) {
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	err = server.Serve(cmd.Context(), cfg, func(addr string) {
 		auth := "no authentication"
 		if cfg.AccessKey != "" {
 			auth = "SigV4 with access key " + cfg.AccessKey
 		}
-		printf(out, "Serving the Kinesis API for %s on http://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, addr, auth)
+		printf(out, "Serving the Kinesis API for %s on %s://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, scheme, addr, auth)
 	})
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
 		return &cliError{err: err, msg: inUseMessage(o.root.dataDir)}
