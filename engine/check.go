@@ -159,7 +159,7 @@ func Check(dir string, opts *CheckOptions) (*CheckReport, error) {
 	c := &checker{dir: dir, fs: o.FS, rep: rep, reported: make(map[string]bool), events: make(map[string]pebble.DataCorruptionInfo)}
 	o.Pebble = &pebble.Options{EventListener: &pebble.EventListener{DataCorruption: c.onCorruption}}
 	c.checkManifest()
-	pdb, err := openPebble(dir, o, true, nil)
+	pdb, err := openPebble(dir, o, true, nil, nil)
 	if err != nil {
 		if errors.Is(err, shard.ErrCorruption) {
 			if c.torn != nil {

@@ -67,6 +67,9 @@ type DB struct {
 	}
 
 	bg background
+
+	disk   *diskMonitor   // nil when free space is not checked
+	events *storageEvents // Pebble's events, for Health and StorageStats
 }
 
 // stream is the in-memory state of one stream.
@@ -107,13 +110,18 @@ func Open(dir string, opts *Options) (*DB, error) {
 		return nil, err
 	}
 	fail := newFailStop(dir, o)
-	pdb, err := openPebble(dir, o, false, fail)
+	var disk *diskMonitor
+	if !o.ReadOnly { // a read-only open creates no ballast and refuses puts anyway
+		disk = newDiskMonitor(o, dir)
+	}
+	events := newStorageEvents(o, disk)
+	pdb, err := openPebble(dir, o, false, fail, events)
 	if err != nil {
 		return nil, err
 	}
 	// From here on a failed WAL write or fsync is fatal (failstop.go).
 	fail.armed.Store(true)
-	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}}
+	db := &DB{opts: o, dir: dir, pdb: pdb, fail: fail, seq: &seqFile{fs: o.FS, dir: dir}, disk: disk, events: events}
 	db.mu.streams = make(map[string]*stream)
 	db.mu.byID = make(map[uint32]*stream)
 	fresh, err := db.load()
@@ -130,6 +138,12 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.writer = shard.NewWriter(pdb, shard.WriterConfig{Sync: !o.NoSync, Now: o.nowMs, Fuse: fail.fuse, Ceiling: ceiling, Raise: db.seq.raise})
 	if !o.ReadOnly {
 		db.bg.start(db)
+		if err := db.startStorage(); err != nil {
+			db.bg.stop()
+			db.writer.Close()
+			_ = pdb.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -420,6 +434,7 @@ func (db *DB) Close() error {
 	}
 	db.bg.stop()
 	db.writer.Close()
+	db.disk.close()
 	// Collect under db.mu, release it, then take each stream's lock
 	// (lock order: see DB).
 	db.mu.RLock()

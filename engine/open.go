@@ -54,7 +54,7 @@ type CorruptionError = shard.CorruptionError
 // opened again read-only without the check and checkTables tells missing
 // or truncated sstables (ErrCorruption) from OS errors. forCheck skips
 // the check (Check reports missing tables and reads on).
-func openPebble(dir string, o *Options, forCheck bool, fail *failStop) (*pebble.DB, error) {
+func openPebble(dir string, o *Options, forCheck bool, fail *failStop, events *storageEvents) (*pebble.DB, error) {
 	if err := prepareDir(dir, o); err != nil {
 		return nil, err
 	}
@@ -65,6 +65,12 @@ func openPebble(dir string, o *Options, forCheck bool, fail *failStop) (*pebble.
 	po.ReadOnly = o.ReadOnly
 	if o.ReadOnly {
 		po.FS = readOnlyFS{po.FS}
+	}
+	if events != nil {
+		// Pebble's background errors and stalls reach DB.Health; an
+		// ENOSPC releases the ballast and the write is retried once,
+		// inside the fail-stop wrapper below (events.go).
+		events.attach(po)
 	}
 	if fail != nil {
 		// A failed WAL write or fsync, or Pebble's Logger.Fatalf, ends the

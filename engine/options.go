@@ -69,7 +69,9 @@ type Options struct {
 	OnFatal func(error)
 	// Logger receives the engine's own reports: fatal failures, lost
 	// records found at open, consumer checkpoints beyond the recovered
-	// end. Default slog.Default().
+	// end, disk full and ballast changes, Pebble's background errors
+	// (failed flushes and compactions), write stalls and slow disks.
+	// Default slog.Default().
 	Logger *slog.Logger
 	// Clock returns the current time. Default time.Now. Tests inject a
 	// fake clock to move time without sleeping.
@@ -105,6 +107,29 @@ type Options struct {
 	// FormatMajorVersion and Logger on the clone; every other field is the
 	// caller's. A Cache set here stays the caller's to Unref.
 	Pebble *pebble.Options
+
+	// MinFreeBytes is the space the data directory's filesystem must keep
+	// available: below it, puts fail fast with ErrDiskFull (retryable)
+	// instead of filling the disk, while reads and the calls that free
+	// space (DeleteStream, retention and MaxBytes changes, trimming) keep
+	// working; puts resume by themselves once space returns. Free space is
+	// read with statfs at most every 250 ms (sooner after a burst of
+	// writes) and at once when any write fails with ENOSPC, which also
+	// refuses puts for a second. Default 0: the larger of 64 MiB and 2 %
+	// of the filesystem, but at most 10 % of it (Open resolves it;
+	// DB.StorageStats reports the value in use). -1 disables the check and
+	// the ballast. Nothing is checked on a filesystem that cannot report
+	// free space (vfs.NewMem).
+	MinFreeBytes int64
+	// BallastBytes is the size of the emergency ballast, the file
+	// auxiliary/EMERGENCY_BALLAST in the data directory: space set aside
+	// while the disk has room and released when it runs out (available
+	// space under half of MinFreeBytes, or any ENOSPC), so deletions,
+	// trimming and Pebble's flushes and compactions can still complete.
+	// It is recreated once MinFreeBytes plus its size are available; until
+	// then puts stay refused. Default 0: 1 % of the filesystem, at most
+	// 1 GiB. -1 disables it.
+	BallastBytes int64
 }
 
 // Clone returns a copy of o (nil-safe).
@@ -184,6 +209,10 @@ func (o *Options) Validate() error {
 		return bad("MaxShards %d must be positive", o.MaxShards)
 	case o.TrimInterval < 0:
 		return bad("TrimInterval %v must be positive", o.TrimInterval)
+	case o.MinFreeBytes < -1:
+		return bad("MinFreeBytes %d must be positive, 0 (default) or -1 (disabled)", o.MinFreeBytes)
+	case o.BallastBytes < -1:
+		return bad("BallastBytes %d must be positive, 0 (default) or -1 (disabled)", o.BallastBytes)
 	case o.Profile > ProfileThroughput:
 		return bad("Profile %d is not ProfileSmall or ProfileThroughput", o.Profile)
 	}

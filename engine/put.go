@@ -10,8 +10,14 @@ import (
 
 // PutRecord appends one record to the open shard its partition key (or
 // ExplicitHashKey) maps to. With the default durability the record is on
-// stable storage when PutRecord returns. ctx is consulted only when the
-// stream's limits are configured to wait for capacity.
+// stable storage when PutRecord returns.
+//
+// ctx bounds the wait for capacity (Limits.Wait) and for the commit: when
+// it ends first, PutRecord returns an error wrapping ctx.Err(). Such a put
+// is not acknowledged; if its commit had already begun, the record may
+// still be written (with a sequence number the caller never learns).
+// While the disk is below Options.MinFreeBytes, puts fail at once with
+// ErrDiskFull, which is retryable.
 func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {
 	res, err := db.put(ctx, name, []Entry{e}, false)
 	if err != nil {
@@ -25,6 +31,7 @@ func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, e
 // problem (validation, missing stream) fails the whole call; a per-entry
 // problem (throttling, a full stream) sets that entry's Err and the other
 // entries still succeed, as Kinesis' partial-success PutRecords does.
+// ctx and ErrDiskFull are as for PutRecord.
 func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
 	if len(entries) == 0 {
 		return nil, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
@@ -60,6 +67,9 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	if maxTotal := max(db.opts.MaxPutRecordsBytes, limit); batch && total > maxTotal {
 		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, maxTotal)
 	}
+	if err := db.disk.admit(total); err != nil {
+		return nil, err
+	}
 
 	results := make([]PutResult, len(entries))
 	// A put that waits for throughput (Limits.Wait) waits without the
@@ -80,8 +90,10 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 			waited = true
 			continue
 		}
-		err = db.commitLocked(ctx, s, entries, logs, ehks, results, waited)
-		s.mu.RUnlock()
+		handedOff, err := db.commitLocked(ctx, s, entries, logs, ehks, results, waited)
+		if !handedOff {
+			s.mu.RUnlock()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -141,11 +153,18 @@ func (db *DB) waitWrites(ctx context.Context, logs []*shard.Log, entries []Entry
 // commitLocked admits the entries that have no error yet (size bound,
 // throttles unless waited says they were waited for) and commits them in
 // one batch, filling results. The caller holds s.mu shared: it keeps the
-// shards open until the commit returns.
-func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs []*shard.Log, ehks []shard.HashKey, results []PutResult, waited bool) error {
+// shards open until the commit returns. When ctx ends while Pebble has
+// the commit, handedOff is true: s.mu's shared hold now belongs to a
+// goroutine that releases it when the commit completes, and the caller
+// must not release it.
+func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs []*shard.Log, ehks []shard.HashKey, results []PutResult, waited bool) (handedOff bool, err error) {
 	bulk := db.admitBulk(s, logs, entries)
 	req := shard.GetRequest()
-	defer shard.PutRequest(req)
+	defer func() {
+		if !handedOff {
+			shard.PutRequest(req)
+		}
+	}()
 	var pending int64
 	for i := range entries {
 		e, l := &entries[i], logs[i]
@@ -167,8 +186,21 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs
 		hooks.beforePutCommit()
 	}
 	if len(req.Appends) > 0 {
-		if err := db.writer.Commit(req); err != nil {
-			return err
+		inFlight, err := db.writer.CommitContext(ctx, req)
+		if inFlight {
+			// The caller gave up on a commit Pebble already has: it may
+			// still land. Until it does, keep s.mu shared (no reshard or
+			// delete may pass its records) and keep req; then release both.
+			handedOff = true
+			go func() {
+				_ = db.writer.Wait(req)
+				s.mu.RUnlock()
+				shard.PutRequest(req)
+			}()
+			return true, fmt.Errorf("kvstream: put to stream %s abandoned while its commit was in progress (it is not acknowledged, but its records may still be written): %w", s.meta.Name, err)
+		}
+		if err != nil {
+			return false, err
 		}
 	}
 	j := 0
@@ -180,7 +212,7 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs
 		j++
 		results[i].SequenceNumber = a.Log.Seq(a.Counter, a.ArrivalMs)
 	}
-	return nil
+	return false, nil
 }
 
 // admitWrite applies the stream's size bound and the shard's write

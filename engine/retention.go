@@ -126,7 +126,11 @@ func (db *DB) trimTo(l *shard.Log, to uint64, freeBytes int64) error {
 	req := shard.GetRequest()
 	defer shard.PutRequest(req)
 	req.Trims = append(req.Trims, shard.Trim{Log: l, To: end, Bytes: bytes, Records: records})
-	return db.writer.Commit(req)
+	if err := db.writer.Commit(req); err != nil {
+		return err
+	}
+	db.spaceFreed()
+	return nil
 }
 
 // oldestLog returns the shard whose first live record is oldest, or nil if

@@ -215,6 +215,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	delete(db.mu.streams, name)
 	delete(db.mu.byID, s.id)
 	db.mu.Unlock()
+	db.spaceFreed()
 	return nil
 }
 

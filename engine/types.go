@@ -162,6 +162,7 @@ var (
 	ErrCorruption         = shard.ErrCorruption
 	ErrWriteFailed        = shard.ErrWriteFailed
 	ErrFailed             = shard.ErrFailed
+	ErrDiskFull           = shard.ErrDiskFull
 )
 
 // Limits are per-shard throughput limits; zero means unlimited.

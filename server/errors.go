@@ -24,6 +24,12 @@ const (
 	errInvalidSignature      = "InvalidSignatureException"
 	errUnrecognizedClient    = "UnrecognizedClientException"
 	errRequestEntityTooLarge = "RequestEntityTooLargeException"
+	// errServiceUnavailable (HTTP 503) answers puts refused because the
+	// data directory's disk is full (engine.ErrDiskFull). Every AWS SDK
+	// retries it with backoff: aws-sdk-go-v2 and botocore (legacy and
+	// standard modes) retry HTTP 503, as the Java SDKs do, whereas a 400
+	// would make clients give up.
+	errServiceUnavailable = "ServiceUnavailable"
 )
 
 // apiError is an error answered to the client: a Kinesis __type, its
@@ -45,6 +51,8 @@ func newAPIError(typ, msg string) *apiError {
 		st = http.StatusInternalServerError
 	case errRequestEntityTooLarge:
 		st = http.StatusRequestEntityTooLarge
+	case errServiceUnavailable:
+		st = http.StatusServiceUnavailable
 	}
 	return &apiError{Type: typ, Msg: msg, Status: st}
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvstream/kvstream/engine"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -133,4 +135,54 @@ func (om *opMetrics) done(start time.Time, errType string) {
 // counter returns a kvstream_server_<name> counter.
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvstream", Subsystem: "server", Name: name, Help: help})
+}
+
+// watchStorage exports the engine's storage health (engine.DB.StorageStats
+// and Health), read at each scrape: Pebble's background errors, puts
+// refused for a full disk, write stalls, free space and the ballast.
+func (m *metrics) watchStorage(db *engine.DB) {
+	stat := func(f func(engine.StorageStats) float64) func() float64 {
+		return func() float64 { return f(db.StorageStats()) }
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	counter := func(name, help string, f func(engine.StorageStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvstream", Subsystem: "storage", Name: name, Help: help}, stat(f))
+	}
+	gauge := func(name, help string, f func(engine.StorageStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "storage", Name: name, Help: help}, stat(f))
+	}
+	m.registry.MustRegister(
+		counter("background_errors_total", "Pebble background errors (failed flushes, compactions and other work outside a request).",
+			func(s engine.StorageStats) float64 { return float64(s.BackgroundErrors) }),
+		counter("flush_errors_total", "Failed memtable flushes.",
+			func(s engine.StorageStats) float64 { return float64(s.FlushErrors) }),
+		counter("compaction_errors_total", "Failed compactions.",
+			func(s engine.StorageStats) float64 { return float64(s.CompactionErrors) }),
+		counter("disk_full_rejections_total", "Puts refused with a full disk (below MinFreeBytes, or after ENOSPC); answered ServiceUnavailable.",
+			func(s engine.StorageStats) float64 { return float64(s.DiskFullRejections) }),
+		counter("enospc_errors_total", "Writes to the data directory that failed with ENOSPC.",
+			func(s engine.StorageStats) float64 { return float64(s.ENOSPCErrors) }),
+		counter("write_stalls_total", "Times Pebble stopped admitting writes until a flush or compaction caught up.",
+			func(s engine.StorageStats) float64 { return float64(s.WriteStalls) }),
+		counter("write_stall_seconds_total", "Time writes spent stalled (ended stalls).",
+			func(s engine.StorageStats) float64 { return s.WriteStallTime.Seconds() }),
+		gauge("write_stalled", "1 while a write stall is in progress.",
+			func(s engine.StorageStats) float64 { return b2f(s.WriteStalled) }),
+		gauge("disk_full", "1 while puts are refused for a full disk.",
+			func(s engine.StorageStats) float64 { return b2f(s.DiskFull) }),
+		gauge("available_bytes", "Last reading of the data directory's available space (-1: not checked).",
+			func(s engine.StorageStats) float64 { return float64(s.AvailableBytes) }),
+		gauge("min_free_bytes", "The free-space floor below which puts are refused (0: not checked).",
+			func(s engine.StorageStats) float64 { return float64(s.MinFreeBytes) }),
+		gauge("ballast_bytes", "Size of the emergency ballast on disk (0 while released or disabled).",
+			func(s engine.StorageStats) float64 { return float64(s.BallastBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "storage", Name: "writable",
+			Help: "1 while the store accepts writes (what /healthz reports), 0 otherwise."},
+			func() float64 { return b2f(db.Health() == nil) }),
+	)
 }

@@ -50,6 +50,9 @@ func (s *Server) renderError(err error, c call) *apiError {
 		typ = errThroughputExceeded
 	case errors.Is(err, engine.ErrLimitExceeded):
 		typ = errLimitExceeded
+	case errors.Is(err, engine.ErrDiskFull):
+		// No Kinesis text: the engine's message says how full the disk is.
+		return newAPIError(errServiceUnavailable, msg)
 	}
 	if typ == errInternalFailure {
 		if errCanceled(err) { // the client went away; nothing to report

@@ -316,6 +316,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
 	s.metrics.watchBudget(s.budget)
+	s.metrics.watchStorage(db)
 	if cfg.verifying() {
 		s.auth = newVerifier(cfg.AccessKey, cfg.SecretKey, cfg.Region)
 		s.protectMetrics = !loopbackAddr(cfg.Addr)
@@ -376,12 +377,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveAPI(w, r)
 }
 
-// serveHealth answers 200 "ok" while the DB is open.
+// serveHealth answers 200 "ok" while the DB accepts writes, and 503 with
+// the reason (engine.DB.Health) while it cannot: closed, a failed write,
+// the disk under MinFreeBytes, or Pebble's flushes or compactions failing.
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if _, err := s.db.ListStreams(); err != nil {
+	if err := s.db.Health(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("unavailable: " + engine.Message(err) + "\n"))
+		_, _ = w.Write([]byte("unavailable: " + err.Error() + "\n")) // names the kind: "kvstream: disk full: …"
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))

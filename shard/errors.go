@@ -59,6 +59,11 @@ var (
 	// every later call returns it without touching Pebble, until the
 	// process reopens the data directory.
 	ErrFailed = errors.New("kvstream: storage failed; the DB has stopped")
+	// ErrDiskFull means the data directory's filesystem is below its free
+	// space floor (engine Options.MinFreeBytes) or a write to it failed with
+	// ENOSPC, so puts are refused before they reach the disk. It is
+	// retryable: puts succeed again, without a reopen, once space is freed.
+	ErrDiskFull = errors.New("kvstream: disk full")
 )
 
 // Error is the concrete type behind engine errors. Kind is one of the
