@@ -98,6 +98,8 @@ func TestDiskFullServer(t *testing.T) {
 		"kvstream_storage_available_bytes 1.048576e+07",
 		"kvstream_storage_background_errors_total 0",
 		"kvstream_storage_write_stalls_total 0",
+		"kvstream_recovery_lost_records 0",
+		"kvstream_recovery_consumer_gaps 0",
 		`kvstream_server_requests_total{error="ServiceUnavailable",op="PutRecord"} 1`,
 	} {
 		require.Contains(t, metrics, want)

@@ -184,5 +184,19 @@ func (m *metrics) watchStorage(db *engine.DB) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "storage", Name: "writable",
 			Help: "1 while the store accepts writes (what /healthz reports), 0 otherwise."},
 			func() float64 { return b2f(db.Health() == nil) }),
+		// What Open found about the end of the previous session
+		// (engine.DB.Recovery): never silent, also logged at open.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "lost_records",
+			Help: "Acknowledged records found missing when the data directory was opened (a damaged or truncated WAL)."},
+			func() float64 { return float64(db.Recovery().LostRecords) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "lost_shards",
+			Help: "Shards with acknowledged records found missing at open."},
+			func() float64 { return float64(len(db.Recovery().Lost)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "consumer_gaps",
+			Help: "Durable-consumer checkpoints found beyond their shard's recovered end at open."},
+			func() float64 { return float64(len(db.Recovery().ConsumerGaps)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "unclean",
+			Help: "1 if the previous session did not end with Close (counters continued above a reserved ceiling)."},
+			func() float64 { return b2f(!db.Recovery().Clean) }),
 	)
 }
