@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 
+	"github.com/kvstream/kvstream/iterator"
 	"github.com/kvstream/kvstream/shard"
 )
 
@@ -63,4 +64,11 @@ func consumerNotFound(stream, name string) error {
 // writeFailed wraps the failed commit of op.
 func writeFailed(op, stream string, err error) error {
 	return &shard.Error{Kind: shard.ErrWriteFailed, Op: op, Stream: stream, Msg: op + " of stream " + stream, Cause: err}
+}
+
+// streamGone is the error for a shard iterator token whose stream was
+// deleted. Stream is the name the token carries ("" for old tokens).
+func streamGone(tok iterator.Token) error {
+	return &shard.Error{Kind: shard.ErrStreamNotFound, Reason: shard.ReasonIteratorStreamGone, Stream: tok.Name, Shard: tok.Shard,
+		Msg: fmt.Sprintf("the stream %q of the shard iterator was deleted", tok.Name)}
 }

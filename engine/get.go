@@ -51,8 +51,14 @@ func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (stri
 	if err != nil {
 		return "", err
 	}
-	return db.tokens.Encode(iterator.Token{Stream: s.id, Shard: id, Next: next, IssuedMs: now}), nil
+	return db.tokens.Encode(iterator.Token{Stream: s.id, Shard: id, Next: next, IssuedMs: now, Name: s.meta.Name}), nil
 }
+
+// IteratorStream returns the name of the stream a shard iterator token was
+// issued for, even when the token has expired or the stream is gone; ""
+// for anything this DB did not issue (or an old token that names no
+// stream). It is for error messages.
+func (db *DB) IteratorStream(token string) string { return db.tokens.StreamName(token) }
 
 // GetRecords reads up to limit records (0 means Options.MaxGetRecords)
 // from the position token names, and about Options.MaxGetRecordsBytes of
@@ -82,8 +88,7 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	s := db.mu.byID[tok.Stream]
 	db.mu.RUnlock()
 	if s == nil {
-		return GetRecordsOutput{}, &shard.Error{Kind: shard.ErrStreamNotFound, Reason: shard.ReasonIteratorStreamGone,
-			Msg: "the stream of the shard iterator was deleted"}
+		return GetRecordsOutput{}, streamGone(tok)
 	}
 	l, err := db.readableLog(s, tok.Shard)
 	if err != nil {
@@ -111,7 +116,7 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 		out.ChildShards = db.childShards(s, tok.Shard)
 		return out, nil
 	}
-	out.NextShardIterator = db.tokens.Encode(iterator.Token{Stream: s.id, Shard: tok.Shard, Next: it.NextCounter(), IssuedMs: now})
+	out.NextShardIterator = db.tokens.Encode(iterator.Token{Stream: s.id, Shard: tok.Shard, Next: it.NextCounter(), IssuedMs: now, Name: s.meta.Name})
 	if !it.CaughtUp() && len(recs) > 0 {
 		out.MillisBehindLatest = max(0, now-recs[len(recs)-1].Timestamp.UnixMilli())
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestSigV4(t *testing.T) {
 	require.Equal(t, errUnrecognizedClient, apiCode(t, err))
 
 	// No Authorization header at all.
-	code, h, body := env.postJSON("ListStreams", `{}`)
+	code, h, body := env.postUnsigned("ListStreams", contentTypeJSON, []byte(`{}`))
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, errMissingAuthToken, h.Get("X-Amzn-ErrorType"))
 	require.Equal(t, "Missing Authentication Token", jsonErr(t, body).Message)
@@ -83,8 +84,8 @@ func TestSigV4(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	req = sign(`{}`, time.Now())
-	req.Body = http.NoBody
-	req.ContentLength = 0
+	req.Body = io.NopCloser(strings.NewReader(`{ }`))
+	req.ContentLength = 3
 	_, typ, _ := do(req)
 	require.Equal(t, errInvalidSignature, typ, "the body is covered by the signature")
 

@@ -179,6 +179,7 @@ func BenchmarkHandlerPutRecords(b *testing.B) {
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		req.Header.Set("X-Amz-Target", targetPrefix+"PutRecords")
 		req.Header.Set("Content-Type", contentTypeJSON)
+		fakeSign(req)
 		clear(w.h)
 		w.code = 0
 		env.srv.ServeHTTP(w, req)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +98,12 @@ func (c codec) decode(body []byte, v any) *apiError {
 		if i := invalidUTF8(body); i >= 0 {
 			return newAPIError(errSerialization, "Invalid UTF-8 in the request body at offset "+strconv.Itoa(i))
 		}
-		err = json.Unmarshal(body, v)
+		// AWS's type checks first (serialization.go), then the decode.
+		b, aerr := checkJSONTypes(body, reflect.TypeOf(v))
+		if aerr != nil {
+			return aerr
+		}
+		err = json.Unmarshal(b, v)
 	}
 	if err == nil {
 		return nil
@@ -144,7 +150,8 @@ func serializationError(err error) *apiError {
 	case errors.As(err, &ce):
 		aerr = newAPIError(errSerialization, "Base64 encoded data is invalid: illegal base64 data at input byte "+strconv.Itoa(int(ce)))
 	case errors.As(err, &se):
-		aerr = newAPIError(errSerialization, "Unexpected character in JSON body at offset "+strconv.FormatInt(se.Offset, 10)+": "+se.Error())
+		// AWS answers a body that is not JSON with no message.
+		aerr = newAPIError(errSerialization, "")
 	default:
 		aerr = newAPIError(errSerialization, "Unable to parse the request body: "+cborMessage(err))
 	}
@@ -300,6 +307,9 @@ func (t *timestamp) UnmarshalJSON(b []byte) error {
 	v, err := fromSeconds(f)
 	if err != nil {
 		return newAPIError(errSerialization, err.Error())
+	}
+	if exact, ok := exactSeconds(string(b)); ok { // no float rounding
+		v = exact
 	}
 	t.Time = v
 	return nil

@@ -174,12 +174,12 @@ func (s *Server) registerStreamConsumer(rq *request) (any, *apiError) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	if err := checkTagChars(in.Tags); err != nil {
-		return nil, err
-	}
 	stream, aerr := s.resolveStream(nil, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if err := s.checkTagChars(stream, in.Tags); err != nil {
+		return nil, err
 	}
 	cons, err := s.db.RegisterStreamConsumer(stream, *in.ConsumerName, s.consumerConfig())
 	if err != nil {

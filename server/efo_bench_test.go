@@ -265,6 +265,7 @@ func rawFanOutConsumer(ctx context.Context, hc *http.Client, url, arn string, wa
 	}
 	req.Header.Set("X-Amz-Target", targetPrefix+"SubscribeToShard")
 	req.Header.Set("Content-Type", contentTypeJSON)
+	fakeSign(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err

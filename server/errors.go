@@ -71,9 +71,9 @@ func (s *Server) streamNotFound(name string) *apiError {
 
 // validationErrors collects model-constraint violations and renders them
 // the way AWS does: "N validation error(s) detected: Value 'v' at 'path'
-// failed to satisfy constraint: Member must …; …" (N counts them all; at
-// most the first maxListedViolations are listed). A printed value longer
-// than maxValueText is cut there, with "…".
+// failed to satisfy constraint: Member must …; …" (AWS lists and counts
+// the first maxListedViolations only). A printed value longer than
+// maxValueText is cut there, with "…".
 type validationErrors struct {
 	n    int
 	msgs []string
@@ -87,12 +87,23 @@ const (
 // add records one violation. value is the printed value: quoted by the
 // caller as AWS does ('v'), or "null".
 func (v *validationErrors) add(value, path, constraint string) {
-	v.n++
-	if len(v.msgs) < maxListedViolations {
-		if len(value) > maxValueText {
-			value = truncateUTF8(value, maxValueText) + "…'"
+	v.addText(value, path, "Member must "+constraint)
+}
+
+// addText records one violation with its whole constraint text. AWS stops
+// at 10 and counts only those.
+func (v *validationErrors) addText(value, path, text string) {
+	v.addTextLimit(value, path, text, maxValueText)
+}
+
+// addTextLimit is addText with a printed value cut at limit bytes.
+func (v *validationErrors) addTextLimit(value, path, text string, limit int) {
+	if v.n < maxListedViolations {
+		v.n++
+		if len(value) > limit {
+			value = truncateUTF8(value, limit) + "…'"
 		}
-		v.msgs = append(v.msgs, "Value "+value+" at '"+echo(path)+"' failed to satisfy constraint: Member must "+constraint)
+		v.msgs = append(v.msgs, "Value "+value+" at '"+echo(path)+"' failed to satisfy constraint: "+text)
 	}
 }
 

@@ -42,6 +42,7 @@ func rawSubscribe(t *testing.T, env *testEnv, contentType string, body []byte) *
 	require.NoError(t, err)
 	req.Header.Set("X-Amz-Target", targetPrefix+"SubscribeToShard")
 	req.Header.Set("Content-Type", contentType)
+	signTest(t, req, body)
 	resp, err := env.hs.Client().Do(req)
 	require.NoError(t, err)
 	t.Cleanup(func() { resp.Body.Close() })
@@ -250,7 +251,7 @@ func TestEventBuilder(t *testing.T) {
 // time.
 func TestSubscribeToShardPlainSDKClient(t *testing.T) {
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute, SubscriptionTakeover: time.Millisecond}, 1)
-	kc := e.client() // no efoClient workarounds but a codec per subscription
+	kc := e.plainClient() // no efoClient workarounds but a codec per subscription
 	for i := range 60 {
 		sub := subscribe(t, kc, e.consumerARN, shard0, latest())
 		sub.next(5 * time.Second)

@@ -43,6 +43,9 @@ const (
 	hasExplicitHashKey
 )
 
+// strictBase64 rejects base64 whose last character carries unused bits.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // keySpan locates a string in putBatch.keys until the keys are frozen.
 type keySpan struct{ off, n int32 }
 
@@ -283,7 +286,9 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 					if cap(b.arena)-off < need {
 						return nil, false // cannot happen: the arena covers the body
 					}
-					n, err := base64.StdEncoding.Decode(b.arena[off:off+need], v)
+					// Strict, as AWS: non-canonical base64 ("+/+=") is
+					// left to the slow path, which words the error.
+					n, err := strictBase64.Decode(b.arena[off:off+need], v)
 					if err != nil {
 						return nil, false
 					}

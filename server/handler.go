@@ -161,6 +161,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		h.verified()
 	}
+	// AWS's checks of the content type, body, target and signature's
+	// presence, in AWS's order (protocol.go). With SigV4 verification on,
+	// the signature was checked first, before the body was read.
+	if typ := s.screen(w, r, body.Bytes()); typ != "" {
+		om.done(start, typ)
+		return
+	}
 	if fn == nil && sfn == nil {
 		s.finish(w, c, om, start, nil, newAPIError(errUnknownOperation, ""))
 		return
@@ -172,7 +179,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if sfn != nil {
 		// A streamed response: the op writes it; only an error before
 		// the stream starts is answered here.
-		w.Header()["X-Amzn-Requestid"] = []string{requestID()}
 		if aerr := sfn(s, w, rq, func() { om.done(start, "") }); aerr != nil {
 			s.finish(w, c, om, start, nil, aerr)
 		}
@@ -239,7 +245,9 @@ func readSome(r io.Reader, dst []byte) (int, error) {
 // finish writes the response or error and records metrics.
 func (s *Server) finish(w http.ResponseWriter, c codec, om *opMetrics, start time.Time, resp any, aerr *apiError) {
 	h := w.Header()
-	h["X-Amzn-Requestid"] = []string{requestID()}
+	if _, ok := h["X-Amzn-Requestid"]; !ok {
+		h["X-Amzn-Requestid"] = []string{requestID()}
+	}
 	if aerr == nil {
 		var body []byte
 		switch v := resp.(type) {
@@ -275,9 +283,20 @@ type errorBody struct {
 	Message string `json:"message,omitempty"`
 }
 
+// serializationBody is the body of a SerializationException: AWS's
+// deserializer writes "Message" with a capital M.
+type serializationBody struct {
+	Type    string `json:"__type"`
+	Message string `json:"Message,omitempty"`
+}
+
 // writeError writes aerr in codec c with X-Amzn-ErrorType set.
 func writeError(w http.ResponseWriter, c codec, aerr *apiError) {
-	body, err := c.encode(errorBody{Type: aerr.Type, Message: aerr.Msg})
+	var eb any = errorBody{Type: aerr.Type, Message: aerr.Msg}
+	if aerr.Type == errSerialization {
+		eb = serializationBody{Type: aerr.Type, Message: aerr.Msg}
+	}
+	body, err := c.encode(eb)
 	if err != nil {
 		body = []byte(`{"__type":"InternalFailure"}`)
 		c = codecJSON

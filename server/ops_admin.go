@@ -3,7 +3,7 @@ package server
 import (
 	"maps"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 	"unicode"
 
@@ -39,8 +39,10 @@ func (s *Server) changeRetention(rq *request, apply func(string, time.Duration) 
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
-	c.required("retentionPeriodHours", in.RetentionPeriodHours != nil)
+	if c.required("retentionPeriodHours", in.RetentionPeriodHours != nil) {
+		c.intRange("retentionPeriodHours", in.RetentionPeriodHours, 1, maxInt)
+	}
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -60,20 +62,26 @@ func (s *Server) changeRetention(rq *request, apply func(string, time.Duration) 
 	return nil, nil
 }
 
-// checkTagChars applies Kinesis' tag character rule: Unicode letters,
-// digits, white space and _ . / = + - @.
-func checkTagChars(tags map[string]string) *apiError {
-	ok := func(s string) bool {
-		for _, r := range s {
-			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsSpace(r) && !slices.Contains([]rune("_./=+-@"), r) {
-				return false
-			}
+// maxStreamTags is AWS's limit of tags per stream.
+const maxStreamTags = 50
+
+// tagCharsOK applies AWS's tag character rule: Unicode letters, white
+// space (separators: not tabs or newlines), numbers and _ . / = + - % @.
+func tagCharsOK(s string) bool {
+	for _, r := range s {
+		if !unicode.In(r, unicode.L, unicode.Z, unicode.N) && !strings.ContainsRune("_./=+-%@", r) {
+			return false
 		}
-		return true
 	}
+	return true
+}
+
+// checkTagChars answers AWS's illegal-character error for tags to be added
+// to stream.
+func (s *Server) checkTagChars(stream string, tags map[string]string) *apiError {
 	for k, v := range tags {
-		if !ok(k) || !ok(v) {
-			return newAPIError(errInvalidArgument, "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - @.")
+		if !tagCharsOK(k) || !tagCharsOK(v) {
+			return s.illegalTags(stream, false)
 		}
 	}
 	return nil
@@ -91,8 +99,8 @@ func (s *Server) addTagsToStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.tagMap("tags", in.Tags, in.Tags != nil)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -100,9 +108,24 @@ func (s *Server) addTagsToStream(rq *request) (any, *apiError) {
 	return nil, s.addTags(name, in.Tags)
 }
 
+// addTags adds tags to a stream in AWS's order of checks: the stream
+// exists, the characters, the number of tags.
 func (s *Server) addTags(name string, tags map[string]string) *apiError {
-	if aerr := checkTagChars(tags); aerr != nil {
+	have, err := s.db.Tags(name)
+	if err != nil {
+		return s.engineError(err, name)
+	}
+	if aerr := s.checkTagChars(name, tags); aerr != nil {
 		return aerr
+	}
+	n := len(have)
+	for k := range tags {
+		if _, ok := have[k]; !ok {
+			n++
+		}
+	}
+	if n > maxStreamTags {
+		return s.tooManyTags(name)
 	}
 	if err := s.db.AddTags(name, tags); err != nil {
 		return s.engineError(err, name)
@@ -117,18 +140,8 @@ type removeTagsInput struct {
 }
 
 func (c *check) tagKeys(keys []string) {
-	if !c.required("tagKeys", keys != nil) {
-		return
-	}
-	if len(keys) < 1 || len(keys) > 50 {
-		bound := "greater than or equal to 1"
-		if len(keys) > 50 {
-			bound = "less than or equal to 50"
-		}
-		c.add(printList(keys), "tagKeys", "have length "+bound)
-	}
-	for i, k := range keys {
-		c.length("tagKeys."+strconv.Itoa(i+1)+".member", k, 1, 128)
+	if c.required("tagKeys", keys != nil) {
+		c.strList("tagKeys", keys, 1, 50, 1, 128)
 	}
 }
 
@@ -138,16 +151,30 @@ func (s *Server) removeTagsFromStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.tagKeys(in.TagKeys)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if err := s.db.RemoveTags(name, in.TagKeys); err != nil {
-		return nil, s.engineError(err, name)
+	return nil, s.removeTags(name, in.TagKeys)
+}
+
+// removeTags removes tag keys from a stream, after checking the stream
+// exists and the keys' characters, as AWS does.
+func (s *Server) removeTags(name string, keys []string) *apiError {
+	if _, err := s.db.Tags(name); err != nil {
+		return s.engineError(err, name)
 	}
-	return nil, nil
+	for _, k := range keys {
+		if !tagCharsOK(k) {
+			return s.illegalTags(name, true)
+		}
+	}
+	if err := s.db.RemoveTags(name, keys); err != nil {
+		return s.engineError(err, name)
+	}
+	return nil
 }
 
 type listTagsInput struct {
@@ -181,9 +208,9 @@ func (s *Server) listTagsForStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
-	c.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, 1, 128, nil, "")
 	c.intRange("limit", in.Limit, 1, 50)
+	c.str("exclusiveStartTagKey", in.ExclusiveStartTagKey, 1, 128, nil, "")
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -250,10 +277,7 @@ func (s *Server) untagResource(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if err := s.db.RemoveTags(name, in.TagKeys); err != nil {
-		return nil, s.engineError(err, name)
-	}
-	return nil, nil
+	return nil, s.removeTags(name, in.TagKeys)
 }
 
 type listTagsForResourceOutput struct {
@@ -319,7 +343,7 @@ func (s *Server) setEncryption(rq *request, start bool) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
+	c.streamRef(in.StreamName, in.StreamARN)
 	if c.required("encryptionType", in.EncryptionType != nil) {
 		c.enum("encryptionType", in.EncryptionType, encryptionTypes)
 	}
@@ -379,7 +403,7 @@ func (s *Server) changeMonitoring(rq *request, enable bool) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
+	c.streamRef(in.StreamName, in.StreamARN)
 	if c.required("shardLevelMetrics", in.ShardLevelMetrics != nil) {
 		if n := len(in.ShardLevelMetrics); n < 1 || n > 7 {
 			bound := "greater than or equal to 1"

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
@@ -35,14 +36,16 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: sequenceNumberForOrdering, partitionKey,
+	// explicitHashKey, data, streamName (then streamARN).
 	var c check
-	c.streamName(in.StreamName)
+	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
+	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
+	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
 	if limit := s.dataLimit(in.StreamName, in.StreamARN); c.required("data", in.Data != nil) && len(in.Data) > limit {
 		c.add(blobValue(len(in.Data)), "data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
-	c.reqStr("partitionKey", in.PartitionKey, 1, 256, nil, "")
-	c.str("explicitHashKey", in.ExplicitHashKey, 0, 0, isHashKey, hashKeyPatternText)
-	c.str("sequenceNumberForOrdering", in.SequenceNumberForOrdering, 0, 0, isSeqNum, seqPatternText)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -108,9 +111,7 @@ func (c *check) putBatch(b *putBatch, limit int) {
 	if !c.required("records", b.hasRecords) {
 		return
 	}
-	if len(b.entries) < 1 {
-		c.add("'[…]'", "records", "have length greater than or equal to 1")
-	}
+	c.listLen("records", len(b.entries), func() string { return printEntries(len(b.entries)) }, 1, maxPutRecordsEntries)
 	for i := range b.entries {
 		e, f := &b.entries[i], b.flags[i]
 		if f&hasData == 0 || len(e.Data) > limit || f&hasPartitionKey == 0 ||
@@ -129,18 +130,100 @@ func validPartitionKey(pk string) bool {
 	return len(pk) > 256 && javaLen(pk) <= 256
 }
 
-// putEntry records the violations of one entry (i is 0-based).
+// putEntry records the violations of one entry (i is 0-based), in AWS's
+// member order: partitionKey, explicitHashKey, data.
 func (c *check) putEntry(i int, e *engine.Entry, f entryFlags, limit int) {
 	p := "records." + strconv.Itoa(i+1) + ".member."
-	if c.required(p+"data", f&hasData != 0) && len(e.Data) > limit {
-		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(limit))
+	if c.required(p+"partitionKey", f&hasPartitionKey != 0) {
+		c.length(p+"partitionKey", e.PartitionKey, 1, 256)
 	}
 	if f&hasExplicitHashKey != 0 && !isHashKey(e.ExplicitHashKey) {
 		c.pattern(p+"explicitHashKey", e.ExplicitHashKey, isHashKey, hashKeyPatternText)
 	}
-	if c.required(p+"partitionKey", f&hasPartitionKey != 0) {
-		c.length(p+"partitionKey", e.PartitionKey, 1, 256)
+	if c.required(p+"data", f&hasData != 0) && len(e.Data) > limit {
+		c.add(blobValue(len(e.Data)), p+"data", "have length less than or equal to "+strconv.Itoa(limit))
 	}
+}
+
+// printEntries prints a list of n PutRecords entries as AWS does (Java's
+// Object.toString of each entry, as recorded), stopping once it is past
+// entriesValueText bytes (the printed value is cut there).
+func printEntries(n int) string {
+	const entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+	var b strings.Builder
+	b.WriteString("'[")
+	for i := range n {
+		if b.Len() > entriesValueText {
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(entry)
+	}
+	b.WriteString("]'")
+	return b.String()
+}
+
+// entriesValueText bounds a printed Records list: AWS prints every entry;
+// lists of up to about 900 entries are printed whole.
+const entriesValueText = 60 << 10
+
+// tooManyEntries returns AWS's ValidationException for a JSON PutRecords
+// whose decoding stopped at the 501st entry: the Records list printed
+// whole (its entries counted in the body), then the violations of the
+// entries decoded and of the stream's name, as AWS lists them. ok is false
+// when the body's entries cannot be counted.
+func (s *Server) tooManyEntries(b *putBatch, body []byte) (*apiError, bool) {
+	total, ok := countRecords(body)
+	if !ok || total <= maxPutRecordsEntries {
+		return nil, false
+	}
+	var c check
+	c.addTextLimit(printEntries(total), "records", "Member must have length less than or equal to "+strconv.Itoa(maxPutRecordsEntries), entriesValueText)
+	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
+	limit := s.dataLimit(streamName, streamARN)
+	for i := range b.entries {
+		c.putEntry(i, &b.entries[i], b.flags[i], limit)
+	}
+	c.streamRef(streamName, streamARN)
+	c.streamARN(streamARN)
+	return c.err(), true
+}
+
+// countRecords counts the entries of the top-level Records array of a JSON
+// body without decoding them.
+func countRecords(body []byte) (int, bool) {
+	sc := jsonScanner{b: body}
+	if !sc.consume('{') {
+		return 0, false
+	}
+	for !sc.consume('}') {
+		key, ok := sc.str()
+		if !ok || !sc.consume(':') {
+			return 0, false
+		}
+		if string(key) != "Records" {
+			if !skipValue(&sc) {
+				return 0, false
+			}
+			sc.consume(',')
+			continue
+		}
+		if !sc.consume('[') {
+			return 0, false
+		}
+		n := 0
+		for !sc.consume(']') {
+			if !skipValue(&sc) {
+				return 0, false
+			}
+			n++
+			sc.consume(',')
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // fromInput fills b from a generically decoded request.
@@ -207,13 +290,18 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 		b.fromInput(&in)
 	}
 	if b.limitErr != nil {
+		if b.limitErr.Type == errValidation && rq.codec == codecJSON {
+			if aerr, ok := s.tooManyEntries(b, rq.body); ok {
+				return nil, aerr
+			}
+		}
 		return nil, b.limitErr
 	}
 	var c check
 	streamName, streamARN := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
 	limit := s.dataLimit(streamName, streamARN)
 	c.putBatch(b, limit)
-	c.streamName(streamName)
+	c.streamRef(streamName, streamARN)
 	c.streamARN(streamARN)
 	if err := c.err(); err != nil {
 		return nil, err
@@ -295,7 +383,9 @@ type getShardIteratorOutput struct {
 	ShardIterator string `json:"ShardIterator"`
 }
 
-var iteratorTypes = []string{"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"}
+// iteratorTypes are the ShardIteratorType values in the order AWS lists
+// them.
+var iteratorTypes = []string{"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON"}
 
 func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	var in getShardIteratorInput
@@ -303,12 +393,12 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.shardID("shardId", in.ShardId, true)
 	if c.required("shardIteratorType", in.ShardIteratorType != nil) {
 		c.enum("shardIteratorType", in.ShardIteratorType, iteratorTypes)
 	}
 	c.str("startingSequenceNumber", in.StartingSequenceNumber, 0, 0, isSeqNum, seqPatternText)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -323,7 +413,7 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	}
 	tok, err := s.db.GetShardIterator(name, id, pos)
 	if err != nil {
-		return nil, s.engineError(err, name)
+		return nil, s.shardIteratorError(err, name, id)
 	}
 	return getShardIteratorOutput{ShardIterator: tok}, nil
 }
@@ -347,6 +437,11 @@ func (s *Server) startPosition(op, typ string, seq *string, ts *timestamp, id en
 		if seq == nil {
 			return engine.StartPosition{}, combination("no")
 		}
+		if op == "GetShardIterator" {
+			// The shard must exist before its number is looked at, and
+			// the number is read as AWS reads it (startseq.go).
+			return s.startingSequence(stream, id, typ, *seq)
+		}
 		n, ok := engine.ParseSequenceNumber(*seq)
 		if !ok {
 			return engine.StartPosition{}, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*seq+" used in "+op+" on shard "+
@@ -368,7 +463,7 @@ func (s *Server) startPosition(op, typ string, seq *string, ts *timestamp, id en
 	if ts == nil { // AT_TIMESTAMP
 		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
 	}
-	return engine.AtTimestamp(ts.Time), nil
+	return engine.AtTimestamp(atTimestamp(ts.Time)), nil
 }
 
 type getRecordsInput struct {
@@ -397,8 +492,8 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
 	c.intRange("limit", in.Limit, 1, 10000)
+	c.reqStr("shardIterator", in.ShardIterator, 1, maxShardIteratorLen, nil, "")
 	c.streamARN(in.StreamARN)
 	if err := c.err(); err != nil {
 		return nil, err
@@ -421,7 +516,9 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	}
 	res, err := s.db.GetRecords(rq.ctx, *in.ShardIterator, limit)
 	if err != nil {
-		stream := "" // the token names the stream; messages are qualified when the ARN says which
+		// The token names its stream (even one deleted since): messages
+		// about it say "under account N", as Kinesis' do.
+		stream := s.db.IteratorStream(*in.ShardIterator)
 		if in.StreamARN != nil {
 			if _, _, n, ok := parseStreamARN(*in.StreamARN); ok {
 				stream = n

@@ -20,10 +20,11 @@ func (s *Server) splitShard(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: newStartingHashKey, streamName, shardToSplit.
 	var c check
-	c.streamName(in.StreamName)
-	c.shardID("shardToSplit", in.ShardToSplit, true)
 	c.reqStr("newStartingHashKey", in.NewStartingHashKey, 0, 0, isHashKey, hashKeyPatternText)
+	c.streamRef(in.StreamName, in.StreamARN)
+	c.shardID("shardToSplit", in.ShardToSplit, true)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -86,7 +87,8 @@ func (s *Server) openShardOf(name string, d engine.StreamDescription, id engine.
 		}
 		return sd, nil
 	}
-	return engine.ShardDescription{}, newAPIError(errResourceNotFound, "Shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+" does not exist")
+	// AWS's text for a shard SplitShard or MergeShards cannot find.
+	return engine.ShardDescription{}, newAPIError(errResourceNotFound, "Could not find shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+".")
 }
 
 // reshardOrDefer applies a reshard now, or, with Config.UpdateDelay,
@@ -125,9 +127,9 @@ func (s *Server) mergeShards(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.shardID("shardToMerge", in.ShardToMerge, true)
 	c.shardID("adjacentShardToMerge", in.AdjacentShardToMerge, true)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -185,13 +187,14 @@ func (s *Server) updateShardCount(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: scalingType, streamName, targetShardCount.
 	var c check
-	c.streamName(in.StreamName)
-	if c.required("targetShardCount", in.TargetShardCount != nil) {
-		c.intRange("targetShardCount", in.TargetShardCount, 1, maxInt)
-	}
 	if c.required("scalingType", in.ScalingType != nil) {
 		c.enum("scalingType", in.ScalingType, scalingTypes)
+	}
+	c.streamRef(in.StreamName, in.StreamARN)
+	if c.required("targetShardCount", in.TargetShardCount != nil) {
+		c.intRange("targetShardCount", in.TargetShardCount, 1, maxShardCount)
 	}
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {

@@ -40,27 +40,28 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: shardCount (required for PROVISIONED
+	// streams), streamName, then the members added since.
 	var c check
+	mode := engine.ModeProvisioned
+	if in.StreamModeDetails != nil && in.StreamModeDetails.StreamMode != nil {
+		mode = engine.StreamMode(*in.StreamModeDetails.StreamMode)
+	}
+	if mode != engine.ModeProvisioned || c.required("shardCount", in.ShardCount != nil) {
+		c.intRange("shardCount", in.ShardCount, 1, maxShardCount)
+	}
 	c.reqStr("streamName", in.StreamName, 1, maxStreamNameLen, isName, namePatternText)
-	c.intRange("shardCount", in.ShardCount, 1, maxInt)
 	c.modeDetails(in.StreamModeDetails, false)
 	if in.Tags != nil {
 		c.tagMap("tags", in.Tags, true)
 	}
 	c.intRange("warmThroughputMiBps", in.WarmThroughputMiBps, 0, maxInt)
 	c.intRange("maxRecordSizeInKiB", in.MaxRecordSizeInKiB, 1024, 10240)
-	mode := engine.ModeProvisioned
-	if in.StreamModeDetails != nil && in.StreamModeDetails.StreamMode != nil {
-		mode = engine.StreamMode(*in.StreamModeDetails.StreamMode)
-	}
-	if mode == engine.ModeProvisioned && in.ShardCount == nil {
-		c.required("shardCount", false)
-	}
 	if err := c.err(); err != nil {
 		return nil, err
 	}
 	name := *in.StreamName
-	if err := checkTagChars(in.Tags); err != nil {
+	if err := s.checkTagChars(name, in.Tags); err != nil {
 		return nil, err
 	}
 	shards := onDemandShards
@@ -117,12 +118,8 @@ func (s *Server) decodeStreamRef(rq *request) (string, *apiError) {
 		return "", err
 	}
 	var c check
-	c.streamName(in.StreamName)
-	c.streamARN(in.StreamARN)
-	if err := c.err(); err != nil {
-		return "", err
-	}
-	return s.resolveStream(in.StreamName, in.StreamARN)
+	c.streamRef(in.StreamName, in.StreamARN)
+	return s.checkedStream(&c, in.StreamName, in.StreamARN)
 }
 
 func (s *Server) deleteStream(rq *request) (any, *apiError) {
@@ -131,7 +128,7 @@ func (s *Server) deleteStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -194,9 +191,9 @@ func (s *Server) describeStream(rq *request) (any, *apiError) {
 		return nil, err
 	}
 	var c check
-	c.streamName(in.StreamName)
 	c.intRange("limit", in.Limit, 1, 10000)
 	c.shardID("exclusiveStartShardId", in.ExclusiveStartShardId, false)
+	c.streamRef(in.StreamName, in.StreamARN)
 	name, aerr := s.checkedStream(&c, in.StreamName, in.StreamARN)
 	if aerr != nil {
 		return nil, aerr
@@ -414,11 +411,13 @@ func (s *Server) listShards(rq *request) (any, *apiError) {
 	if err := rq.codec.decode(rq.body, &in); err != nil {
 		return nil, err
 	}
+	// AWS's member order: exclusiveStartShardId, maxResults, nextToken,
+	// streamName, then the members added since.
 	var c check
-	c.streamName(in.StreamName)
-	c.str("nextToken", in.NextToken, 1, maxNextTokenLen, nil, "")
 	c.shardID("exclusiveStartShardId", in.ExclusiveStartShardId, false)
 	c.intRange("maxResults", in.MaxResults, 1, 10000)
+	c.str("nextToken", in.NextToken, 1, maxNextTokenLen, nil, "")
+	c.streamName(in.StreamName)
 	if f := in.ShardFilter; f != nil {
 		if c.required("shardFilter.type", f.Type != nil) {
 			c.enum("shardFilter.type", f.Type, shardFilterTypes)

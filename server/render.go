@@ -14,6 +14,10 @@ import (
 // and the values involved); this file words it as Kinesis does. Nothing
 // here looks at an error's text.
 
+// kinesisDate is how Kinesis prints times in its messages (Java's
+// Date.toString: a two-digit day).
+const kinesisDate = "Mon Jan 02 15:04:05 MST 2006"
+
 // call is the context an engine error is rendered in.
 type call struct {
 	// op is the Kinesis operation, where its text names it
@@ -109,6 +113,9 @@ func (s *Server) kinesisText(e *engine.Error, c call) string {
 	case engine.ReasonConsumerExists:
 		return "Consumer " + e.Consumer + " under stream " + stream + " already exists."
 	case engine.ReasonIteratorStreamGone:
+		if e.Stream != "" { // Kinesis names the shard of the stream that is gone
+			return "Shard " + e.Shard.String() + " in stream " + stream + " does not exist"
+		}
 		return "The stream of this shard iterator no longer exists."
 	case engine.ReasonShardLimit:
 		if e.Op == "CreateStream" {
@@ -162,8 +169,8 @@ func (s *Server) kinesisText(e *engine.Error, c call) string {
 	case engine.ReasonInvalidToken:
 		return "Invalid ShardIterator."
 	case engine.ReasonIteratorExpired:
-		return "Iterator expired. The iterator was created at time " + e.Time.UTC().Format(time.UnixDate) +
-			" while right now it is " + e.Now.UTC().Format(time.UnixDate) +
+		return "Iterator expired. The iterator was created at time " + e.Time.UTC().Format(kinesisDate) +
+			" while right now it is " + e.Now.UTC().Format(kinesisDate) +
 			" which is further in the future than the tolerated delay of " + itoa(e.Limit) + " milliseconds."
 	case engine.ReasonWriteRate:
 		return "Rate exceeded for shard " + e.Shard.String() + " in stream " + stream + "."

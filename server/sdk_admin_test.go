@@ -186,7 +186,7 @@ func TestSDKStreamSettings(t *testing.T) {
 	require.Len(t, ltr.Tags, 2)
 	require.Equal(t, "team", *ltr.Tags[0].Key)
 	require.Equal(t, "x", *ltr.Tags[1].Key)
-	_, err = kc.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String("st"), Tags: map[string]string{"bad%": "1"}})
+	_, err = kc.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String("st"), Tags: map[string]string{"bad;": "1"}}) // % is allowed; ; is not
 	require.ErrorAs(t, err, &ia)
 
 	// Encryption is recorded and reported.

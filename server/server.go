@@ -105,7 +105,9 @@ type Config struct {
 	// requests must be signed with these credentials for Region and the
 	// service "kinesis", with every x-amz-* header signed, or they get
 	// Kinesis' authentication errors. Default empty: no verification (any
-	// credentials are accepted). GET /healthz is never authenticated, nor
+	// credentials and signature are accepted; but, as on AWS, a call must
+	// carry a signature, or it gets MissingAuthenticationTokenException).
+	// GET /healthz is never authenticated, nor
 	// is GET /metrics when Addr is loopback (see MetricsAddr).
 	AccessKey, SecretKey string
 	// InsecureAllowRemote lets Serve listen on a non-loopback address
@@ -366,12 +368,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveMetrics(w, r)
 			return
 		}
-		if r.Method == http.MethodGet && r.URL.Path == "/" {
-			s.serveHealth(w, r)
-			return
-		}
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "kvstream: the Kinesis API takes POST requests", http.StatusMethodNotAllowed)
+	}
+	// Everything else answers as AWS does (protocol.go).
+	if s.serveEdge(w, r) {
 		return
 	}
 	s.serveAPI(w, r)

@@ -77,10 +77,10 @@ func (s *Server) resolveResource(arn string) (string, *apiError) {
 	return n, nil
 }
 
-// parseShard parses a shard id leniently (engine.ParseShardID), answering
-// Kinesis' ResourceNotFoundException for ids that do not parse.
+// parseShard parses a shard id leniently, as AWS does (parseShardID),
+// answering its ResourceNotFoundException for ids that do not parse.
 func (s *Server) parseShard(id, stream string) (engine.ShardID, *apiError) {
-	sid, ok := engine.ParseShardID(id)
+	sid, ok := parseShardID(id) // as AWS reads them (startseq.go)
 	if !ok {
 		return 0, newAPIError(errResourceNotFound, "Could not find shard "+id+" in stream "+stream+" under account "+s.cfg.Account+".")
 	}

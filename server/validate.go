@@ -60,15 +60,16 @@ func (c *check) pattern(path, v string, ok func(string) bool, text string) {
 	}
 }
 
-// str checks an optional string: length, then pattern (ok may be nil).
+// str checks an optional string: pattern (ok may be nil), then length, in
+// AWS's order.
 func (c *check) str(path string, v *string, min, max int, ok func(string) bool, text string) {
 	if v == nil {
 		return
 	}
-	c.length(path, *v, min, max)
 	if ok != nil {
 		c.pattern(path, *v, ok, text)
 	}
+	c.length(path, *v, min, max)
 }
 
 // reqStr checks a required string.
@@ -107,6 +108,7 @@ const (
 	streamARNText       = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+"
 	resourceARNText     = "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+"
 	maxInt              = 1<<62 - 1
+	maxShardCount       = 100000 // ShardCount and TargetShardCount, as AWS validates them
 	maxStreamNameLen    = 128
 	maxARNLen           = 2048
 	maxNextTokenLen     = 1048576
@@ -155,10 +157,20 @@ func isResourceARN(s string) bool {
 	return resourceARNRe.MatchString(s)
 }
 
-// streamRef checks the StreamName/StreamARN pair every stream operation
-// takes (in the model's order: name first).
+// streamName checks an optional StreamName.
 func (c *check) streamName(v *string) {
 	c.str("streamName", v, 1, maxStreamNameLen, isName, namePatternText)
+}
+
+// streamRef checks the StreamName of an operation that needs a stream:
+// without a StreamARN too, AWS lists it as null with the other missing
+// members (its StreamARN is checked last, by checkedStream).
+func (c *check) streamRef(name, arn *string) {
+	if name == nil && arn == nil {
+		c.required("streamName", false)
+		return
+	}
+	c.streamName(name)
 }
 
 func (c *check) streamARN(v *string) {
@@ -173,8 +185,9 @@ func (c *check) shardID(path string, v *string, required bool) {
 	c.str(path, v, 1, 128, isName, namePatternText)
 }
 
-// tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256). It is
-// linear in the map: the map is printed (for the messages) at most once.
+// tagMap checks a TagMap (1–200 entries, keys 1–128, values 0–256), with
+// AWS's texts for the map's key and value constraints. It is linear in the
+// map: the map is printed (for the messages) at most once.
 func (c *check) tagMap(path string, tags map[string]string, present bool) {
 	if !c.required(path, present) {
 		return
@@ -192,14 +205,29 @@ func (c *check) tagMap(path string, tags map[string]string, present bool) {
 	if len(tags) > 200 {
 		c.add(value(), path, "have length less than or equal to 200")
 	}
+	badKey, badValue := false, false
 	for k, v := range tags {
 		if n := javaLen(k); n < 1 || n > 128 {
-			c.add(value(), path, "have keys of length between 1 and 128")
+			badKey = true
 		}
 		if javaLen(v) > 256 {
-			c.add(value(), path, "have values of length less than or equal to 256")
+			badValue = true
 		}
 	}
+	if badKey {
+		c.addRaw(value(), path, "Map keys must satisfy constraint: [Member must have length less than or equal to 128, "+
+			"Member must have length greater than or equal to 1]")
+	}
+	if badValue {
+		c.addRaw(value(), path, "Map value must satisfy constraint: [Member must have length less than or equal to 256, "+
+			"Member must have length greater than or equal to 0]")
+	}
+}
+
+// addRaw records a violation whose constraint text is not a "Member
+// must …" one.
+func (c *check) addRaw(value, path, text string) {
+	c.addText(value, path, text)
 }
 
 // printMap prints a map the way Java's toString does: {k=v, k2=v2},
@@ -232,6 +260,30 @@ func printList(l []string) string { return "'[" + strings.Join(l, ", ") + "]'" }
 func blobValue(n int) string {
 	s := strconv.Itoa(n)
 	return "'java.nio.HeapByteBuffer[pos=0 lim=" + s + " cap=" + s + "]'"
+}
+
+// listLen checks a list's entry count against [min, max] (max 0:
+// unbounded); printed is the list as AWS prints it.
+func (c *check) listLen(path string, n int, printed func() string, min, max int) {
+	if n < min {
+		c.add(printed(), path, "have length greater than or equal to "+strconv.Itoa(min))
+	}
+	if max > 0 && n > max {
+		c.add(printed(), path, "have length less than or equal to "+strconv.Itoa(max))
+	}
+}
+
+// strList checks a list of strings: entry count, then every entry's length
+// (reported once, for the whole list, as AWS does).
+func (c *check) strList(path string, l []string, min, max, minLen, maxLen int) {
+	c.listLen(path, len(l), func() string { return printList(l) }, min, max)
+	for _, s := range l {
+		if n := javaLen(s); n < minLen || n > maxLen {
+			c.add(printList(l), path, "satisfy constraint: [Member must have length less than or equal to "+strconv.Itoa(maxLen)+
+				", Member must have length greater than or equal to "+strconv.Itoa(minLen)+"]")
+			return
+		}
+	}
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a UTF-8

@@ -135,10 +135,10 @@ func TestJSONErrors(t *testing.T) {
 		{"no name", "DescribeStream", `{}`, errValidation,
 			"1 validation error detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null"},
 		{"bad name", "CreateStream", `{"StreamName":"a b","ShardCount":0}`, errValidation,
-			"2 validation errors detected: Value 'a b' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; " +
-				"Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"},
+			"2 validation errors detected: Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; " +
+				"Value 'a b' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"},
 		{"enum", "GetShardIterator", `{"StreamName":"j","ShardId":"shardId-0","ShardIteratorType":"OLDEST"}`, errValidation,
-			"1 validation error detected: Value 'OLDEST' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]"},
+			"1 validation error detected: Value 'OLDEST' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, AT_SEQUENCE_NUMBER, TRIM_HORIZON]"},
 		{"missing data", "PutRecord", `{"StreamName":"j","PartitionKey":"k"}`, errValidation,
 			"1 validation error detected: Value null at 'data' failed to satisfy constraint: Member must not be null"},
 		{"bad arn", "DescribeStream", `{"StreamARN":"arn:nope"}`, errValidation, ""},
@@ -191,6 +191,7 @@ func TestH2C(t *testing.T) {
 	require.NoError(t, err)
 	req.Header.Set("X-Amz-Target", targetPrefix+"ListStreams")
 	req.Header.Set("Content-Type", contentTypeJSON)
+	signTest(t, req, []byte(`{}`))
 	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)

@@ -127,7 +127,8 @@ const (
 	// registered already.
 	ReasonConsumerExists
 	// ReasonIteratorStreamGone (ErrStreamNotFound): the stream a shard
-	// iterator token names was deleted.
+	// iterator token was issued for (Stream, "" when the token does not
+	// say) was deleted; Shard is the token's shard.
 	ReasonIteratorStreamGone
 	// ReasonShardLimit (ErrLimitExceeded): the DB's open-shard limit
 	// (Limit). For Op "CreateStream", Actual is the open shards before
