@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,11 +24,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+	"github.com/kvstream/kvstream/internal/awsclient"
 )
 
 // The workloads RunEndpoint and EndpointBench.Run drive through
@@ -416,38 +414,22 @@ func (b *EndpointBench) openSide(ctx context.Context, name, endpoint string, cre
 // newEndpointClient returns a Kinesis client for endpoint whose connection
 // pool keeps a connection per worker (the SDK's default keeps 10).
 func newEndpointClient(ctx context.Context, endpoint, region string, creds aws.CredentialsProvider, workers int) (*kinesis.Client, error) {
-	region = cmp.Or(region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), "us-east-1")
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = max(tr.MaxIdleConns, 2*workers+4)
 		tr.MaxIdleConnsPerHost = 2*workers + 4
 	})
-	u, _ := url.Parse(endpoint)
 	var cfg aws.Config
-	switch {
-	case creds != nil:
-		cfg = aws.Config{Region: region, Credentials: creds}
-	case isLoopbackHost(u.Hostname()):
-		cfg = aws.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider(
-			cmp.Or(os.Getenv("AWS_ACCESS_KEY_ID"), "kvstream"),
-			cmp.Or(os.Getenv("AWS_SECRET_ACCESS_KEY"), "kvstream"),
-			os.Getenv("AWS_SESSION_TOKEN"))}
-	default:
+	if creds != nil {
+		cfg = aws.Config{Region: cmp.Or(region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), awsclient.DefaultRegion), Credentials: creds}
+	} else {
 		var err error
-		if cfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(region)); err != nil {
-			return nil, fmt.Errorf("AWS configuration for %s: %w", endpoint, err)
+		if cfg, err = awsclient.Config(ctx, endpoint, region); err != nil {
+			return nil, fmt.Errorf("%s: %w", endpoint, err)
 		}
 	}
 	cfg.HTTPClient = hc
 	cfg.Retryer = func() aws.Retryer { return retry.NewStandard() }
 	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(endpoint) }), nil
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // scrapeCPU reads process_cpu_seconds_total from endpoint's /metrics.

@@ -57,7 +57,7 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 			_ = b.Set(k, value, nil)
 		}
 		if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-			return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "set attribute " + key, Cause: err}
+			return writeFailed("SetAttr", streamName, err)
 		}
 		return nil
 	}
@@ -81,9 +81,11 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 // ok is false when it is not set. The returned slice is the caller's.
 func (db *DB) Attr(stream, key string) (value []byte, ok bool, err error) {
 	if stream == "" {
-		if err := db.check(); err != nil {
+		leave, err := db.enterRead()
+		if err != nil {
 			return nil, false, err
 		}
+		defer leave()
 		v, err := db.get(shard.MetaKey(attrMetaPrefix + key))
 		return v, v != nil, err
 	}
@@ -91,9 +93,7 @@ func (db *DB) Attr(stream, key string) (value []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	v, ok := s.meta.Attrs[key]
+	v, ok := s.load().meta.Attrs[key]
 	if !ok {
 		return nil, false, nil
 	}
@@ -108,10 +108,8 @@ func (db *DB) Attrs(stream, prefix string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	out := make(map[string][]byte)
-	for k, v := range s.meta.Attrs {
+	for k, v := range s.load().meta.Attrs {
 		if strings.HasPrefix(k, prefix) {
 			out[k] = append([]byte(nil), v...)
 		}

@@ -131,6 +131,9 @@ func TestMergeShardsOrder(t *testing.T) {
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
 	err := db.MergeShards("s", 1, 0)
 	require.ErrorIs(t, err, engine.ErrInvalidArgument)
-	require.Equal(t, "Shards shardId-000000000001 and shardId-000000000000 in stream s are not an adjacent pair of shards eligible for merging", engine.Message(err))
+	e := asError(t, err)
+	require.Equal(t, engine.ReasonNotAdjacent, e.Reason)
+	require.Equal(t, "s", e.Stream)
+	require.Equal(t, []engine.ShardID{1, 0}, []engine.ShardID{e.Shard, e.Other})
 	require.NoError(t, db.MergeShards("s", 0, 1))
 }

@@ -78,7 +78,7 @@ func newFixture(t *testing.T) fixture {
 	require.NoError(t, db.Trim(ctx, "b"))
 	require.NoError(t, db.SplitShard("a", 0, "85070591730234615865843651857942052864"))
 	putN(db, "a", 100)
-	c, err := db.Consumer("a", "billing")
+	c, err := db.Consumer("a", "billing", nil)
 	require.NoError(t, err)
 	recs := shardRecords(t, db, "a", 1)
 	require.NoError(t, c.Checkpoint(recs[10]))

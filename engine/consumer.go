@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"iter"
 	"reflect"
 	"slices"
@@ -64,17 +66,15 @@ func validateConsumerName(name string) error {
 	return nil
 }
 
-// Consumer opens the durable consumer name of stream, creating it at the
-// trim horizon if it does not exist.
-func (db *DB) Consumer(streamName, name string) (*Consumer, error) {
-	return db.OpenConsumer(streamName, name, ConsumerConfig{})
-}
-
-// OpenConsumer opens the durable consumer name of stream, creating it
-// with cfg if it does not exist.
-func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consumer, error) {
+// Consumer opens the durable consumer name of stream, creating it with
+// cfg if it does not exist (nil cfg: start at the trim horizon). cfg is
+// ignored for a consumer that exists: it resumes after its checkpoints.
+func (db *DB) Consumer(streamName, name string, cfg *ConsumerConfig) (*Consumer, error) {
 	if err := validateConsumerName(name); err != nil {
 		return nil, err
+	}
+	if cfg == nil {
+		cfg = &ConsumerConfig{}
 	}
 	s, err := db.streamByName(streamName)
 	if err != nil {
@@ -123,7 +123,7 @@ func (db *DB) OpenConsumer(streamName, name string, cfg ConsumerConfig) (*Consum
 		}
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return nil, &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create consumer " + name, Cause: err}
+		return nil, writeFailed("Consumer", streamName, err)
 	}
 	return c, nil
 }
@@ -173,7 +173,9 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 		return err
 	}
 	if n.Shard != uint32(id) {
-		return shard.Errorf(shard.ErrInvalidArgument, "sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherShard, Stream: c.s.meta.Name,
+			Shard: id, Other: ShardID(n.Shard), Sequence: n,
+			Msg: fmt.Sprintf("sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)}
 	}
 	c.s.mu.RLock()
 	defer c.s.mu.RUnlock()
@@ -182,7 +184,9 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	}
 	l := c.s.logs[id]
 	if l != nil && !l.Owns(n) {
-		return shard.Errorf(shard.ErrInvalidArgument, "sequence number %s did not come from %s of stream %s", n, id, c.s.meta.Name)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherStream, Stream: c.s.meta.Name,
+			Shard: id, Sequence: n,
+			Msg: fmt.Sprintf("sequence number %s did not come from %s of stream %s", n, id, c.s.meta.Name)}
 	}
 	// Checkpoints only move forward (as KCL's do): an earlier number is a
 	// no-op. c.mu is held across the write so concurrent checkpoints
@@ -196,7 +200,7 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 	defer b.Close()
 	_ = b.Set(shard.CheckpointKey(c.s.id, c.name, uint32(id)), binary.BigEndian.AppendUint64(nil, n.Counter), nil)
 	if err := c.db.writer.CommitBatch(b, c.db.writeOpts()); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "checkpoint of consumer " + c.name, Cause: err}
+		return writeFailed("Checkpoint", c.s.meta.Name, err)
 	}
 	c.mu.checkpoint[id] = n.Counter
 	return nil
@@ -308,10 +312,7 @@ func (c *Consumer) Records(ctx context.Context) iter.Seq2[Record, error] {
 				// Register for wake-ups before reading, so a commit between
 				// the read and the wait is not missed.
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.log.Changed())})
-				it := iterator.New(c.db.pdb, p.log, p.next, c.s.cutoff(c.db))
-				recs, _ := iterator.ReadPage(it, consumerPage, c.db.opts.MaxGetRecordsBytes)
-				ended, next, err := it.ShardEnded(), it.NextCounter(), it.Err()
-				_ = it.Close()
+				recs, ended, next, err := c.readPage(p)
 				if err != nil {
 					yield(Record{}, err)
 					return
@@ -340,6 +341,20 @@ func (c *Consumer) Records(ctx context.Context) iter.Seq2[Record, error] {
 			}
 		}
 	}
+}
+
+// readPage reads up to consumerPage records of p's shard from p.next, and
+// reports whether the shard ended and where the next page starts.
+func (c *Consumer) readPage(p shardPlan) (recs []Record, ended bool, next uint64, err error) {
+	leave, err := c.db.enterRead()
+	if err != nil {
+		return nil, false, 0, err
+	}
+	defer leave()
+	it := iterator.New(c.db.pdb, p.log, p.next, c.s.cutoff(c.db))
+	recs, _ = iterator.ReadPage(it, consumerPage, c.db.opts.MaxGetRecordsBytes)
+	ended, next, err = it.ShardEnded(), it.NextCounter(), it.Err()
+	return recs, ended, next, errors.Join(err, it.Close())
 }
 
 func (c *Consumer) setNext(id shard.ShardID, next uint64, ended bool) {
@@ -383,6 +398,10 @@ func (c *Consumer) Lag() ([]ShardLag, error) {
 		if has {
 			lag.Checkpoint = p.log.Seq(cp, 0)
 		}
+		leave, err := c.db.enterRead()
+		if err != nil {
+			return nil, err
+		}
 		it := iterator.New(c.db.pdb, p.log, cp+1, c.s.cutoff(c.db))
 		if it.Next() {
 			lag.MillisBehindLatest = max(0, now-it.Record().Timestamp.UnixMilli())
@@ -396,8 +415,8 @@ func (c *Consumer) Lag() ([]ShardLag, error) {
 				}
 			}
 		}
-		err := it.Err()
-		_ = it.Close()
+		err = errors.Join(it.Err(), it.Close())
+		leave()
 		if err != nil {
 			return nil, err
 		}
@@ -412,6 +431,11 @@ func (db *DB) ListConsumers(streamName string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	lower, upper := shard.StreamSpan(shard.PrefixConsumers, s.id)
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -445,7 +469,7 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 		return err
 	}
 	if v == nil {
-		return shard.Errorf(shard.ErrConsumerNotFound, "Consumer %s of stream %s not found.", name, streamName)
+		return consumerNotFound(streamName, name)
 	}
 	lower := shard.ConsumerKey(s.id, name)
 	upper := append(slices.Clone(lower[:len(lower)-1]), 1)
@@ -453,7 +477,7 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 	defer b.Close()
 	_ = b.DeleteRange(lower, upper, nil)
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete consumer " + name, Cause: err}
+		return writeFailed("DeleteConsumer", streamName, err)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func TestConsumerResumesAfterCheckpointAcrossReopen(t *testing.T) {
 		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: fmt.Sprint(i), Data: []byte(fmt.Sprint(i))})
 		require.NoError(t, err)
 	}
-	c, err := db.Consumer("s", "billing")
+	c, err := db.Consumer("s", "billing", nil)
 	require.NoError(t, err)
 	first := collect(t, c, 10, true)
 	require.Len(t, first, 10)
@@ -53,7 +53,7 @@ func TestConsumerResumesAfterCheckpointAcrossReopen(t *testing.T) {
 	db, err = engine.Open(dir, &engine.Options{NoSync: true})
 	require.NoError(t, err)
 	defer db.Close()
-	c, err = db.Consumer("s", "billing")
+	c, err = db.Consumer("s", "billing", nil)
 	require.NoError(t, err)
 	rest := collect(t, c, 20, true)
 	seen := map[string]bool{}
@@ -95,7 +95,7 @@ func TestConsumerReadsParentBeforeChildren(t *testing.T) {
 	for i := 10; i < 15; i++ {
 		put(i)
 	}
-	c, err := db.Consumer("s", "ordered")
+	c, err := db.Consumer("s", "ordered", nil)
 	require.NoError(t, err)
 	recs := collect(t, c, 15, true)
 	for i, r := range recs {
@@ -108,7 +108,7 @@ func TestConsumerWaitsForNewRecordsAndStopsOnCancel(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
-	c, err := db.OpenConsumer("s", "tail", engine.ConsumerConfig{Start: engine.Latest()})
+	c, err := db.Consumer("s", "tail", &engine.ConsumerConfig{Start: engine.Latest()})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan engine.Record, 10)
@@ -157,7 +157,7 @@ func TestIteratorWaitWakesOnPutAndReturnsOnCancel(t *testing.T) {
 }
 
 func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -168,21 +168,21 @@ func TestConsumerCheckpointIntoTrimmedDataResumesAtHorizon(t *testing.T) {
 	}
 	put("old-1")
 	put("old-2")
-	c, err := db.Consumer("s", "slow")
+	c, err := db.Consumer("s", "slow", nil)
 	require.NoError(t, err)
 	first := collect(t, c, 1, true)
 	require.Equal(t, "old-1", string(first[0].Data))
-	clk.Advance(2 * time.Hour) // old-2 expires unread
+	clk.Add(2 * time.Hour) // old-2 expires unread
 	require.NoError(t, db.Trim(ctx, "s"))
 	put("new-1")
-	c, err = db.Consumer("s", "slow")
+	c, err = db.Consumer("s", "slow", nil)
 	require.NoError(t, err)
 	got := collect(t, c, 1, true)
 	require.Equal(t, "new-1", string(got[0].Data))
 }
 
 func TestConsumerStartAtTimestamp(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -190,15 +190,15 @@ func TestConsumerStartAtTimestamp(t *testing.T) {
 	for i := range 6 {
 		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: fmt.Sprint(i), Data: []byte(fmt.Sprint(i))})
 		require.NoError(t, err)
-		clk.Advance(time.Second)
+		clk.Add(time.Second)
 	}
-	c, err := db.OpenConsumer("s", "ts", engine.ConsumerConfig{Start: engine.AtTimestamp(clk.Now().Add(-3 * time.Second))})
+	c, err := db.Consumer("s", "ts", &engine.ConsumerConfig{Start: engine.AtTimestamp(clk.Now().Add(-3 * time.Second))})
 	require.NoError(t, err)
 	got := map[string]bool{}
 	for _, r := range collect(t, c, 3, false) {
 		got[string(r.Data)] = true
 	}
 	require.Equal(t, map[string]bool{"3": true, "4": true, "5": true}, got)
-	_, err = db.OpenConsumer("s", "bad", engine.ConsumerConfig{Start: engine.AtSequenceNumber(engine.SequenceNumber{})})
+	_, err = db.Consumer("s", "bad", &engine.ConsumerConfig{Start: engine.AtSequenceNumber(engine.SequenceNumber{})})
 	require.ErrorIs(t, err, engine.ErrValidation)
 }

@@ -189,3 +189,12 @@ func sortByStart(s []engine.ShardDescription) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// asError returns err as an *engine.Error, failing the test if it is not
+// one.
+func asError(t testing.TB, err error) *engine.Error {
+	t.Helper()
+	var e *engine.Error
+	require.ErrorAs(t, err, &e)
+	return e
+}

@@ -40,18 +40,34 @@ type DB struct {
 	// previous session ended with Close (nil otherwise); set only while
 	// Open loads the catalog (loadShard).
 	openMarks map[shardKey]uint64
+	// gate ends reads at Close: every read of Pebble runs inside it, and
+	// iterators handed to callers are made by it (iterator.Gate).
+	gate iterator.Gate
 
 	closed atomic.Bool
-	trimMu sync.Mutex // serializes trims (see trimStream)
 
-	// mu guards the stream maps and the id/time allocators. Stream-level
-	// state has its own lock (stream.mu); lock order is db.mu then stream.mu.
+	// Locks. The order is trimMu, createMu, stream.mu, db.mu, Consumer.mu:
+	// a goroutine holding one may take only those after it. db.mu is
+	// never held across a commit or a wait; readers (DescribeStream,
+	// ListShards, GetShardIterator, GetRecords, iterators) take no stream
+	// lock at all (they read the stream's published view, view.go), and no
+	// lock is held while a put waits for throughput. The locks held across
+	// an fsync'd commit are a stream's own lock (shared by its puts,
+	// exclusive for its control-plane changes, so no record lands in a
+	// shard that a reshard is closing), createMu (only CreateStream takes
+	// it) and trimMu (only trims take it).
+	trimMu   sync.Mutex // serializes trims (see trimStream)
+	createMu sync.Mutex // serializes CreateStream, so ids persist in order
+
+	// mu guards the stream maps and the id/time allocators.
 	mu struct {
 		sync.RWMutex
 		streams    map[string]*stream
 		byID       map[uint32]*stream
 		nextStream uint32
 		lastSecs   uint64
+		// pendingShards counts the shards of streams being created.
+		pendingShards int
 	}
 
 	bg background
@@ -64,7 +80,8 @@ type DB struct {
 type stream struct {
 	// mu is held shared by puts from routing until their commit returns,
 	// and exclusively by calls that change the shard table or delete the
-	// stream, so no record lands in a shard after it closes.
+	// stream, so no record lands in a shard after it closes. Lock order:
+	// see DB.
 	mu      sync.RWMutex
 	meta    *streamMeta                  // guarded by mu
 	logs    map[shard.ShardID]*shard.Log // every shard with data; guarded by mu
@@ -79,9 +96,10 @@ type stream struct {
 	// (meta.MaxRecordBytes, or Options.MaxRecordBytes when that is 0).
 	maxRecordBytes atomic.Int64
 	// nOpen is len(open), readable without mu (shard-quota counts run
-	// under db.mu, which must not wait for a stream lock: lock order is
-	// stream.mu, then db.mu).
+	// under db.mu, which must not wait for a stream lock).
 	nOpen atomic.Int32
+	// view is the stream's state for readers, who take no lock (view.go).
+	view atomic.Pointer[streamView]
 }
 
 // Open opens (creating if needed) the data directory dir. A second Open
@@ -258,6 +276,7 @@ func (db *DB) newStreamState(m *streamMeta) (*stream, error) {
 	}
 	s.rebuildRoutingLocked()
 	s.installThrottlesLocked(db.opts.Clock(), false)
+	s.publishLocked()
 	return s, nil
 }
 
@@ -378,9 +397,20 @@ func (db *DB) check() error {
 	return nil
 }
 
-// Close stops background work, waits for in-flight puts, records in the
-// sequence file that the session ended cleanly, and closes the data
-// directory. With NoSync it first flushes the memtables, so every
+// enterRead starts a read of Pebble, returning the function that ends it,
+// or ErrClosed during or after Close (which waits for reads in flight).
+// A read must not start another one (see iterator.Gate).
+func (db *DB) enterRead() (func(), error) {
+	if ok, err := db.gate.Enter(); !ok {
+		return nil, err
+	}
+	return db.gate.Leave, nil
+}
+
+// Close stops background work, waits for in-flight puts and reads,
+// records in the sequence file that the session ended cleanly, and closes
+// the data directory. Reads after it, and iterators still open, fail with
+// ErrClosed. With NoSync it first flushes the memtables, so every
 // acknowledged put is durable; with the default durability every
 // acknowledged put already is. After a fatal failure (Options.OnFatal) it
 // returns the failure and leaves Pebble alone: the directory stays locked
@@ -392,7 +422,8 @@ func (db *DB) Close() error {
 	db.bg.stop()
 	db.writer.Close()
 	db.disk.close()
-	// Lock order is stream.mu then db.mu: collect, release, then lock.
+	// Collect under db.mu, release it, then take each stream's lock
+	// (lock order: see DB).
 	db.mu.RLock()
 	streams := make([]*stream, 0, len(db.mu.streams))
 	for _, s := range db.mu.streams {
@@ -425,11 +456,14 @@ func (db *DB) Close() error {
 		}
 		s.mu.Unlock()
 	}
+	// Wait for reads in flight; later reads, and iterators still open,
+	// get ErrClosed.
+	gerr := db.gate.Close(shard.Errorf(shard.ErrClosed, "the DB is closed"))
 	if err := db.fail.fuse.Err(); err != nil {
 		return err
 	}
 	if db.opts.ReadOnly {
-		return db.pdb.Close() // nothing was written; the sequence file stays as it was
+		return errors.Join(gerr, db.pdb.Close()) // nothing was written; the sequence file stays as it was
 	}
 	err := statsErr
 	if err == nil && db.opts.NoSync {
@@ -441,7 +475,7 @@ func (db *DB) Close() error {
 		// file is written while the directory lock is still held.
 		err = db.seq.save(db.highWater(), true)
 	}
-	return errors.Join(err, db.pdb.Close())
+	return errors.Join(gerr, err, db.pdb.Close())
 }
 
 // Options returns a copy of the options the DB was opened with, defaults
@@ -463,8 +497,4 @@ func (db *DB) streamByName(name string) (*stream, error) {
 		return nil, notFound(name)
 	}
 	return s, nil
-}
-
-func notFound(name string) error {
-	return shard.Errorf(shard.ErrStreamNotFound, "Stream %s not found.", name)
 }

@@ -47,7 +47,7 @@
 //
 // # Durable consumers and registered stream consumers
 //
-// A [Consumer] ([DB.Consumer], [DB.OpenConsumer]) is kvstream's own durable
+// A [Consumer] ([DB.Consumer]) is kvstream's own durable
 // cursor: a name with a checkpoint per shard, stored in the data directory.
 // [Consumer.Records] yields every shard's records, each parent shard to its
 // end before its children, and blocks for more when caught up; the
@@ -106,9 +106,12 @@
 // Errors wrap one of the sentinels ([ErrStreamNotFound],
 // [ErrStreamExists], [ErrShardNotFound], [ErrValidation],
 // [ErrThroughputExceeded], [ErrLocked], ...): test them with errors.Is.
-// Their concrete type is [*Error], whose message uses Kinesis' wording
-// ([Message] returns it alone; kvstream serve sends it to clients). Bad
-// input never panics: it returns [ErrValidation] or [ErrInvalidArgument]
-// naming the field and the limit. [ErrCorruption] ([IsCorruptionError])
+// Their concrete type is [*Error]: the kind, a [Reason] for the condition
+// within it, and the values involved (stream, shard, field, limit, ...)
+// as fields, with a plain-English message ([Message] returns it without
+// the kind's prefix). Use errors.As to word an error your own way;
+// kvstream serve renders Kinesis' texts from these fields. Bad input
+// never panics: it returns [ErrValidation] or [ErrInvalidArgument] naming
+// the field and the limit. [ErrCorruption] ([IsCorruptionError])
 // means stored data failed its checks; it is never caused by input.
 package engine

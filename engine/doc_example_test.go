@@ -31,7 +31,7 @@ func ExampleConsumer() {
 		}
 	}
 	process := func(db *engine.DB, n int) {
-		c, err := db.Consumer("orders", "billing") // created at the trim horizon the first time
+		c, err := db.Consumer("orders", "billing", nil) // created at the trim horizon the first time
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -262,7 +262,7 @@ func failStopVerify(t *testing.T, dir string, acked map[int][]string, durable bo
 	shards, err := db.ListShards("s")
 	require.NoError(t, err)
 	for _, sd := range shards {
-		for _, r := range shardRecordsNoFail(t, db, "s", sd.ShardID) {
+		for _, r := range shardRecords(t, db, "s", sd.ShardID) {
 			var b, i, n int
 			_, err := fmt.Sscanf(string(r.Data), "%d/%d/%d", &b, &i, &n)
 			require.NoError(t, err)
@@ -290,7 +290,7 @@ func faultCheckAfterRestart(t *testing.T, db *engine.DB, stream string, batch in
 	require.NoError(t, err)
 	n := 0
 	for _, sd := range shards {
-		recs := shardRecordsNoFail(t, db, stream, sd.ShardID)
+		recs := shardRecords(t, db, stream, sd.ShardID)
 		require.EqualValues(t, len(recs), sd.Records, "%s: stats", sd.ShardID)
 		for j, r := range recs {
 			if j > 0 {
@@ -351,7 +351,7 @@ func failStopCustomChild(t *testing.T, dir string) {
 	db, err := engine.Open(dir, opts)
 	require.NoError(t, err)
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 3}))
-	c, err := db.Consumer("s", "c")
+	c, err := db.Consumer("s", "c", nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	var out sync.Mutex

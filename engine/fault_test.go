@@ -101,19 +101,6 @@ func faultOpen(t *testing.T, fs vfs.FS, noSync bool) *engine.DB {
 	return db
 }
 
-func shardRecordsNoFail(t *testing.T, db *engine.DB, stream string, id engine.ShardID) []engine.Record {
-	t.Helper()
-	it, err := db.Iterate(stream, id, engine.TrimHorizon())
-	require.NoError(t, err)
-	defer it.Close()
-	var out []engine.Record
-	for r := range it.All() {
-		out = append(out, r.Clone())
-	}
-	require.NoError(t, it.Err())
-	return out
-}
-
 // TestFaultReadErrors injects read failures into the table files under
 // stored records: every read API must report an error (never panic, never
 // return a silently shortened result), and reads work again once the

@@ -17,11 +17,6 @@ import (
 	"github.com/kvstream/kvstream/shard"
 )
 
-// bugCatalogAcceptsUntiled marks the known bug that
-// TestRegressionCatalogOpenShardsMustTile pins; set it to false with the
-// fix so the fuzz target checks tiling too.
-const bugCatalogAcceptsUntiled = false
-
 // catalogSeeds returns the encoded catalog entries of real streams: fresh,
 // split, merged, rescaled, with tags and settings.
 func catalogSeeds(tb testing.TB) [][]byte {
@@ -83,10 +78,8 @@ func FuzzDecodeStreamMeta(f *testing.F) {
 				t.Fatalf("accepted an inconsistent shard table: %+v", m.Shards)
 			}
 		}
-		if !bugCatalogAcceptsUntiled {
-			if err := openRangesTile(m); err != nil {
-				t.Fatalf("accepted an entry whose open shards do not tile the hash space: %v", err)
-			}
+		if err := openRangesTile(m); err != nil {
+			t.Fatalf("accepted an entry whose open shards do not tile the hash space: %v", err)
 		}
 		// The codec round-trips: encoding what was decoded gives bytes that
 		// decode to the same entry and encode to the same bytes.
@@ -140,9 +133,6 @@ func openRangesTile(m *streamMeta) error {
 // stream.route (index out of range) on the first put to the stream.
 // Found by FuzzDecodeStreamMeta's properties.
 func TestRegressionCatalogOpenShardsMustTile(t *testing.T) {
-	if bugCatalogAcceptsUntiled {
-		t.Skip("BUG: decodeStreamMeta accepts open shards that do not tile the hash space; PutRecord then panics in stream.route (engine/catalog.go)")
-	}
 	base, err := decodeStreamMeta(catalogSeeds(t)[0]) // one open shard
 	if err != nil {
 		t.Fatal(err)

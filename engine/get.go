@@ -3,19 +3,19 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/kvstream/kvstream/iterator"
 	"github.com/kvstream/kvstream/shard"
 )
 
 // readableLog returns the shard's log for a read, checking the stream's
-// state. The caller must not hold s.mu.
+// state. It takes no lock.
 func (db *DB) readableLog(s *stream, id shard.ShardID) (*shard.Log, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l := s.logs[id]
-	if s.deleted || l == nil || s.statusLocked(db.opts.nowMs()) == StatusCreating {
-		return nil, shard.Errorf(shard.ErrShardNotFound, "Shard %s in stream %s does not exist", id, s.meta.Name)
+	v := s.load()
+	l := v.logs[id]
+	if v.deleted || l == nil || v.status(db.opts.nowMs()) == StatusCreating {
+		return nil, shardNotFound(v.meta.Name, id)
 	}
 	return l, nil
 }
@@ -41,6 +41,11 @@ func (db *DB) GetShardIterator(name string, id ShardID, pos StartPosition) (stri
 	if err != nil {
 		return "", err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return "", err
+	}
+	defer leave()
 	now := db.opts.nowMs()
 	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
 	if err != nil {
@@ -59,9 +64,13 @@ func (db *DB) IteratorStream(token string) string { return db.tokens.StreamName(
 // from the position token names, and about Options.MaxGetRecordsBytes of
 // data at most. While the shard is open NextShardIterator is always set;
 // at the end of a closed shard it is empty and ChildShards lists the
-// shard's children.
+// shard's children. It never waits; a ctx that has ended fails the call
+// with ctx's error before it reads.
 func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecordsOutput, error) {
 	if err := db.check(); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return GetRecordsOutput{}, err
 	}
 	if limit == 0 {
@@ -79,10 +88,7 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	s := db.mu.byID[tok.Stream]
 	db.mu.RUnlock()
 	if s == nil {
-		if tok.Name != "" { // Kinesis names the shard of the stream that is gone
-			return GetRecordsOutput{}, shard.Errorf(shard.ErrStreamNotFound, "Shard %s in stream %s does not exist", tok.Shard, tok.Name)
-		}
-		return GetRecordsOutput{}, shard.Errorf(shard.ErrStreamNotFound, "The stream of this shard iterator no longer exists.")
+		return GetRecordsOutput{}, streamGone(tok)
 	}
 	l, err := db.readableLog(s, tok.Shard)
 	if err != nil {
@@ -91,6 +97,11 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 	if err := db.admitRead(s, l); err != nil {
 		return GetRecordsOutput{}, err
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return GetRecordsOutput{}, err
+	}
+	defer leave()
 	it := iterator.New(db.pdb, l, tok.Next, s.cutoff(db))
 	defer it.Close()
 	recs, _ := iterator.ReadPage(it, limit, db.opts.MaxGetRecordsBytes)
@@ -116,7 +127,8 @@ func (db *DB) GetRecords(ctx context.Context, token string, limit int) (GetRecor
 // earlier reads left the byte bucket in debt.
 func (db *DB) admitRead(s *stream, l *shard.Log) error {
 	if !l.Throttle().AdmitRead(db.opts.Clock()) {
-		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for Shard - %s/%s.", s.meta.Name, l.ID)
+		return &shard.Error{Kind: shard.ErrThroughputExceeded, Reason: shard.ReasonReadRate, Stream: s.meta.Name, Shard: l.ID,
+			Msg: fmt.Sprintf("read rate exceeded for %s of stream %s", l.ID, s.meta.Name)}
 	}
 	return nil
 }
@@ -136,10 +148,8 @@ func (db *DB) chargeRead(s *stream, l *shard.Log, recs []Record) {
 
 // childShards returns the shards created by closing id.
 func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []ChildShard
-	for _, sm := range s.meta.Shards {
+	for _, sm := range s.load().meta.Shards {
 		if (sm.Parent != nil && *sm.Parent == id) || (sm.AdjacentParent != nil && *sm.AdjacentParent == id) {
 			c := ChildShard{ShardID: sm.ID, HashKeyRange: sm.Range}
 			if sm.Parent != nil {
@@ -156,7 +166,8 @@ func (db *DB) childShards(s *stream, id shard.ShardID) []ChildShard {
 
 // Iterate returns a Go-native Iterator over one shard from pos. The caller
 // must Close it. It reads through the same path as GetRecords, without
-// tokens or page limits.
+// tokens or page limits. Once the DB closes the Iterator stops with
+// ErrClosed (Err); closing it afterwards is still allowed.
 func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, error) {
 	s, err := db.streamByName(name)
 	if err != nil {
@@ -166,10 +177,15 @@ func (db *DB) Iterate(name string, id ShardID, pos StartPosition) (*Iterator, er
 	if err != nil {
 		return nil, err
 	}
-	now := db.opts.nowMs()
-	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
+	leave, err := db.enterRead()
 	if err != nil {
 		return nil, err
 	}
-	return iterator.New(db.pdb, l, next, s.cutoff(db)), nil
+	now := db.opts.nowMs()
+	next, err := iterator.Resolve(db.pdb, l, pos, now, s.cutoffMs(now))
+	leave()
+	if err != nil {
+		return nil, err
+	}
+	return db.gate.New(db.pdb, l, next, s.cutoff(db)), nil
 }

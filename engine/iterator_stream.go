@@ -1,7 +1,5 @@
 package engine
 
-import "github.com/kvstream/kvstream/shard"
-
 // ShardIteratorStream returns the name of the stream a shard iterator
 // token (from GetShardIterator or GetRecords) was issued for, so a caller
 // can check it against a stream the request also names. It fails as
@@ -20,10 +18,7 @@ func (db *DB) ShardIteratorStream(token string) (string, error) {
 	s := db.mu.byID[tok.Stream]
 	db.mu.RUnlock()
 	if s == nil {
-		if tok.Name != "" { // as GetRecords words it
-			return "", shard.Errorf(shard.ErrStreamNotFound, "Shard %s in stream %s does not exist", tok.Shard, tok.Name)
-		}
-		return "", shard.Errorf(shard.ErrStreamNotFound, "The stream of this shard iterator no longer exists.")
+		return "", streamGone(tok)
 	}
 	return s.meta.Name, nil
 }

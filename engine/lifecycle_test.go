@@ -199,6 +199,8 @@ func TestSequenceNumberForOrdering(t *testing.T) {
 	future.Counter += 100
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", SequenceNumberForOrdering: future})
 	require.ErrorIs(t, err, engine.ErrInvalidArgument)
-	require.Contains(t, engine.Message(err), "ExclusiveMinimumSequenceNumber")
+	e := asError(t, err)
+	require.Equal(t, engine.ReasonOrderingNumber, e.Reason)
+	require.Equal(t, future, e.Sequence)
 	require.Equal(t, []string{"a", "b"}, datas(shardRecords(t, db, "s", 0)))
 }

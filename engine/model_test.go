@@ -45,18 +45,6 @@ var (
 	modelRuns = flag.Int("model.runs", 0, "TestModel runs with consecutive seeds (default 4)")
 )
 
-// Known engine bugs the model steers around until they are fixed; each
-// has a skipped regression test below. Set a constant to false with the
-// fix.
-const (
-	// TestRegressionRetentionRaiseResurrects: raising retention shows
-	// records that had already expired but were not trimmed yet.
-	bugRetentionRaiseResurrects = false
-	// TestRegressionTrimmedShardCounterAfterReopen: an open shard whose
-	// records were all trimmed restarts its counter at 1 after reopen.
-	bugTrimmedShardCounterRestarts = false
-)
-
 func modelEnvInt(flagVal uint64, env string) uint64 {
 	if flagVal != 0 {
 		return flagVal
@@ -222,11 +210,7 @@ func (m *model) statsString() string {
 
 // cutoff is the oldest visible arrival of s now.
 func (m *model) cutoff(s *mStream) int64 {
-	c := m.now() - s.retentionMs
-	if !bugRetentionRaiseResurrects {
-		c = max(c, s.watermark)
-	}
-	return c
+	return max(m.now()-s.retentionMs, s.watermark)
 }
 
 // raiseRetention applies the documented rule for raising retention:
@@ -1027,9 +1011,6 @@ func (m *model) opSetRetention() {
 	d := modelRetentions[m.rng.IntN(len(modelRetentions))]
 	m.logf("SetRetention %s %v", name, d)
 	m.stats["retention"]++
-	if s != nil && bugRetentionRaiseResurrects && d.Milliseconds() > s.retentionMs && m.hasExpiredUntrimmed(s) {
-		d = time.Duration(s.retentionMs) * time.Millisecond // steer around the known bug
-	}
 	err := m.db.SetRetention(name, d)
 	if s == nil {
 		m.wantErr("SetRetention", err, "StreamNotFound")
@@ -1039,18 +1020,6 @@ func (m *model) opSetRetention() {
 		m.raiseRetention(s, d.Milliseconds())
 		s.retentionMs = d.Milliseconds()
 	}
-}
-
-func (m *model) hasExpiredUntrimmed(s *mStream) bool {
-	cut := m.now() - s.retentionMs
-	for _, sh := range s.shards {
-		for c := max(sh.trim, 1); c <= sh.published(); c++ {
-			if sh.recs[c-1].arrival < cut {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // opTrim runs the trimmer on a stream: records past retention are deleted
@@ -1119,7 +1088,7 @@ func (m *model) opConsume() {
 	name, s := m.randomStream()
 	cname := m.pick([]string{"c0", "c1"})
 	if s == nil {
-		_, err := m.db.Consumer(name, cname)
+		_, err := m.db.Consumer(name, cname, nil)
 		m.wantErr("Consumer", err, "StreamNotFound")
 		return
 	}
@@ -1136,8 +1105,8 @@ func (m *model) opConsume() {
 	}
 	m.logf("Consumer %s/%s (new %v, start %v) checkpoints %v", name, cname, !exists, cfg.Start.Kind, cps)
 	m.stats["consume"]++
-	c, err := m.db.OpenConsumer(name, cname, cfg)
-	if !m.wantErr("OpenConsumer", err, "ok") {
+	c, err := m.db.Consumer(name, cname, &cfg)
+	if !m.wantErr("Consumer", err, "ok") {
 		return
 	}
 	s.consumers[cname] = cps
@@ -1231,15 +1200,6 @@ func (m *model) opDeleteConsumer() {
 }
 
 func (m *model) opReopen() {
-	if bugTrimmedShardCounterRestarts {
-		for _, s := range m.streams {
-			for _, sh := range s.shards {
-				if !sh.closed && sh.published() > 0 && sh.trim > sh.published() {
-					return // steer around the known bug
-				}
-			}
-		}
-	}
 	m.logf("reopen")
 	m.stats["reopen"]++
 	m.close()
@@ -1285,9 +1245,6 @@ func (m *model) opDescribe() {
 // records past retention that the trimmer had not deleted yet became
 // readable again. Found by TestModel.
 func TestRegressionRetentionRaiseResurrects(t *testing.T) {
-	if bugRetentionRaiseResurrects {
-		t.Skip("BUG: raising retention makes expired, not yet trimmed records readable again (reads filter by now-retention only; engine/streams.go SetRetention/IncreaseRetention)")
-	}
 	clk := &plClock{}
 	clk.ms.Store(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
 	db, err := engine.Open("db", &engine.Options{FS: vfs.NewMem(), Clock: clk.Now, TrimInterval: time.Hour})
@@ -1334,9 +1291,6 @@ func TestRegressionRetentionRaiseResurrects(t *testing.T) {
 // were invisible to every reader although acknowledged (Invariant 1).
 // Found by TestModel.
 func TestRegressionTrimmedShardCounterAfterReopen(t *testing.T) {
-	if bugTrimmedShardCounterRestarts {
-		t.Skip("BUG: an open shard fully trimmed by retention restarts its counter at 1 after reopen: duplicate sequence numbers, and new records hidden below the trim point (engine/db.go newStreamState)")
-	}
 	clk := &plClock{}
 	clk.ms.Store(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
 	fs := vfs.NewMem()
@@ -1474,7 +1428,7 @@ func TestRegressionCheckpointMovesBack(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
-	c, err := db.Consumer("s", "c")
+	c, err := db.Consumer("s", "c", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1483,7 +1437,7 @@ func TestRegressionCheckpointMovesBack(t *testing.T) {
 	}
 	backErr := c.CheckpointAt(0, rs[2].SequenceNumber)
 	reported := c.Checkpoints()[0]
-	fresh, err := db.Consumer("s", "c") // what a restart would load
+	fresh, err := db.Consumer("s", "c", nil) // what a restart would load
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -258,7 +258,7 @@ func TestReadOnly(t *testing.T) {
 	for i := range 50 {
 		want = append(want, put(t, db, "s", "k"+itoa(i), "d"+itoa(i)).SequenceNumber.String())
 	}
-	c, err := db.Consumer("s", "c")
+	c, err := db.Consumer("s", "c", nil)
 	require.NoError(t, err)
 	require.NoError(t, c.Checkpoint(shardRecords(t, db, "s", 0)[0]))
 	require.NoError(t, db.Close()) // the records stay in the WAL: read-only replays it
@@ -281,7 +281,7 @@ func TestReadOnly(t *testing.T) {
 	d, err := ro.DescribeStream("s")
 	require.NoError(t, err)
 	require.Len(t, d.Shards, 2)
-	rc, err := ro.Consumer("s", "c")
+	rc, err := ro.Consumer("s", "c", nil)
 	require.NoError(t, err)
 	require.Len(t, rc.Checkpoints(), 1)
 
@@ -303,7 +303,7 @@ func TestReadOnly(t *testing.T) {
 		"UpdateShardCount": func() error { return ro.UpdateShardCount("s", 4) },
 		"Trim":             func() error { return ro.Trim(ctx, "s") },
 		"new Consumer": func() error {
-			_, err := ro.Consumer("s", "new")
+			_, err := ro.Consumer("s", "new", nil)
 			return err
 		},
 		"Checkpoint":     func() error { return rc.Checkpoint(shardRecords(t, ro, "s", 0)[1]) },

@@ -101,9 +101,11 @@ type Options struct {
 	TrimInterval time.Duration
 	// Profile selects Pebble's memory budget. Default ProfileSmall.
 	Profile Profile
-	// Pebble, if set, is used as the base Pebble options (after the
-	// profile is applied). kvstream owns FS, FormatMajorVersion and
-	// Logger; other fields are the caller's to tune.
+	// Pebble, if set, replaces the profile's Pebble options: a clone of
+	// it is used as is, and Profile is ignored (start from
+	// PebbleOptions(profile) to tune a profile). kvstream always sets FS,
+	// FormatMajorVersion and Logger on the clone; every other field is the
+	// caller's. A Cache set here stays the caller's to Unref.
 	Pebble *pebble.Options
 
 	// MinFreeBytes is the space the data directory's filesystem must keep

@@ -71,27 +71,52 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 		return nil, err
 	}
 
-	s.mu.RLock()
-	// A commit abandoned in flight (ctx ended) keeps the stream's shared
-	// lock and its request until it completes: see commit.
-	handedOff := false
-	defer func() {
+	results := make([]PutResult, len(entries))
+	// A put that waits for throughput (Limits.Wait) waits without the
+	// stream's lock: it routes, releases the lock, waits, then routes
+	// again (a reshard may have closed a shard meanwhile; the records then
+	// go to its children, whose buckets are not charged) and commits.
+	waited := false
+	for {
+		s.mu.RLock()
+		logs, ehks, err := db.routeLocked(s, name, entries)
+		if err != nil {
+			s.mu.RUnlock()
+			return nil, err
+		}
+		if s.meta.Limits.Wait && !waited {
+			s.mu.RUnlock()
+			db.waitWrites(ctx, logs, entries, results)
+			waited = true
+			continue
+		}
+		handedOff, err := db.commitLocked(ctx, s, entries, logs, ehks, results, waited)
 		if !handedOff {
 			s.mu.RUnlock()
 		}
-	}()
-	if s.deleted || s.statusLocked(db.opts.nowMs()) == StatusCreating {
-		return nil, notFound(name)
+		if err != nil {
+			return nil, err
+		}
+		return results, nil
 	}
-	results := make([]PutResult, len(entries))
+}
+
+// routeLocked checks that the stream takes puts and returns each entry's
+// open shard and parsed ExplicitHashKey (nil if no entry has one). The
+// caller holds s.mu shared.
+func (db *DB) routeLocked(s *stream, name string, entries []Entry) ([]*shard.Log, []shard.HashKey, error) {
+	if s.deleted || s.statusLocked(db.opts.nowMs()) == StatusCreating {
+		return nil, nil, notFound(name)
+	}
 	logs := make([]*shard.Log, len(entries))
 	var ehks []shard.HashKey
 	for i := range entries {
 		e := &entries[i]
 		var h shard.HashKey
 		if e.ExplicitHashKey != "" {
+			var err error
 			if h, err = parseExplicitHashKey(e.ExplicitHashKey); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if ehks == nil {
 				ehks = make([]shard.HashKey, len(entries))
@@ -102,12 +127,37 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 		}
 		l := s.route(h)
 		logs[i] = l
-		results[i].ShardID = l.ID
 		if n := e.SequenceNumberForOrdering; !n.IsZero() && l.Owns(n) && n.Counter > l.Published() {
-			return nil, shard.Errorf(shard.ErrInvalidArgument,
-				"ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s is invalid.", n, name)
+			return nil, nil, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonOrderingNumber, Stream: name,
+				Shard: l.ID, Sequence: n, Field: "SequenceNumberForOrdering",
+				Msg: fmt.Sprintf("SequenceNumberForOrdering %s is beyond the last record of %s in stream %s", n, l.ID, name)}
 		}
 	}
+	return logs, ehks, nil
+}
+
+// waitWrites waits, with no lock held, until each entry's shard has write
+// capacity for it or ctx ends; an entry that cannot be admitted gets its
+// error in results.
+func (db *DB) waitWrites(ctx context.Context, logs []*shard.Log, entries []Entry, results []PutResult) {
+	if hooks.beforeThrottleWait != nil {
+		hooks.beforeThrottleWait()
+	}
+	for i, l := range logs {
+		if t := l.Throttle(); t != nil && results[i].Err == nil {
+			results[i].Err = t.WaitWrite(ctx, db.opts.Clock(), len(entries[i].Data)+len(entries[i].PartitionKey))
+		}
+	}
+}
+
+// commitLocked admits the entries that have no error yet (size bound,
+// throttles unless waited says they were waited for) and commits them in
+// one batch, filling results. The caller holds s.mu shared: it keeps the
+// shards open until the commit returns. When ctx ends while Pebble has
+// the commit, handedOff is true: s.mu's shared hold now belongs to a
+// goroutine that releases it when the commit completes, and the caller
+// must not release it.
+func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs []*shard.Log, ehks []shard.HashKey, results []PutResult, waited bool) (handedOff bool, err error) {
 	bulk := db.admitBulk(s, logs, entries)
 	req := shard.GetRequest()
 	defer func() {
@@ -118,7 +168,11 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	var pending int64
 	for i := range entries {
 		e, l := &entries[i], logs[i]
-		if err := db.admitWrite(ctx, s, l, e, &pending, bulk); err != nil {
+		results[i].ShardID = l.ID
+		if results[i].Err != nil {
+			continue
+		}
+		if err := db.admitWrite(s, l, e, &pending, bulk, waited); err != nil {
 			results[i].Err = err
 			continue
 		}
@@ -127,6 +181,9 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 			ehk = &ehks[i]
 		}
 		req.Appends = append(req.Appends, shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data})
+	}
+	if hooks.beforePutCommit != nil {
+		hooks.beforePutCommit()
 	}
 	if len(req.Appends) > 0 {
 		inFlight, err := db.writer.CommitContext(ctx, req)
@@ -140,10 +197,10 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 				s.mu.RUnlock()
 				shard.PutRequest(req)
 			}()
-			return nil, fmt.Errorf("kvstream: put to stream %s abandoned while its commit was in progress (it is not acknowledged, but its records may still be written): %w", name, err)
+			return true, fmt.Errorf("kvstream: put to stream %s abandoned while its commit was in progress (it is not acknowledged, but its records may still be written): %w", s.meta.Name, err)
 		}
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 	}
 	j := 0
@@ -155,32 +212,32 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 		j++
 		results[i].SequenceNumber = a.Log.Seq(a.Counter, a.ArrivalMs)
 	}
-	return results, nil
+	return false, nil
 }
 
 // admitWrite applies the stream's size bound and the shard's write
-// throttle to one entry. The caller holds s.mu shared.
+// throttle to one entry; waited says the entry already waited for the
+// throttle (Limits.Wait). It never waits. The caller holds s.mu shared.
 //
 // MaxBytes counts stored bytes (shard.ValueLen), the unit DescribeStream
 // reports; pending is what earlier entries of the same call will add.
-func (db *DB) admitWrite(ctx context.Context, s *stream, l *shard.Log, e *Entry, pending *int64, bulk []*shard.Log) error {
+func (db *DB) admitWrite(s *stream, l *shard.Log, e *Entry, pending *int64, bulk []*shard.Log, waited bool) error {
 	n := len(e.Data) + len(e.PartitionKey)
 	if m := s.meta; m.MaxBytes > 0 && m.Discard == DiscardNew {
 		stored := int64(shard.ValueLen(e.PartitionKey, e.ExplicitHashKey != "", e.Data))
 		if have := s.bytes() + *pending; have+stored > m.MaxBytes {
-			return shard.Errorf(shard.ErrStreamFull, "Stream %s holds %d bytes; a record of %d stored bytes would exceed its MaxBytes of %d.", m.Name, have, stored, m.MaxBytes)
+			return &shard.Error{Kind: shard.ErrStreamFull, Stream: m.Name, Actual: have, Requested: stored, Limit: m.MaxBytes,
+				Msg: fmt.Sprintf("stream %s holds %d bytes; a record of %d stored bytes would exceed its MaxBytes of %d", m.Name, have, stored, m.MaxBytes)}
 		}
 		*pending += stored
 	}
 	t := l.Throttle()
-	if t == nil || slices.Contains(bulk, l) {
+	if t == nil || waited || slices.Contains(bulk, l) {
 		return nil
 	}
-	if s.meta.Limits.Wait {
-		return t.WaitWrite(ctx, db.opts.Clock(), n)
-	}
 	if !t.AdmitWrite(db.opts.Clock(), n) {
-		return shard.Errorf(shard.ErrThroughputExceeded, "Rate exceeded for shard %s in stream %s.", l.ID, s.meta.Name)
+		return &shard.Error{Kind: shard.ErrThroughputExceeded, Reason: shard.ReasonWriteRate, Stream: s.meta.Name, Shard: l.ID,
+			Msg: fmt.Sprintf("write rate exceeded for %s of stream %s", l.ID, s.meta.Name)}
 	}
 	return nil
 }

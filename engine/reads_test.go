@@ -7,7 +7,6 @@ package engine_test
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func TestIteratorTokens(t *testing.T) {
 		var err error
 		require.NotPanics(t, func() { _, err = db.GetRecords(ctx, s, 10) })
 		require.ErrorIs(t, err, engine.ErrInvalidArgument, "%.60q", s)
-		require.Equal(t, "Invalid ShardIterator.", engine.Message(err))
+		require.Equal(t, engine.ReasonInvalidToken, asError(t, err).Reason)
 	}
 	// Flip each character to another one of the token alphabet.
 	for i := range len(tok) {
@@ -118,7 +117,7 @@ func TestIteratorTokens(t *testing.T) {
 	clk.Add(time.Millisecond)
 	_, err = db.GetRecords(ctx, tok, 1)
 	require.ErrorIs(t, err, engine.ErrExpiredIterator)
-	require.Contains(t, engine.Message(err), "Iterator expired")
+	require.Equal(t, engine.ReasonIteratorExpired, asError(t, err).Reason)
 	// NextShardIterator is issued fresh: 5 minutes from its own call.
 	clk.Add(4 * time.Minute)
 	out = getRecords(t, db, out.NextShardIterator, 1)
@@ -138,7 +137,7 @@ func TestIteratorTTLOption(t *testing.T) {
 	clk.Add(time.Minute + time.Millisecond)
 	_, err := db.GetRecords(context.Background(), tok, 1)
 	require.ErrorIs(t, err, engine.ErrExpiredIterator)
-	require.Contains(t, engine.Message(err), "60000 milliseconds")
+	require.Equal(t, int64(60000), asError(t, err).Limit)
 }
 
 func TestEmptyShard(t *testing.T) {
@@ -234,7 +233,10 @@ func TestAtTimestampEdges(t *testing.T) {
 	// In the future: refused, naming both times.
 	_, err := db.GetShardIterator("s", 0, engine.AtTimestamp(clk.Now().Add(time.Millisecond)))
 	require.ErrorIs(t, err, engine.ErrInvalidArgument)
-	require.Contains(t, engine.Message(err), "timestampInMillis: "+strconv.FormatInt(clk.Now().UnixMilli()+1, 10))
+	e := asError(t, err)
+	require.Equal(t, engine.ReasonTimestampFuture, e.Reason)
+	require.Equal(t, clk.Now().UnixMilli()+1, e.Time.UnixMilli())
+	require.Equal(t, clk.Now().UnixMilli(), e.Now.UnixMilli())
 }
 
 func TestSequenceNumberPositionsAtEdges(t *testing.T) {

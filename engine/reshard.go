@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/kvstream/kvstream/shard"
@@ -16,10 +17,11 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 		switch st := s.statusLocked(now); st {
 		case StatusActive:
 		default:
-			return shard.Errorf(shard.ErrResourceInUse, "Stream %s is not ACTIVE, instead in state %s", name, st)
+			return notActive(name, st)
 		}
 		if m.Mode == ModeOnDemand {
-			return validationf("Stream %s is in ON_DEMAND mode; resharding needs PROVISIONED mode", name)
+			return &shard.Error{Kind: shard.ErrValidation, Reason: shard.ReasonOnDemand, Stream: name,
+				Msg: fmt.Sprintf("stream %s is in ON_DEMAND mode; resharding needs PROVISIONED mode", name)}
 		}
 		var secs uint64
 		alloc := func() uint64 {
@@ -43,8 +45,9 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 		total := db.openShardsLocked(s) + open
 		db.mu.RUnlock()
 		if total > db.opts.MaxShards {
-			return shard.Errorf(shard.ErrLimitExceeded,
-				"This request would exceed the shard limit for the account. Limit: %d; the DB would have %d open shards.", db.opts.MaxShards, total)
+			return &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonShardLimit, Stream: name,
+				Actual: int64(total), Limit: int64(db.opts.MaxShards),
+				Msg: fmt.Sprintf("the DB would have %d open shards, more than its limit of %d", total, db.opts.MaxShards)}
 		}
 		// updateMeta closes the parents' logs and creates the children's
 		// once the catalog change is durable.
@@ -74,12 +77,13 @@ func findOpen(m *streamMeta, name string, id shard.ShardID) (int, error) {
 	for i, sm := range m.Shards {
 		if sm.ID == id {
 			if sm.Closed {
-				return -1, shard.Errorf(shard.ErrResourceInUse, "Shard %s in stream %s is closed and cannot be resharded.", id, name)
+				return -1, &shard.Error{Kind: shard.ErrResourceInUse, Reason: shard.ReasonShardClosed, Stream: name, Shard: id,
+					Msg: fmt.Sprintf("%s of stream %s is closed", id, name)}
 			}
 			return i, nil
 		}
 	}
-	return -1, shard.Errorf(shard.ErrShardNotFound, "Shard %s in stream %s does not exist", id, name)
+	return -1, shardNotFound(name, id)
 }
 
 // SplitShard closes shard id and creates two children: the lower one
@@ -97,9 +101,9 @@ func (db *DB) SplitShard(name string, id ShardID, newStartingHashKey string) err
 		}
 		r := m.Shards[i].Range
 		if k.Cmp(r.Start.Add(1)) <= 0 || k.Cmp(r.End) >= 0 {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"NewStartingHashKey %s used in SplitShard() on shard %s in stream %s is not both greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s.",
-				k, id, name, r.Start, r.End)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSplitHashKey, Stream: name, Shard: id,
+				Field: "NewStartingHashKey", Value: k.String(), Range: r,
+				Msg: fmt.Sprintf("NewStartingHashKey %s for %s of stream %s must be greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s", k, id, name, r.Start, r.End)}
 		}
 		s.closeShard(m, i, now)
 		p := id
@@ -129,8 +133,8 @@ func (db *DB) MergeShards(name string, id, adjacent ShardID) error {
 		// order matters). The last range, ending at 2^128-1, is below
 		// nothing (Add would wrap to 0).
 		if a.End == shard.MaxHashKey || a.End.Add(1) != b.Start {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"Shards %s and %s in stream %s are not an adjacent pair of shards eligible for merging", id, adjacent, name)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonNotAdjacent, Stream: name, Shard: id, Other: adjacent,
+				Msg: fmt.Sprintf("%s and %s of stream %s are not an adjacent pair (the first must end just below the second)", id, adjacent, name)}
 		}
 		r := shard.HashRange{Start: a.Start, End: b.End}
 		s.closeShard(m, i, now)
@@ -159,9 +163,9 @@ func (db *DB) UpdateShardCount(name string, target int) error {
 		}
 		n := len(open)
 		if target > 2*n || 2*target < n {
-			return shard.Errorf(shard.ErrLimitExceeded,
-				"UpdateShardCount target %d for stream %s must be at least half (%d) and at most double (%d) the current open shard count %d.",
-				target, name, (n+1)/2, 2*n, n)
+			return &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonShardCountRange, Stream: name,
+				Requested: int64(target), Actual: int64(n),
+				Msg: fmt.Sprintf("UpdateShardCount target %d for stream %s must be at least half (%d) and at most double (%d) the open shard count %d", target, name, (n+1)/2, 2*n, n)}
 		}
 		if target == n && isUniform(m, open) {
 			return nil

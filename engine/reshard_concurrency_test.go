@@ -116,7 +116,7 @@ func TestReshardUnderConcurrentWriters(t *testing.T) {
 	}
 
 	// A consumer (parents before children) sees each key in put order.
-	c, err := db.Consumer("s", "order-check")
+	c, err := db.Consumer("s", "order-check", nil)
 	require.NoError(t, err)
 	last := map[string]int{}
 	got := 0

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,47 +11,16 @@ import (
 )
 
 // fakeClock is an injectable clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func openClocked(t *testing.T, dir string, clk *fakeClock) *engine.DB {
+// openClocked opens dir on disk, not fsync'd, with clk.
+func openClocked(t *testing.T, dir string, clk *stepClock) *engine.DB {
 	t.Helper()
 	db, err := engine.Open(dir, &engine.Options{Clock: clk.Now, NoSync: true, TrimInterval: time.Hour})
 	require.NoError(t, err)
 	return db
 }
 
-func readAll(t *testing.T, db *engine.DB, stream string, id engine.ShardID) []engine.Record {
-	t.Helper()
-	it, err := db.Iterate(stream, id, engine.TrimHorizon())
-	require.NoError(t, err)
-	defer it.Close()
-	var out []engine.Record
-	for r := range it.All() {
-		out = append(out, r.Clone())
-	}
-	require.NoError(t, it.Err())
-	return out
-}
-
 func TestRetentionExpiryVisibleAtOnceAndTrimmed(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	dir := t.TempDir()
 	db := openClocked(t, dir, clk)
 	ctx := context.Background()
@@ -61,14 +29,14 @@ func TestRetentionExpiryVisibleAtOnceAndTrimmed(t *testing.T) {
 		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte{byte(i)}})
 		require.NoError(t, err)
 	}
-	clk.Advance(30 * time.Minute)
+	clk.Add(30 * time.Minute)
 	for i := range 5 {
 		_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte{byte(100 + i)}})
 		require.NoError(t, err)
 	}
-	require.Len(t, readAll(t, db, "s", 0), 15)
-	clk.Advance(31 * time.Minute) // the first 10 are past retention
-	recs := readAll(t, db, "s", 0)
+	require.Len(t, shardRecords(t, db, "s", 0), 15)
+	clk.Add(31 * time.Minute) // the first 10 are past retention
+	recs := shardRecords(t, db, "s", 0)
 	require.Len(t, recs, 5, "expired records are hidden before any trim")
 	require.Equal(t, byte(100), recs[0].Data[0])
 	// AT_TIMESTAMP before the horizon starts at the horizon.
@@ -93,14 +61,14 @@ func TestRetentionExpiryVisibleAtOnceAndTrimmed(t *testing.T) {
 	d, err = db.DescribeStream("s")
 	require.NoError(t, err)
 	require.EqualValues(t, 5, d.Records)
-	require.Len(t, readAll(t, db, "s", 0), 5)
+	require.Len(t, shardRecords(t, db, "s", 0), 5)
 	// An iterator token from before the trim resumes at the horizon.
-	clk.Advance(time.Hour)
-	require.Empty(t, readAll(t, db, "s", 0))
+	clk.Add(time.Hour)
+	require.Empty(t, shardRecords(t, db, "s", 0))
 }
 
 func TestMaxBytesDiscardPolicies(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -108,7 +76,7 @@ func TestMaxBytesDiscardPolicies(t *testing.T) {
 	require.NoError(t, db.CreateStream("old", engine.StreamConfig{ShardCount: 2, MaxBytes: 2000}))
 	require.NoError(t, db.CreateStream("new", engine.StreamConfig{ShardCount: 2, MaxBytes: 2000, Discard: engine.DiscardNew}))
 	for i := range 50 {
-		clk.Advance(time.Millisecond)
+		clk.Add(time.Millisecond)
 		_, err := db.PutRecord(ctx, "old", engine.Entry{PartitionKey: fmt.Sprint(i), Data: data})
 		require.NoError(t, err)
 	}
@@ -133,7 +101,7 @@ func TestMaxBytesDiscardPolicies(t *testing.T) {
 }
 
 func TestWriteThrottleExactlyAtLimit(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -149,12 +117,15 @@ func TestWriteThrottleExactlyAtLimit(t *testing.T) {
 			require.NoError(t, r.Err, i)
 		} else {
 			require.ErrorIs(t, r.Err, engine.ErrThroughputExceeded, i)
-			require.Contains(t, engine.Message(r.Err), "Rate exceeded for shard shardId-000000000000 in stream s")
+			e := asError(t, r.Err)
+			require.Equal(t, engine.ReasonWriteRate, e.Reason)
+			require.Equal(t, "s", e.Stream)
+			require.Equal(t, engine.ShardID(0), e.Shard)
 		}
 	}
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
 	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
-	clk.Advance(100 * time.Millisecond) // refills one token
+	clk.Add(100 * time.Millisecond) // refills one token
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
 	require.NoError(t, err)
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
@@ -166,7 +137,7 @@ func TestWriteThrottleExactlyAtLimit(t *testing.T) {
 }
 
 func TestReadThrottle(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -179,13 +150,13 @@ func TestReadThrottle(t *testing.T) {
 	}
 	_, err = db.GetRecords(ctx, tok, 1)
 	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	_, err = db.GetRecords(ctx, tok, 1)
 	require.NoError(t, err)
 }
 
 func TestWriteByteThrottleAndRefill(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -198,7 +169,7 @@ func TestWriteByteThrottleAndRefill(t *testing.T) {
 	// One byte past it.
 	_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
 	require.ErrorIs(t, err, engine.ErrThroughputExceeded)
-	clk.Advance(50 * time.Millisecond) // refills 50 bytes
+	clk.Add(50 * time.Millisecond) // refills 50 bytes
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: make([]byte, 49)})
 	require.NoError(t, err)
 	_, err = db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k"})
@@ -206,7 +177,7 @@ func TestWriteByteThrottleAndRefill(t *testing.T) {
 }
 
 func TestReadByteThrottleDebt(t *testing.T) {
-	clk := newFakeClock()
+	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)
 	defer db.Close()
 	ctx := context.Background()
@@ -222,10 +193,10 @@ func TestReadByteThrottleDebt(t *testing.T) {
 	require.Len(t, out.Records, 30)
 	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
 	require.ErrorIs(t, err, engine.ErrThroughputExceeded, "a read over the byte limit throttles the next calls")
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
 	require.ErrorIs(t, err, engine.ErrThroughputExceeded, "still in debt after 1 s")
-	clk.Advance(1100 * time.Millisecond)
+	clk.Add(1100 * time.Millisecond)
 	_, err = db.GetRecords(ctx, out.NextShardIterator, 0)
 	require.NoError(t, err)
 }

@@ -73,7 +73,7 @@ func visible(t *testing.T, db *engine.DB) int {
 	require.NoError(t, err)
 	n := 0
 	for _, sd := range shards {
-		n += len(shardRecordsNoFail(t, db, "s", sd.ShardID))
+		n += len(shardRecords(t, db, "s", sd.ShardID))
 	}
 	return n
 }
@@ -115,7 +115,7 @@ func TestSeqUniqueAfterNoSyncCrash(t *testing.T) {
 // records behind it, not counters: a jump after a crash is no backlog.
 func requireLagCountsRecords(t *testing.T, db *engine.DB) {
 	t.Helper()
-	c, err := db.Consumer("s", "lag")
+	c, err := db.Consumer("s", "lag", nil)
 	require.NoError(t, err)
 	lags, err := c.Lag()
 	require.NoError(t, err)
@@ -266,7 +266,7 @@ func TestSeqConsumerCheckpointBeyondEnd(t *testing.T) {
 	for i := range 10 {
 		last = put(t, db, "s", "k", fmt.Sprintf("r%d", i))
 	}
-	c, err := db.Consumer("s", "billing")
+	c, err := db.Consumer("s", "billing", nil)
 	require.NoError(t, err)
 	require.NoError(t, c.CheckpointAt(last.ShardID, last.SequenceNumber))
 	require.NoError(t, db.Close())
@@ -299,7 +299,7 @@ func TestSeqConsumerCheckpointBeyondEnd(t *testing.T) {
 	next := put(t, db, "s", "k", "after")
 	require.EqualValues(t, 11, next.SequenceNumber.Counter, "the shard continues above the checkpoint")
 
-	c, err = db.Consumer("s", "billing")
+	c, err = db.Consumer("s", "billing", nil)
 	require.NoError(t, err)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -121,10 +122,6 @@ func streamConsumerKey(stream uint32, name string) []byte {
 	return append(k, name...)
 }
 
-func consumerNotFound(stream, name string) error {
-	return shard.Errorf(shard.ErrConsumerNotFound, "Consumer %s under stream %s not found.", name, stream)
-}
-
 // RegisterStreamConsumer registers consumer name with stream and returns
 // it (CREATING for cfg.ActivationDelay, then ACTIVE). It fails with
 // ErrResourceInUse if the name is registered already (in any state) or the
@@ -157,7 +154,7 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 	now := db.opts.Clock()
 	nowMs := now.UnixMilli()
 	if st := s.statusLocked(nowMs); st == StatusCreating {
-		return StreamConsumer{}, shard.Errorf(shard.ErrResourceInUse, "Stream %s is not ACTIVE, instead in state %s", stream, st)
+		return StreamConsumer{}, notActive(stream, st)
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
@@ -170,7 +167,8 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 			return nil
 		}
 		if n == name {
-			return shard.Errorf(shard.ErrResourceInUse, "Consumer %s under stream %s already exists.", name, stream)
+			return &shard.Error{Kind: shard.ErrResourceInUse, Reason: shard.ReasonConsumerExists, Stream: stream, Consumer: name,
+				Msg: fmt.Sprintf("stream %s already has a consumer %s", stream, name)}
 		}
 		total++
 		if st == StreamConsumerCreating {
@@ -182,17 +180,19 @@ func (db *DB) RegisterStreamConsumer(stream, name string, cfg StreamConsumerConf
 		return StreamConsumer{}, err
 	}
 	if total >= MaxStreamConsumers {
-		return StreamConsumer{}, shard.Errorf(shard.ErrLimitExceeded,
-			"Stream %s already has %d registered consumers, the most a stream can have.", stream, total)
+		return StreamConsumer{}, &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonConsumerLimit, Stream: stream,
+			Actual: int64(total), Limit: MaxStreamConsumers,
+			Msg: fmt.Sprintf("stream %s has %d registered consumers, the limit", stream, total)}
 	}
 	if creating >= maxCreatingConsumers {
-		return StreamConsumer{}, shard.Errorf(shard.ErrLimitExceeded,
-			"Stream %s already has %d consumers in the CREATING state; wait until they are ACTIVE.", stream, creating)
+		return StreamConsumer{}, &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonCreatingConsumerLimit, Stream: stream,
+			Actual: int64(creating), Limit: maxCreatingConsumers,
+			Msg: fmt.Sprintf("stream %s has %d consumers being created, the limit", stream, creating)}
 	}
 	r := streamConsumerRecord{CreatedMs: nowMs, ActiveMs: now.Add(cfg.ActivationDelay).UnixMilli(), DeletionDelayMs: cfg.DeletionDelay.Milliseconds()}
 	_ = b.Set(streamConsumerKey(s.id, name), r.encode(), nil)
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return StreamConsumer{}, &shard.Error{Kind: shard.ErrWriteFailed, Msg: "register stream consumer " + name, Cause: err}
+		return StreamConsumer{}, writeFailed("RegisterStreamConsumer", stream, err)
 	}
 	st, _ := r.status(nowMs)
 	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)}, nil
@@ -240,7 +240,7 @@ func (db *DB) DeregisterStreamConsumer(stream, name string) error {
 		_ = b.Delete(key, nil)
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "deregister stream consumer " + name, Cause: err}
+		return writeFailed("DeregisterStreamConsumer", stream, err)
 	}
 	return nil
 }
@@ -255,11 +255,15 @@ func (db *DB) DescribeStreamConsumer(stream, name string) (StreamConsumer, error
 	if err != nil {
 		return StreamConsumer{}, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.deleted {
+	v := s.load()
+	if v.deleted {
 		return StreamConsumer{}, notFound(stream)
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return StreamConsumer{}, err
+	}
+	defer leave()
 	r, ok, err := db.getStreamConsumer(streamConsumerKey(s.id, name))
 	if err != nil {
 		return StreamConsumer{}, err
@@ -268,7 +272,7 @@ func (db *DB) DescribeStreamConsumer(stream, name string) (StreamConsumer, error
 	if !ok || !live {
 		return StreamConsumer{}, consumerNotFound(stream, name)
 	}
-	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)}, nil
+	return StreamConsumer{Stream: stream, Name: name, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(v.meta.CreatedMs)}, nil
 }
 
 // ListStreamConsumers returns the stream's registered consumers (CREATING,
@@ -278,16 +282,20 @@ func (db *DB) ListStreamConsumers(stream string) ([]StreamConsumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.deleted {
+	v := s.load()
+	if v.deleted {
 		return nil, notFound(stream)
 	}
+	leave, err := db.enterRead()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	nowMs := db.opts.nowMs()
 	var out []StreamConsumer
 	err = db.scanStreamConsumers(s.id, func(n string, r streamConsumerRecord) error {
 		if st, ok := r.status(nowMs); ok {
-			out = append(out, StreamConsumer{Stream: stream, Name: n, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(s.meta.CreatedMs)})
+			out = append(out, StreamConsumer{Stream: stream, Name: n, Status: st, CreatedAt: time.UnixMilli(r.CreatedMs), StreamCreatedAt: time.UnixMilli(v.meta.CreatedMs)})
 		}
 		return nil
 	})
@@ -342,10 +350,7 @@ func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	deleted := s.deleted
-	s.mu.RUnlock()
-	if deleted {
+	if s.load().deleted {
 		return nil, notFound(stream)
 	}
 	return db.childShards(s, id), nil

@@ -83,7 +83,9 @@ func TestStreamConsumerLifecycle(t *testing.T) {
 	// A duplicate name is ResourceInUse; the same name on another stream is fine.
 	_, err = db.RegisterStreamConsumer("s", "app-1", engine.StreamConsumerConfig{})
 	require.ErrorIs(t, err, engine.ErrResourceInUse)
-	require.Equal(t, "Consumer app-1 under stream s already exists.", engine.Message(err))
+	ee := asError(t, err)
+	require.Equal(t, engine.ReasonConsumerExists, ee.Reason)
+	require.Equal(t, []string{"s", "app-1"}, []string{ee.Stream, ee.Consumer})
 	require.NoError(t, db.CreateStream("other", engine.StreamConfig{ShardCount: 1}))
 	_, err = db.RegisterStreamConsumer("other", "app-1", engine.StreamConsumerConfig{})
 	require.NoError(t, err)
@@ -120,7 +122,7 @@ func TestStreamConsumerLifecycle(t *testing.T) {
 	require.Greater(t, again.CreatedAt.Unix(), c.CreatedAt.Unix(), "a new registration gets a new creation second (and ARN)")
 
 	// Registered consumers are not durable consumers, and vice versa.
-	_, err = db.Consumer("s", "durable")
+	_, err = db.Consumer("s", "durable", nil)
 	require.NoError(t, err)
 	durable, err := db.ListConsumers("s")
 	require.NoError(t, err)
@@ -227,7 +229,8 @@ func TestStreamConsumerLimits(t *testing.T) {
 	}
 	_, err = db.RegisterStreamConsumer("s", "one-too-many", engine.StreamConsumerConfig{})
 	require.ErrorIs(t, err, engine.ErrLimitExceeded)
-	require.Contains(t, engine.Message(err), "20")
+	require.Equal(t, engine.ReasonConsumerLimit, asError(t, err).Reason)
+	require.Equal(t, int64(20), asError(t, err).Actual)
 	// Deregistering makes room; the limit is per stream.
 	require.NoError(t, db.DeregisterStreamConsumer("s", "slow0"))
 	_, err = db.RegisterStreamConsumer("s", "one-more", engine.StreamConsumerConfig{})
@@ -314,7 +317,9 @@ func TestStreamConsumerOnCreatingStream(t *testing.T) {
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, ActivationDelay: time.Second}))
 	_, err := db.RegisterStreamConsumer("s", "a", engine.StreamConsumerConfig{})
 	require.ErrorIs(t, err, engine.ErrResourceInUse)
-	require.Equal(t, "Stream s is not ACTIVE, instead in state CREATING", engine.Message(err))
+	ee := asError(t, err)
+	require.Equal(t, engine.ReasonStreamNotActive, ee.Reason)
+	require.Equal(t, []string{"s", "CREATING"}, []string{ee.Stream, ee.State})
 	e.advance(time.Second)
 	_, err = db.RegisterStreamConsumer("s", "a", engine.StreamConsumerConfig{})
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -55,14 +56,21 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 		return err
 	}
 
+	// createMu orders creations (stream ids and the time allocator are
+	// persisted in allocation order); db.mu is held only to check and
+	// reserve, never across the commit.
+	db.createMu.Lock()
+	defer db.createMu.Unlock()
 	db.mu.Lock()
-	defer db.mu.Unlock()
 	if _, ok := db.mu.streams[name]; ok {
-		return shard.Errorf(shard.ErrStreamExists, "Stream %s already exists.", name)
+		db.mu.Unlock()
+		return &shard.Error{Kind: shard.ErrStreamExists, Stream: name, Msg: fmt.Sprintf("stream %s already exists", name)}
 	}
 	if open := db.openShardsLocked(nil); open+cfg.ShardCount > db.opts.MaxShards {
-		return shard.Errorf(shard.ErrLimitExceeded,
-			"This request would exceed the shard limit for the account. Current shard count: %d, limit: %d; requested: %d.", open, db.opts.MaxShards, cfg.ShardCount)
+		db.mu.Unlock()
+		return &shard.Error{Kind: shard.ErrLimitExceeded, Reason: shard.ReasonShardLimit, Op: "CreateStream", Stream: name,
+			Actual: int64(open), Limit: int64(db.opts.MaxShards), Requested: int64(cfg.ShardCount),
+			Msg: fmt.Sprintf("%d more shards would exceed the shard limit of %d open shards (%d open)", cfg.ShardCount, db.opts.MaxShards, open)}
 	}
 	now := db.opts.Clock()
 	secs := db.allocSecsLocked(now)
@@ -89,16 +97,29 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	if err := db.putMetaLocked(b, m); err != nil {
+		db.mu.Unlock()
 		return err
 	}
+	// Reserve the shards, so a concurrent reshard counts them.
+	db.mu.pendingShards += cfg.ShardCount
+	db.mu.Unlock()
 	_ = b.Set(shard.MetaKey(metaNextStream), binary.BigEndian.AppendUint32(nil, m.ID+1), nil)
 	// Clear anything a crashed DeleteStream of this id might have left.
 	start, end := shard.StreamRecordsSpan(m.ID)
 	_ = b.DeleteRange(start, end, nil)
-	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "create stream " + name, Cause: err}
+	if hooks.beforeCatalogCommit != nil {
+		hooks.beforeCatalogCommit()
 	}
-	s, err := db.newStreamState(m)
+	err := db.writer.CommitBatch(b, pebble.Sync)
+	var s *stream
+	if err != nil {
+		err = writeFailed("CreateStream", name, err)
+	} else {
+		s, err = db.newStreamState(m)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.mu.pendingShards -= cfg.ShardCount
 	if err != nil {
 		return err
 	}
@@ -132,9 +153,10 @@ func (db *DB) putMetaLocked(b *pebble.Batch, m *streamMeta) error {
 }
 
 // openShardsLocked counts open shards across streams other than except
-// (nil: all streams). The caller holds db.mu; no stream lock is taken.
+// (nil: all streams), and those of streams being created. The caller
+// holds db.mu; no stream lock is taken.
 func (db *DB) openShardsLocked(except *stream) int {
-	n := 0
+	n := db.mu.pendingShards
 	for _, s := range db.mu.streams {
 		if s == except {
 			continue
@@ -146,7 +168,9 @@ func (db *DB) openShardsLocked(except *stream) int {
 
 // DeleteStream deletes a stream and all its records (with DeleteRange:
 // the cost does not grow with the record count). A stream created later
-// with the same name never sees the old records.
+// with the same name never sees the old records. It waits for puts in
+// flight on the stream; ctx can end the call before its commit (then
+// nothing is deleted).
 func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := db.check(); err != nil {
 		return err
@@ -154,19 +178,20 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := db.writable(); err != nil {
 		return err
 	}
-	// Lock order is stream.mu then db.mu (updateMeta and reshard take
-	// db.mu under the stream's lock), so look up, lock the stream, then
-	// take db.mu and check the stream is still the one named.
 	s, err := db.streamByName(name)
 	if err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if s.deleted || db.mu.streams[name] != s {
+	if s.deleted {
 		return notFound(name)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
@@ -175,15 +200,21 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		start, end := shard.StreamSpan(prefix, s.id)
 		_ = b.DeleteRange(start, end, nil)
 	}
+	if hooks.beforeCatalogCommit != nil {
+		hooks.beforeCatalogCommit()
+	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "delete stream " + name, Cause: err}
+		return writeFailed("DeleteStream", name, err)
 	}
 	s.deleted = true
+	s.publishLocked()
 	for _, l := range s.logs {
 		l.Close()
 	}
+	db.mu.Lock()
 	delete(db.mu.streams, name)
 	delete(db.mu.byID, s.id)
+	db.mu.Unlock()
 	db.spaceFreed()
 	return nil
 }
@@ -200,14 +231,17 @@ func (db *DB) ListStreams() ([]string, error) {
 	return names, nil
 }
 
-// status returns the stream's status at nowMs. The caller holds s.mu.
-func (s *stream) statusLocked(nowMs int64) StreamStatus {
+// statusLocked returns the stream's status at nowMs. The caller holds s.mu.
+func (s *stream) statusLocked(nowMs int64) StreamStatus { return s.meta.status(nowMs) }
+
+// status returns the status at nowMs of the stream m describes.
+func (m *streamMeta) status(nowMs int64) StreamStatus {
 	switch {
-	case s.meta.ActiveMs > s.meta.CreatedMs && nowMs < s.meta.ActiveMs:
+	case m.ActiveMs > m.CreatedMs && nowMs < m.ActiveMs:
 		// Only an ActivationDelay makes a stream CREATING: a clock that
 		// steps back before the creation time must not hide the stream.
 		return StatusCreating
-	case nowMs < s.meta.UpdatingMs:
+	case nowMs < m.UpdatingMs:
 		return StatusUpdating
 	}
 	return StatusActive
@@ -220,12 +254,11 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 	if err != nil {
 		return StreamDescription{}, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	m := s.meta
+	v := s.load()
+	m := v.meta
 	d := StreamDescription{
 		Name:              m.Name,
-		Status:            s.statusLocked(db.opts.nowMs()),
+		Status:            v.status(db.opts.nowMs()),
 		CreatedAt:         time.UnixMilli(m.CreatedMs),
 		Retention:         m.retention(),
 		Partitioner:       m.Partitioner,
@@ -236,11 +269,11 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 		EncryptionType:    m.Encryption,
 		KeyID:             m.KeyID,
 		ShardLevelMetrics: slices.Clone(m.Metrics),
-		OpenShardCount:    len(s.open),
+		OpenShardCount:    m.openShards(),
 		MaxRecordBytes:    db.recordLimit(m),
 	}
 	if d.Status != StatusCreating {
-		d.Shards = s.describeShardsLocked()
+		d.Shards = v.describeShards()
 	}
 	for _, sd := range d.Shards {
 		d.Bytes += sd.Bytes
@@ -249,10 +282,10 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 	return d, nil
 }
 
-func (s *stream) describeShardsLocked() []ShardDescription {
-	out := make([]ShardDescription, 0, len(s.meta.Shards))
-	for _, sm := range s.meta.Shards {
-		l := s.logs[sm.ID]
+func (v *streamView) describeShards() []ShardDescription {
+	out := make([]ShardDescription, 0, len(v.meta.Shards))
+	for _, sm := range v.meta.Shards {
+		l := v.logs[sm.ID]
 		d := ShardDescription{
 			ShardID:                sm.ID,
 			ParentShardID:          sm.Parent,
@@ -279,12 +312,11 @@ func (db *DB) ListShards(name string) ([]ShardDescription, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.statusLocked(db.opts.nowMs()) == StatusCreating {
+	v := s.load()
+	if v.status(db.opts.nowMs()) == StatusCreating {
 		return nil, nil
 	}
-	return s.describeShardsLocked(), nil
+	return v.describeShards(), nil
 }
 
 // updateMeta applies fn to a copy of the stream's catalog entry under the
@@ -318,7 +350,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 		return err
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		return &shard.Error{Kind: shard.ErrWriteFailed, Msg: "update stream " + name, Cause: err}
+		return writeFailed("update", name, err)
 	}
 	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
@@ -326,6 +358,7 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	s.floorMs.Store(m.FloorMs)
 	s.maxRecordBytes.Store(int64(db.recordLimit(m)))
 	s.syncLogsLocked()
+	s.publishLocked()
 	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
 	if m.MaxBytes > 0 {
 		db.bg.kick()
@@ -364,9 +397,9 @@ func (db *DB) IncreaseRetention(name string, d time.Duration) error {
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
 		if d.Milliseconds() < m.RetentionMs {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"Requested retention period (%d hours) for stream %s can not be shorter than existing retention period (%d hours). Use DecreaseRetentionPeriod API.",
-				int64(d.Hours()), name, m.RetentionMs/3600000)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonRetentionShorter, Stream: name,
+				Requested: int64(d.Hours()), Actual: m.RetentionMs / 3600000,
+				Msg: fmt.Sprintf("IncreaseRetention to %d hours would shorten the retention of stream %s (%d hours); use DecreaseRetention", int64(d.Hours()), name, m.RetentionMs/3600000)}
 		}
 		db.setRetentionLocked(m, d)
 		return nil
@@ -381,9 +414,9 @@ func (db *DB) DecreaseRetention(name string, d time.Duration) error {
 	}
 	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
 		if d.Milliseconds() > m.RetentionMs {
-			return shard.Errorf(shard.ErrInvalidArgument,
-				"Requested retention period (%d hours) for stream %s can not be longer than existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
-				int64(d.Hours()), name, m.RetentionMs/3600000)
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonRetentionLonger, Stream: name,
+				Requested: int64(d.Hours()), Actual: m.RetentionMs / 3600000,
+				Msg: fmt.Sprintf("DecreaseRetention to %d hours would lengthen the retention of stream %s (%d hours); use IncreaseRetention", int64(d.Hours()), name, m.RetentionMs/3600000)}
 		}
 		db.setRetentionLocked(m, d)
 		return nil
@@ -490,7 +523,9 @@ const maxTags = 50
 
 func validateTags(tags map[string]string, existing int) error {
 	if len(tags)+existing > maxTags {
-		return shard.Errorf(shard.ErrInvalidArgument, "A stream cannot have more than %d tags (it would have %d).", maxTags, len(tags)+existing)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonTagLimit, Field: "Tags",
+			Actual: int64(len(tags) + existing), Limit: maxTags,
+			Msg: fmt.Sprintf("a stream may have at most %d tags, not %d", maxTags, len(tags)+existing)}
 	}
 	for k, v := range tags {
 		if len(k) < 1 || len(k) > 128 {
@@ -539,9 +574,7 @@ func (db *DB) Tags(name string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return maps.Clone(s.meta.Tags), nil
+	return maps.Clone(s.load().meta.Tags), nil
 }
 
 func validateLimits(l Limits) error {

@@ -91,9 +91,13 @@ type (
 	//
 	// Defined in github.com/kvstream/kvstream/iterator.
 	Iterator = iterator.Iterator
-	// Error is the concrete type of engine errors: Kind is one of the
-	// sentinels (ErrStreamNotFound, ...), Msg the message in Kinesis'
-	// wording, Cause an underlying I/O or Pebble error if any. Methods:
+	// Error is the concrete type behind the engine's errors: a Kind (one
+	// of the Err… sentinels, so errors.Is works), a Reason naming the
+	// condition within the kind, and the values involved (Stream, Shard,
+	// Field, Limit, …) as fields; Msg is plain English and Cause an
+	// underlying I/O or Pebble error if any. Use errors.As to get the
+	// fields and word the error your own way (the Kinesis server does, in
+	// server/render.go). Methods:
 	//
 	//	func (e *Error) Error() string
 	//	func (e *Error) Unwrap() []error  // Kind and Cause, for errors.Is

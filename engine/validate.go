@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/kvstream/kvstream/shard"
@@ -87,8 +88,8 @@ func itoa(i int) string {
 func parseExplicitHashKey(s string) (shard.HashKey, error) {
 	h, ok := shard.ParseHashKey(s)
 	if !ok {
-		return h, shard.Errorf(shard.ErrInvalidArgument,
-			"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was %s", s)
+		return h, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonExplicitHashKey, Field: "ExplicitHashKey", Value: s,
+			Msg: fmt.Sprintf("ExplicitHashKey %q is not a decimal in [0, 2^128-1]", s)}
 	}
 	return h, nil
 }
@@ -96,7 +97,9 @@ func parseExplicitHashKey(s string) (shard.HashKey, error) {
 // validateRetention checks a retention period against the DB's bounds.
 func (db *DB) validateRetention(d time.Duration) error {
 	if d < db.opts.MinRetention || d > maxRetention {
-		return shard.Errorf(shard.ErrInvalidArgument, "Retention %v must be in [%v, %v]", d, db.opts.MinRetention, maxRetention)
+		return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonRetentionRange, Field: "Retention",
+			Actual: d.Milliseconds(), Limit: db.opts.MinRetention.Milliseconds(), Requested: maxRetention.Milliseconds(),
+			Msg: fmt.Sprintf("Retention %v must be in [%v, %v]", d, db.opts.MinRetention, maxRetention)}
 	}
 	return nil
 }

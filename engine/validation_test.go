@@ -107,7 +107,7 @@ func TestValidationErrors(t *testing.T) {
 		{"records entry size", putRs("s", append(entries(3, 1), engine.Entry{PartitionKey: "k", Data: make([]byte, mib)})), engine.ErrValidation, []string{"Records[3].Data", "1048576"}},
 		{"records entry ehk", putRs("s", append(entries(3, 1), engine.Entry{PartitionKey: "k", ExplicitHashKey: hash2p128})), engine.ErrInvalidArgument, []string{"ExplicitHashKey", "[0, 2^128-1]", hash2p128}},
 		// ExplicitHashKey: a decimal in [0, 2^128-1].
-		{"ehk 2^128", ehk(hash2p128), engine.ErrInvalidArgument, []string{"Invalid ExplicitHashKey", "[0, 2^128-1]", hash2p128}},
+		{"ehk 2^128", ehk(hash2p128), engine.ErrInvalidArgument, []string{"ExplicitHashKey", "[0, 2^128-1]", hash2p128}},
 		{"ehk negative", ehk("-1"), engine.ErrInvalidArgument, []string{"ExplicitHashKey", "2^128-1", "-1"}},
 		{"ehk letters", ehk("abc"), engine.ErrInvalidArgument, []string{"ExplicitHashKey", "abc"}},
 		{"ehk decimal point", ehk("1.0"), engine.ErrInvalidArgument, []string{"ExplicitHashKey", "1.0"}},
@@ -120,12 +120,12 @@ func TestValidationErrors(t *testing.T) {
 		{"shard missing", iterAt("s", 99, engine.TrimHorizon()), engine.ErrShardNotFound, []string{"shardId-000000000099", "s"}},
 		{"stream missing iter", iterAt("nope", 0, engine.TrimHorizon()), engine.ErrStreamNotFound, []string{"nope"}},
 		{"zero position", iterAt("s", 0, engine.StartPosition{}), engine.ErrValidation, []string{"TRIM_HORIZON", "AT_TIMESTAMP"}},
-		{"future timestamp", iterAt("s", 0, engine.AtTimestamp(clk.Now().Add(time.Hour))), engine.ErrInvalidArgument, []string{"timestampInMillis", "currentTimestampInMillis"}},
+		{"future timestamp", iterAt("s", 0, engine.AtTimestamp(clk.Now().Add(time.Hour))), engine.ErrInvalidArgument, []string{"AtTimestamp", "current time"}},
 		// Retention changes.
 		{"set retention short", func() error { return db.SetRetention("s", time.Second) }, engine.ErrInvalidArgument, []string{"Retention", "1m0s"}},
 		{"set retention long", func() error { return db.SetRetention("s", 9000*time.Hour) }, engine.ErrInvalidArgument, []string{"Retention", "8760h"}},
-		{"increase to shorter", func() error { return db.IncreaseRetention("s", 12*time.Hour) }, engine.ErrInvalidArgument, []string{"12 hours", "24 hours", "can not be shorter", "DecreaseRetentionPeriod"}},
-		{"decrease to longer", func() error { return db.DecreaseRetention("s", 48*time.Hour) }, engine.ErrInvalidArgument, []string{"48 hours", "24 hours", "can not be longer", "IncreaseRetentionPeriod"}},
+		{"increase to shorter", func() error { return db.IncreaseRetention("s", 12*time.Hour) }, engine.ErrInvalidArgument, []string{"12 hours", "24 hours", "shorten", "DecreaseRetention"}},
+		{"decrease to longer", func() error { return db.DecreaseRetention("s", 48*time.Hour) }, engine.ErrInvalidArgument, []string{"48 hours", "24 hours", "lengthen", "IncreaseRetention"}},
 		// SplitShard: Start+1 < k < End on an open shard.
 		{"split not a number", func() error { return db.SplitShard("s", 0, "x") }, engine.ErrValidation, []string{"NewStartingHashKey", "2^128-1"}},
 		{"split 2^128", func() error { return db.SplitShard("s", 0, hash2p128) }, engine.ErrValidation, []string{"NewStartingHashKey"}},

@@ -71,19 +71,16 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/awsclient"
 )
 
 // Kinesis' PutRecords limits, the most a batch may hold.
@@ -286,36 +283,19 @@ func (c Config) validate() error {
 }
 
 // NewClient returns a Kinesis client for cfg's Endpoint and Region, with
-// credentials from the standard AWS configuration chain (environment,
-// shared files, SSO, container and instance roles). On a loopback
-// Endpoint (a local kvstream serve, which accepts any credentials unless
-// it verifies SigV4) without $AWS_ACCESS_KEY_ID or $AWS_PROFILE set, it
-// uses placeholder credentials instead of searching the chain. The
-// client's own retries are off: the Forwarder retries with its backoff.
+// AWS configuration by kvstream's one rule (internal/awsclient): on a
+// loopback Endpoint (a local kvstream serve) without $AWS_PROFILE, the
+// environment's keys or placeholders and no AWS files; elsewhere the
+// standard chain (environment, shared files, SSO, container and instance
+// roles). The client's own retries are off: the Forwarder retries with its
+// backoff.
 func NewClient(ctx context.Context, cfg Config) (*kinesis.Client, error) {
-	var opts []func(*config.LoadOptions) error
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
+	awsCfg, err := awsclient.Config(ctx, cfg.Endpoint, cfg.Region)
+	if errors.Is(err, awsclient.ErrEndpoint) {
+		return nil, fmt.Errorf("%w: Endpoint %q must be a URL such as http://127.0.0.1:4567", ErrInvalidConfig, cfg.Endpoint)
 	}
-	local := false
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: Endpoint %q must be a URL such as http://127.0.0.1:4567", ErrInvalidConfig, cfg.Endpoint)
-		}
-		local = isLoopback(u.Hostname()) && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == ""
-	}
-	var awsCfg aws.Config
-	if local {
-		awsCfg = aws.Config{Region: cfg.Region, Credentials: credentials.NewStaticCredentialsProvider("kvstream", "kvstream", "")}
-	} else {
-		var err error
-		if awsCfg, err = config.LoadDefaultConfig(ctx, opts...); err != nil {
-			return nil, fmt.Errorf("forward: AWS configuration: %w", err)
-		}
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = DefaultRegion
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
 	}
 	return kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
 		if cfg.Endpoint != "" {
@@ -323,14 +303,6 @@ func NewClient(ctx context.Context, cfg Config) (*kinesis.Client, error) {
 		}
 		o.Retryer = aws.NopRetryer{}
 	}), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Forwarder drains one local stream into one upstream stream. Run does
@@ -439,7 +411,7 @@ func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
 		}
 		cfg.Consumer = DefaultConsumer(endpoint, region, cfg.TargetStream)
 	}
-	c, err := db.OpenConsumer(cfg.Stream, cfg.Consumer, engine.ConsumerConfig{Start: cfg.Start})
+	c, err := db.Consumer(cfg.Stream, cfg.Consumer, &engine.ConsumerConfig{Start: cfg.Start})
 	if err != nil {
 		return nil, fmt.Errorf("forward: consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
 	}
@@ -544,7 +516,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	defer f.running.Store(false)
 	// A fresh consumer each Run: a consumer remembers how far it read in
 	// this process, and the next Run must start at the checkpoints.
-	c, err := f.db.OpenConsumer(f.cfg.Stream, f.cfg.Consumer, engine.ConsumerConfig{Start: f.cfg.Start})
+	c, err := f.db.Consumer(f.cfg.Stream, f.cfg.Consumer, &engine.ConsumerConfig{Start: f.cfg.Start})
 	if err != nil {
 		return fmt.Errorf("forward: consumer %s of stream %s: %w", f.cfg.Consumer, f.cfg.Stream, err)
 	}

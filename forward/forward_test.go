@@ -390,7 +390,7 @@ func TestForwardRetention(t *testing.T) {
 
 // consumerLag sums the durable consumer's Lag.
 func consumerLag(db *engine.DB, consumer string) (int64, error) {
-	c, err := db.Consumer(localStream, consumer)
+	c, err := db.Consumer(localStream, consumer, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -19,8 +19,11 @@ import (
 // An Iterator is not safe for concurrent use. Record().Data is borrowed:
 // it is valid until the next call to Next or Close (use Record.Clone to
 // keep it). Close releases Pebble resources and is idempotent; Err may be
-// called after Close.
+// called after Close. An Iterator made by a Gate fails with the gate's
+// error (the engine's ErrClosed) once its DB closes, and never touches a
+// closed Pebble.
 type Iterator struct {
+	gate   *Gate // nil: not gated
 	r      pebble.Reader
 	log    *shard.Log
 	cutoff func() int64 // oldest retained arrival (Unix ms)
@@ -55,7 +58,30 @@ func New(r pebble.Reader, l *shard.Log, next uint64, cutoff func() int64) *Itera
 // one. It returns false at the end of the visible records (more may come:
 // see Wait) and on error (see Err).
 func (it *Iterator) Next() bool {
+	if !it.enter() {
+		return false
+	}
+	defer it.leave()
 	return it.advance() && it.loadInto(&it.rec)
+}
+
+// enter starts a use of Pebble: it enters the gate of a gated iterator,
+// recording the gate's error if it is closed.
+func (it *Iterator) enter() bool {
+	if it.gate == nil {
+		return true
+	}
+	ok, err := it.gate.Enter()
+	if !ok && it.err == nil {
+		it.err = err
+	}
+	return ok
+}
+
+func (it *Iterator) leave() {
+	if it.gate != nil {
+		it.gate.Leave()
+	}
 }
 
 // advance positions the Pebble iterator at the next visible record and
@@ -220,16 +246,20 @@ func (it *Iterator) ShardEnded() bool {
 func (it *Iterator) CaughtUp() bool { return it.next > it.log.Published() }
 
 // Wait blocks until a record after the current position is visible, the
-// shard is closed, or ctx ends. It is woken by the commit path, with no
+// shard is closed, its DB closes (Next then reports why), or ctx ends. It is woken by the commit path, with no
 // polling. Wait releases the iterator's Pebble snapshot so a waiting tail
 // reader pins nothing.
 func (it *Iterator) Wait(ctx context.Context) error {
+	if !it.enter() {
+		return nil // the DB closed: Next reports it
+	}
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
 			it.setErr(err)
 		}
 		it.pit = nil
 	}
+	it.leave()
 	return it.log.Wait(ctx, it.next-1)
 }
 
@@ -245,17 +275,32 @@ func (it *Iterator) All() iter.Seq[shard.Record] {
 	}
 }
 
-// Close releases the iterator. It is idempotent.
+// Close releases the iterator and returns the error releasing its Pebble
+// iterator returned, unless Err already reports an error (then nil; Err
+// keeps it). It is idempotent: later calls return nil.
+// Closing an iterator whose DB closed first returns nil (the DB released
+// it).
 func (it *Iterator) Close() error {
-	it.done = true
-	if it.pit != nil {
-		err := it.pit.Close()
-		it.pit = nil
-		if it.err == nil {
-			it.setErr(err)
-		}
+	if !it.enter() {
+		// The gate closed first and released the Pebble iterator.
+		it.done = true
+		return nil
 	}
-	return nil
+	defer it.leave()
+	if it.gate != nil {
+		it.gate.forget(it)
+	}
+	it.done = true
+	if it.pit == nil {
+		return nil
+	}
+	err := it.pit.Close()
+	it.pit = nil
+	if err == nil || it.err != nil {
+		return nil // nothing new: Err already reports the iterator's error
+	}
+	it.setErr(err)
+	return it.err
 }
 
 // ReadPage reads up to maxRecords records and about maxBytes of data from
@@ -266,6 +311,10 @@ func (it *Iterator) Close() error {
 // record. It returns the records and whether the page stopped at a limit
 // (more may be visible).
 func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
+	if !it.enter() {
+		return nil, false
+	}
+	defer it.leave()
 	var recs []shard.Record
 	var arena []byte
 	size := 0

@@ -1,9 +1,14 @@
-// Package iterator turns start positions into shard positions, reads a
-// shard's records in order (Iterator), and encodes the stateless,
-// MAC-authenticated shard iterator tokens the Kinesis API hands out.
+// Package iterator is one of the engine's internals: it turns start
+// positions into shard positions, reads a shard's records in order
+// (Iterator, tied to its DB's lifetime by a Gate), and encodes the
+// stateless, MAC-authenticated shard iterator tokens. Programs use the
+// engine package, which re-exports the start positions and the Iterator;
+// this package's exported surface exists for engine and may change with
+// it.
 package iterator
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -73,8 +78,10 @@ func AtTimestamp(t time.Time) StartPosition {
 
 // Resolve returns the first counter to read in l for pos. cutoffMs is the
 // oldest arrival time still retained; nowMs is the current time. Errors
-// wrap shard.ErrInvalidArgument (with Kinesis' wording) for numbers from
-// another shard or stream and timestamps in the future.
+// are *shard.Error of kind shard.ErrInvalidArgument for numbers from
+// another shard (shard.ReasonSequenceOtherShard) or stream
+// (shard.ReasonSequenceOtherStream) and timestamps in the future
+// (shard.ReasonTimestampFuture).
 func Resolve(r pebble.Reader, l *shard.Log, pos StartPosition, nowMs, cutoffMs int64) (uint64, error) {
 	switch pos.Kind {
 	case KindTrimHorizon:
@@ -84,13 +91,14 @@ func Resolve(r pebble.Reader, l *shard.Log, pos StartPosition, nowMs, cutoffMs i
 	case KindAtSequenceNumber, KindAfterSequenceNumber:
 		n := pos.Sequence
 		if n.Shard != uint32(l.ID) {
-			return 0, shard.Errorf(shard.ErrInvalidArgument,
-				"Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s",
-				shard.ShardID(n.Shard), l.ID)
+			return 0, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherShard,
+				Shard: l.ID, Other: shard.ShardID(n.Shard), Sequence: n,
+				Msg: fmt.Sprintf("sequence number %s belongs to %s, not %s", n, shard.ShardID(n.Shard), l.ID)}
 		}
 		if !l.Owns(n) {
-			return 0, shard.Errorf(shard.ErrInvalidArgument,
-				"StartingSequenceNumber %s used in GetShardIterator on shard %s is invalid because it did not come from this stream.", n, l.ID)
+			return 0, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonSequenceOtherStream,
+				Shard: l.ID, Sequence: n,
+				Msg: fmt.Sprintf("sequence number %s did not come from %s of this stream", n, l.ID)}
 		}
 		c := n.Counter
 		if pos.Kind == KindAfterSequenceNumber && c < shard.MaxCounter {
@@ -105,8 +113,9 @@ func Resolve(r pebble.Reader, l *shard.Log, pos StartPosition, nowMs, cutoffMs i
 	case KindAtTimestamp:
 		ms := pos.Timestamp.UnixMilli()
 		if ms > nowMs {
-			return 0, shard.Errorf(shard.ErrInvalidArgument,
-				"The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %d, currentTimestampInMillis: %d", ms, nowMs)
+			return 0, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonTimestampFuture,
+				Time: time.UnixMilli(ms), Now: time.UnixMilli(nowMs),
+				Msg: fmt.Sprintf("AtTimestamp %d ms is after the current time %d ms", ms, nowMs)}
 		}
 		return l.SeekArrival(r, l.TrimPoint(), max(ms, cutoffMs))
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"sync"
 	"time"
@@ -121,26 +122,24 @@ func (c *Codec) Encode(t Token) string {
 }
 
 // Decode authenticates and decodes s. A forged, truncated or garbage token
-// is shard.ErrInvalidArgument ("Invalid ShardIterator."); a token older
-// than the TTL at nowMs is shard.ErrExpiredIterator.
+// is shard.ErrInvalidArgument (shard.ReasonInvalidToken); a token older
+// than the TTL at nowMs is shard.ErrExpiredIterator
+// (shard.ReasonIteratorExpired).
 func (c *Codec) Decode(s string, nowMs int64) (Token, error) {
 	t, ok := c.decode(s)
 	if !ok {
-		return Token{}, shard.Errorf(shard.ErrInvalidArgument, "Invalid ShardIterator.")
+		return Token{}, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonInvalidToken, Field: "ShardIterator",
+			Msg: "the shard iterator token is not valid"}
 	}
 	if nowMs-t.IssuedMs > c.ttl.Milliseconds() {
-		issued := time.UnixMilli(t.IssuedMs).UTC().Format(kinesisDate)
-		now := time.UnixMilli(nowMs).UTC().Format(kinesisDate)
-		return Token{}, shard.Errorf(shard.ErrExpiredIterator,
-			"Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
-			issued, now, c.ttl.Milliseconds())
+		issued, now := time.UnixMilli(t.IssuedMs), time.UnixMilli(nowMs)
+		return Token{}, &shard.Error{Kind: shard.ErrExpiredIterator, Reason: shard.ReasonIteratorExpired,
+			Stream: t.Name, Shard: t.Shard, Time: issued, Now: now, Limit: c.ttl.Milliseconds(),
+			Msg: fmt.Sprintf("the shard iterator issued at %s is older than its lifetime of %v at %s",
+				issued.UTC().Format(time.RFC3339Nano), c.ttl, now.UTC().Format(time.RFC3339Nano))}
 	}
 	return t, nil
 }
-
-// kinesisDate is how Kinesis prints times in iterator messages (Java's
-// Date.toString: a two-digit day).
-const kinesisDate = "Mon Jan 02 15:04:05 MST 2006"
 
 // StreamName returns the stream name an authentic token s carries, expired
 // or not; "" if s is not one of this codec's tokens or has no name.

@@ -83,7 +83,9 @@ func TestTokenTamperedEveryPosition(t *testing.T) {
 				}
 				_, err := c.Decode(string(b), tok.IssuedMs)
 				require.ErrorIs(t, err, shard.ErrInvalidArgument, "flip at %d", i)
-				require.Equal(t, "Invalid ShardIterator.", shard.Message(err))
+				var e *shard.Error
+				require.ErrorAs(t, err, &e)
+				require.Equal(t, shard.ReasonInvalidToken, e.Reason)
 				require.Empty(t, c.StreamName(string(b)))
 			}
 		}
@@ -132,9 +134,13 @@ func TestTokenExpiry(t *testing.T) {
 	_, err = c.Decode(s, issued+ttl.Milliseconds()+1)
 	require.ErrorIs(t, err, shard.ErrExpiredIterator)
 	require.NotErrorIs(t, err, shard.ErrInvalidArgument)
-	// Kinesis prints the day with two digits.
-	require.Equal(t, "Iterator expired. The iterator was created at time Tue Dec 01 06:56:19 UTC 2026 while right now it is "+
-		"Tue Dec 01 07:01:19 UTC 2026 which is further in the future than the tolerated delay of 300000 milliseconds.", shard.Message(err))
+	var e *shard.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, shard.ReasonIteratorExpired, e.Reason)
+	require.Equal(t, ttl.Milliseconds(), e.Limit)
+	require.Equal(t, issued, e.Time.UnixMilli())
+	require.Equal(t, issued+ttl.Milliseconds()+1, e.Now.UnixMilli())
+	require.Equal(t, "s", e.Stream)
 	// An expired token still names its stream.
 	require.Equal(t, "s", c.StreamName(s))
 	// A clock that went backwards does not expire a token.

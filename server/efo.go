@@ -400,15 +400,14 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	if aerr != nil {
 		return aerr
 	}
-	pos, aerr := s.subscribePosition(in.StartingPosition, id, stream)
+	sp := in.StartingPosition
+	pos, aerr := s.startPosition("SubscribeToShard", *sp.Type, sp.SequenceNumber, sp.Timestamp, id, stream)
 	if aerr != nil {
 		return aerr
 	}
 	it, err := s.db.Iterate(stream, id, pos)
 	if err != nil {
-		ae := s.engineError(err, stream)
-		ae.Msg = strings.Replace(ae.Msg, "used in GetShardIterator", "used in SubscribeToShard", 1)
-		return ae
+		return s.renderError(err, call{op: "SubscribeToShard", stream: stream})
 	}
 	p := &pump{s: s, it: it}
 	defer func() { _ = p.it.Close() }()
@@ -447,44 +446,6 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 	}
 	p.run()
 	return nil
-}
-
-// subscribePosition turns a StartingPosition into an engine position,
-// with the rules and messages of GetShardIterator.
-func (s *Server) subscribePosition(sp *startingPosition, id engine.ShardID, stream string) (engine.StartPosition, *apiError) {
-	typ := *sp.Type
-	switch typ {
-	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
-		if sp.SequenceNumber == nil {
-			return engine.StartPosition{}, startingPositionError(typ, "no")
-		}
-		n, ok := engine.ParseSequenceNumber(*sp.SequenceNumber)
-		if !ok {
-			return engine.StartPosition{}, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*sp.SequenceNumber+" used in SubscribeToShard on shard "+
-				id.String()+" in stream "+stream+" under account "+s.cfg.Account+" is invalid.")
-		}
-		if typ == "AT_SEQUENCE_NUMBER" {
-			return engine.AtSequenceNumber(n), nil
-		}
-		return engine.AfterSequenceNumber(n), nil
-	case "TRIM_HORIZON", "LATEST":
-		if sp.SequenceNumber != nil {
-			return engine.StartPosition{}, startingPositionError(typ, "also a")
-		}
-		if typ == "TRIM_HORIZON" {
-			return engine.TrimHorizon(), nil
-		}
-		return engine.Latest(), nil
-	}
-	if sp.Timestamp == nil { // AT_TIMESTAMP
-		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-	}
-	return engine.AtTimestamp(atTimestamp(sp.Timestamp.Time)), nil
-}
-
-func startingPositionError(typ, what string) *apiError {
-	return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and SequenceNumber or "+
-		"(2) TRIM_HORIZON or LATEST and no SequenceNumber. Request specified "+typ+" and "+what+" SequenceNumber.")
 }
 
 // shardCreated returns the creation second of shard id (part of its

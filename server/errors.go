@@ -1,12 +1,9 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/kvstream/kvstream/engine"
 )
 
 // Kinesis error type names (the "__type" of an error response).
@@ -61,80 +58,10 @@ func newAPIError(typ, msg string) *apiError {
 }
 
 // engineError maps an engine error to the Kinesis error a client sees.
-// stream, when known, is the stream the call named: engine messages that
-// mention it get Kinesis' "under account N" qualifier.
+// stream, when known, is the stream the call named: texts about that
+// stream get Kinesis' "under account N" qualifier.
 func (s *Server) engineError(err error, stream string) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	msg := engine.Message(err)
-	typ := errInternalFailure
-	switch {
-	case errors.Is(err, engine.ErrStreamNotFound), errors.Is(err, engine.ErrShardNotFound),
-		errors.Is(err, engine.ErrConsumerNotFound):
-		typ = errResourceNotFound
-	case errors.Is(err, engine.ErrStreamExists), errors.Is(err, engine.ErrResourceInUse):
-		typ = errResourceInUse
-		msg = strings.Replace(msg, " is not ACTIVE", " not ACTIVE", 1)
-	case errors.Is(err, engine.ErrValidation):
-		typ = errValidation
-	case errors.Is(err, engine.ErrInvalidArgument):
-		typ = errInvalidArgument
-	case errors.Is(err, engine.ErrExpiredIterator):
-		typ = errExpiredIterator
-	case errors.Is(err, engine.ErrThroughputExceeded), errors.Is(err, engine.ErrStreamFull):
-		typ = errThroughputExceeded
-	case errors.Is(err, engine.ErrLimitExceeded):
-		typ = errLimitExceeded
-	case errors.Is(err, engine.ErrDiskFull):
-		return newAPIError(errServiceUnavailable, msg)
-	}
-	if typ == errInternalFailure {
-		if errCanceled(err) { // the client went away; nothing to report
-			return newAPIError(errInternalFailure, "The request was cancelled.")
-		}
-		if errors.Is(err, engine.ErrCorruption) {
-			// Damaged stored data: say so (the message names the stream,
-			// shard and position), count it, and log it for the operator.
-			s.metrics.corruption.Inc()
-			s.cfg.Logger.Error("kvstream server: stored data is damaged", "err", err)
-			return newAPIError(errInternalFailure, "Internal service failure: corruption: "+msg)
-		}
-		s.cfg.Logger.Error("kvstream server: internal failure", "err", err)
-		return newAPIError(errInternalFailure, "Internal service failure.")
-	}
-	if stream != "" {
-		msg = s.qualify(msg, stream)
-	}
-	return newAPIError(typ, msg)
-}
-
-// qualify inserts " under account N" after the first mention of
-// "stream <name>" in msg (as a whole word), unless msg already names an
-// account: "Stream x not found." becomes "Stream x under account N not
-// found.", as Kinesis writes it.
-func (s *Server) qualify(msg, stream string) string {
-	// Kinesis' retention messages name the stream without the account.
-	if strings.Contains(msg, "under account") || strings.HasPrefix(msg, "Requested retention period") {
-		return msg
-	}
-	for _, p := range [...]string{"Stream ", "stream "} {
-		needle := p + stream
-		off := 0
-		for {
-			i := strings.Index(msg[off:], needle)
-			if i < 0 {
-				break
-			}
-			end := off + i + len(needle)
-			if end == len(msg) || msg[end] == ' ' || msg[end] == '.' || msg[end] == ',' {
-				return msg[:end] + " under account " + s.cfg.Account + msg[end:]
-			}
-			off = end
-		}
-	}
-	return msg
+	return s.renderError(err, call{stream: stream})
 }
 
 // streamNotFound is Kinesis' ResourceNotFoundException for a stream.

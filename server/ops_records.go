@@ -355,7 +355,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 // ever reports ProvisionedThroughputExceededException or InternalFailure.
 func (s *Server) putRecordsFailure(err error, stream string) putRecordsResultEntry {
 	if errors.Is(err, engine.ErrThroughputExceeded) || errors.Is(err, engine.ErrStreamFull) {
-		return putRecordsResultEntry{ErrorCode: errThroughputExceeded, ErrorMessage: s.qualify(engine.Message(err), stream)}
+		return putRecordsResultEntry{ErrorCode: errThroughputExceeded, ErrorMessage: s.renderError(err, call{stream: stream}).Msg}
 	}
 	s.cfg.Logger.Error("kvstream server: PutRecords entry failed", "stream", stream, "err", err)
 	return putRecordsResultEntry{ErrorCode: errInternalFailure, ErrorMessage: "Internal Service Failure"}
@@ -407,48 +407,63 @@ func (s *Server) getShardIterator(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	typ := *in.ShardIteratorType
-	var pos engine.StartPosition
-	switch typ {
-	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
-		if in.StartingSequenceNumber == nil {
-			return nil, iteratorTypeError(typ, "no")
-		}
-		// The shard must exist before its number is looked at (startseq.go).
-		if pos, aerr = s.startingSequence(name, id, typ, *in.StartingSequenceNumber); aerr != nil {
-			return nil, aerr
-		}
-	case "TRIM_HORIZON", "LATEST":
-		if in.StartingSequenceNumber != nil {
-			return nil, iteratorTypeError(typ, "also a")
-		}
-		if typ == "TRIM_HORIZON" {
-			pos = engine.TrimHorizon()
-		} else {
-			pos = engine.Latest()
-		}
-	case "AT_TIMESTAMP":
-		if in.Timestamp == nil {
-			return nil, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-		}
-		pos = engine.AtTimestamp(atTimestamp(in.Timestamp.Time))
+	pos, aerr := s.startPosition("GetShardIterator", *in.ShardIteratorType, in.StartingSequenceNumber, in.Timestamp, id, name)
+	if aerr != nil {
+		return nil, aerr
 	}
 	tok, err := s.db.GetShardIterator(name, id, pos)
 	if err != nil {
-		ae := s.shardIteratorError(err, name, id)
-		// The engine names the shard but not the stream here.
-		if ae.Type == errInvalidArgument && strings.Contains(ae.Msg, "did not come from this stream") && !strings.Contains(ae.Msg, "under account") {
-			ae.Msg = strings.Replace(ae.Msg, "on shard "+id.String()+" is invalid",
-				"on shard "+id.String()+" in stream "+name+" under account "+s.cfg.Account+" is invalid", 1)
-		}
-		return nil, ae
+		return nil, s.shardIteratorError(err, name, id)
 	}
 	return getShardIteratorOutput{ShardIterator: tok}, nil
 }
 
-func iteratorTypeError(typ, what string) *apiError {
-	return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or "+
-		"(2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified "+typ+" and "+what+" StartingSequenceNumber.")
+// startPosition turns a Kinesis ShardIteratorType (typ, already
+// validated) with its sequence number and timestamp into an engine
+// position, with Kinesis' rules and messages for op: GetShardIterator
+// names the number StartingSequenceNumber, SubscribeToShard's
+// StartingPosition names it SequenceNumber.
+func (s *Server) startPosition(op, typ string, seq *string, ts *timestamp, id engine.ShardID, stream string) (engine.StartPosition, *apiError) {
+	member := "StartingSequenceNumber"
+	if op == "SubscribeToShard" {
+		member = "SequenceNumber"
+	}
+	combination := func(what string) *apiError {
+		return newAPIError(errInvalidArgument, "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and "+member+" or "+
+			"(2) TRIM_HORIZON or LATEST and no "+member+". Request specified "+typ+" and "+what+" "+member+".")
+	}
+	switch typ {
+	case "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER":
+		if seq == nil {
+			return engine.StartPosition{}, combination("no")
+		}
+		if op == "GetShardIterator" {
+			// The shard must exist before its number is looked at, and
+			// the number is read as AWS reads it (startseq.go).
+			return s.startingSequence(stream, id, typ, *seq)
+		}
+		n, ok := engine.ParseSequenceNumber(*seq)
+		if !ok {
+			return engine.StartPosition{}, newAPIError(errInvalidArgument, "StartingSequenceNumber "+*seq+" used in "+op+" on shard "+
+				id.String()+" in stream "+stream+" under account "+s.cfg.Account+" is invalid.")
+		}
+		if typ == "AT_SEQUENCE_NUMBER" {
+			return engine.AtSequenceNumber(n), nil
+		}
+		return engine.AfterSequenceNumber(n), nil
+	case "TRIM_HORIZON", "LATEST":
+		if seq != nil {
+			return engine.StartPosition{}, combination("also a")
+		}
+		if typ == "TRIM_HORIZON" {
+			return engine.TrimHorizon(), nil
+		}
+		return engine.Latest(), nil
+	}
+	if ts == nil { // AT_TIMESTAMP
+		return engine.StartPosition{}, newAPIError(errInvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+	}
+	return engine.AtTimestamp(atTimestamp(ts.Time)), nil
 }
 
 type getRecordsInput struct {
@@ -509,12 +524,7 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 				stream = n
 			}
 		}
-		ae := s.engineError(err, stream)
-		// Kinesis names the shard as account/stream/shard.
-		if rest, ok := strings.CutPrefix(ae.Msg, "Rate exceeded for Shard - "); ok && !strings.HasPrefix(rest, s.cfg.Account+"/") {
-			ae.Msg = "Rate exceeded for Shard - " + s.cfg.Account + "/" + rest
-		}
-		return nil, ae
+		return nil, s.engineError(err, stream)
 	}
 	bytes := 0
 	for i := range res.Records {

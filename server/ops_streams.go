@@ -3,7 +3,6 @@ package server
 import (
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
@@ -95,11 +94,7 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 	}
 	s.recordLimits.forget(name)
 	if err := s.db.CreateStream(name, cfg); err != nil {
-		ae := s.engineError(err, name)
-		if ae.Type == errLimitExceeded {
-			ae.Msg = strings.Replace(ae.Msg, "for the account.", "for the account "+s.cfg.Account+" in "+s.cfg.Region+".", 1)
-		}
-		return nil, ae
+		return nil, s.engineError(err, name)
 	}
 	s.enc.forget(name)
 	if in.WarmThroughputMiBps != nil && *in.WarmThroughputMiBps > 0 {

@@ -3,6 +3,7 @@ package shard
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors. Every error the engine returns wraps exactly one of these,
@@ -65,17 +66,135 @@ var (
 	ErrDiskFull = errors.New("kvstream: disk full")
 )
 
-// Error is the concrete type behind engine errors: Kind is one of the
-// sentinels above and Msg is a human-readable message in the wording
-// Kinesis uses. The server sends Msg as the Kinesis "message".
+// Error is the concrete type behind engine errors. Kind is one of the
+// sentinels above; Reason says which condition of that kind it is (zero
+// when the kind says it all); the other fields hold the values involved,
+// as each Reason documents, so a caller (the server, a CLI) can word the
+// error its own way without parsing text. Error() is plain English built
+// from Msg.
+//
+// Fields a Reason does not mention are zero. Shard and Other are only
+// meaningful where the Reason says so (shard 0 is a valid shard).
 type Error struct {
-	Kind error
-	Msg  string
+	Kind   error
+	Reason Reason
+	// Op is the engine call that failed ("SplitShard", "Resolve", …),
+	// where it matters for the wording.
+	Op string
+	// Stream is the stream the error is about, if any.
+	Stream string
+	// Shard is the shard the error is about; Other a second shard (the
+	// shard a sequence number encodes, the adjacent shard of a merge).
+	Shard, Other ShardID
+	// Consumer is the consumer the error is about, if any.
+	Consumer string
+	// Field names the argument at fault (a Go field or parameter name,
+	// e.g. "Records[3].Data"), Value its offending value as text.
+	Field, Value string
+	// Limit is the bound that was broken and Actual the value that broke
+	// it (counts, bytes, hours, …, as the Reason says); Requested is a
+	// third number some reasons carry (a requested shard count).
+	Limit, Actual, Requested int64
+	// State is a status the call found ("CREATING").
+	State string
+	// Sequence is the sequence number at fault.
+	Sequence SequenceNumber
+	// Range is a shard's hash-key range.
+	Range HashRange
+	// Time and Now are the instants a time-based error compares
+	// (an iterator's issue time, a start timestamp) against the clock.
+	Time, Now time.Time
+	// Msg is the message in plain English, without the kind's prefix.
+	Msg string
 	// Cause is an underlying error (I/O, Pebble), if any.
 	Cause error
 }
 
-// Error implements error.
+// Reason identifies the condition behind an Error within its Kind, for
+// callers that render errors in their own words.
+type Reason uint8
+
+// Reasons, with the Error fields each one sets.
+const (
+	// ReasonNone: the Kind says it all; Msg explains.
+	ReasonNone Reason = iota
+	// ReasonStreamNotActive (ErrResourceInUse): Stream is in State.
+	ReasonStreamNotActive
+	// ReasonShardClosed (ErrResourceInUse): Shard of Stream is closed
+	// and cannot be resharded.
+	ReasonShardClosed
+	// ReasonConsumerExists (ErrResourceInUse): Consumer of Stream is
+	// registered already.
+	ReasonConsumerExists
+	// ReasonIteratorStreamGone (ErrStreamNotFound): the stream a shard
+	// iterator token was issued for (Stream, "" when the token does not
+	// say) was deleted; Shard is the token's shard.
+	ReasonIteratorStreamGone
+	// ReasonShardLimit (ErrLimitExceeded): the DB's open-shard limit
+	// (Limit). For Op "CreateStream", Actual is the open shards before
+	// the call and Requested the stream's shards; otherwise Actual is the
+	// open shards the change would leave.
+	ReasonShardLimit
+	// ReasonShardCountRange (ErrLimitExceeded): UpdateShardCount's target
+	// (Requested) is not within half and double of the open shard count
+	// (Actual) of Stream.
+	ReasonShardCountRange
+	// ReasonConsumerLimit (ErrLimitExceeded): Stream has Actual
+	// registered consumers, the most it may have.
+	ReasonConsumerLimit
+	// ReasonCreatingConsumerLimit (ErrLimitExceeded): Stream has Actual
+	// consumers in the CREATING state.
+	ReasonCreatingConsumerLimit
+	// ReasonSplitHashKey (ErrInvalidArgument): the split point Value is
+	// not strictly inside Range, the range of Shard of Stream.
+	ReasonSplitHashKey
+	// ReasonNotAdjacent (ErrInvalidArgument): Shard and Other of Stream
+	// are not an adjacent pair, in that order.
+	ReasonNotAdjacent
+	// ReasonOrderingNumber (ErrInvalidArgument): Sequence, given as the
+	// minimum sequence number of a put to Stream, is beyond its shard's
+	// last record.
+	ReasonOrderingNumber
+	// ReasonExplicitHashKey (ErrInvalidArgument): Value is not a hash key.
+	ReasonExplicitHashKey
+	// ReasonRetentionRange (ErrInvalidArgument): a retention of Actual ms
+	// is outside [Limit, Requested] ms.
+	ReasonRetentionRange
+	// ReasonRetentionShorter / ReasonRetentionLonger (ErrInvalidArgument):
+	// an increase (decrease) of Stream's retention asked for Requested
+	// hours, below (above) its Actual hours.
+	ReasonRetentionShorter
+	ReasonRetentionLonger
+	// ReasonTagLimit (ErrInvalidArgument): a stream would have Actual tags,
+	// more than Limit.
+	ReasonTagLimit
+	// ReasonSequenceOtherShard (ErrInvalidArgument): Sequence encodes
+	// shard Other but was used with Shard.
+	ReasonSequenceOtherShard
+	// ReasonSequenceOtherStream (ErrInvalidArgument): Sequence, used with
+	// Shard of Stream, did not come from this stream.
+	ReasonSequenceOtherStream
+	// ReasonTimestampFuture (ErrInvalidArgument): a start timestamp (Time)
+	// is after the clock (Now).
+	ReasonTimestampFuture
+	// ReasonInvalidToken (ErrInvalidArgument): a shard iterator token is
+	// forged, damaged or not a token.
+	ReasonInvalidToken
+	// ReasonIteratorExpired (ErrExpiredIterator): a token issued at Time
+	// is older at Now than its lifetime of Limit ms.
+	ReasonIteratorExpired
+	// ReasonWriteRate (ErrThroughputExceeded): Shard of Stream refused a
+	// write.
+	ReasonWriteRate
+	// ReasonReadRate (ErrThroughputExceeded): Shard of Stream refused a
+	// read.
+	ReasonReadRate
+	// ReasonOnDemand (ErrValidation): Stream is in on-demand mode, which
+	// does not allow the reshard.
+	ReasonOnDemand
+)
+
+// Error implements error: the kind, then Msg, then the cause.
 func (e *Error) Error() string {
 	if e.Cause != nil {
 		return fmt.Sprintf("%v: %s: %v", e.Kind, e.Msg, e.Cause)
@@ -91,13 +210,14 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind}
 }
 
-// Errorf returns an *Error of the given kind with a formatted message.
+// Errorf returns an *Error of the given kind with a formatted message and
+// no reason or fields.
 func Errorf(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Message returns the Kinesis-style message of err: Msg for an *Error,
-// err.Error() otherwise.
+// Message returns err's message without the kind's prefix: Msg for an
+// *Error, err.Error() otherwise.
 func Message(err error) string {
 	var e *Error
 	if errors.As(err, &e) {

@@ -281,7 +281,7 @@ const consumerCheckpointEvery = 1000
 // once, so a record printed just before a crash is printed again. Without
 // --follow it stops when the consumer has caught up with every shard.
 func (o *getOptions) readConsumer(ctx context.Context, st *localStore, stream string, pos engine.StartPosition, out *recordPrinter) (err error) {
-	c, err := st.db.OpenConsumer(stream, o.consumer, engine.ConsumerConfig{Start: pos})
+	c, err := st.db.Consumer(stream, o.consumer, &engine.ConsumerConfig{Start: pos})
 	if err != nil {
 		return st.wrap(err, stream)
 	}

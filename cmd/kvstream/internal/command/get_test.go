@@ -65,7 +65,7 @@ func TestGet(t *testing.T) {
 		{name: "json", args: []string{"get", "s", "--shard", shardA, "--limit", "1", "--format", "json"},
 			out: []string{`"shardId":"` + shardA + `"`, `"sequenceNumber":"` + seqA1 + `"`, `"partitionKey":"a"`, `"data":"a1"`, `"approximateArrivalTimestamp":"20`}},
 		{name: "follow stops at limit", args: []string{"get", "s", "--follow", "--limit", "5"}, out: []string{"a1", "b2"}},
-		{name: "time in the future", args: []string{"get", "s", "--from", "time:" + future}, code: ExitFailure, errs: []string{"timestampInMillis"}},
+		{name: "time in the future", args: []string{"get", "s", "--from", "time:" + future}, code: ExitFailure, errs: []string{"after the current time"}},
 		{name: "bad from", args: []string{"get", "s", "--from", "yesterday"}, code: ExitUsage, errs: []string{"--from \"yesterday\" must be"}},
 		{name: "bad sequence number", args: []string{"get", "s", "--from", "at:12x"}, code: ExitUsage, errs: []string{"not a Kinesis sequence number"}},
 		{name: "sequence number of another shard", args: []string{"get", "s", "--from", "at:" + seqA1, "--shard", shardB}, code: ExitUsage, errs: []string{"names a record of " + shardA}},

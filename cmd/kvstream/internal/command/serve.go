@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"os"
@@ -104,8 +105,8 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		UpdateDelay:         o.updateDelay,
 		ShardLimit:          o.shardLimit,
 		KinesisLimits:       o.kinesisLimits,
-		AccessKey:           cmpOr(o.accessKey, os.Getenv("KVSTREAM_ACCESS_KEY")),
-		SecretKey:           cmpOr(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
+		AccessKey:           cmp.Or(o.accessKey, os.Getenv("KVSTREAM_ACCESS_KEY")),
+		SecretKey:           cmp.Or(o.secretKey, os.Getenv("KVSTREAM_SECRET_KEY")),
 		InsecureAllowRemote: o.insecureAllowRemote,
 		Logger:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 		MaxMemory:           maxMemory,

@@ -5,18 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/awsclient"
 )
 
 // remotePollInterval is how long a caught-up remote reader waits before
@@ -30,50 +26,24 @@ type remoteStore struct {
 	endpoint string
 }
 
-// newRemoteStore builds a Kinesis client for endpoint. On a loopback
-// endpoint (a local kvstream serve) it needs no AWS configuration: it uses
-// $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY if set, else placeholder
-// credentials. Elsewhere it uses the SDK's default configuration chain.
+// newRemoteStore builds a Kinesis client for endpoint, with AWS
+// configuration by kvstream's one rule (internal/awsclient): on a loopback
+// endpoint (a local kvstream serve) without $AWS_PROFILE, no AWS
+// configuration is needed ($AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY if
+// set, else placeholder credentials); elsewhere the SDK's default chain.
 func newRemoteStore(ctx context.Context, endpoint, region string) (*remoteStore, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	cfg, err := awsclient.Config(ctx, endpoint, region)
+	if errors.Is(err, awsclient.ErrEndpoint) {
 		return nil, usagef("--endpoint %q must be a URL such as http://127.0.0.1:4567", endpoint)
 	}
-	if region == "" {
-		region = cmpOr(os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), "us-east-1")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", endpoint, err)
 	}
-	var cfg aws.Config
-	if isLoopback(u.Hostname()) {
-		cfg = aws.Config{
-			Region: region,
-			Credentials: credentials.NewStaticCredentialsProvider(
-				cmpOr(os.Getenv("AWS_ACCESS_KEY_ID"), "kvstream"),
-				cmpOr(os.Getenv("AWS_SECRET_ACCESS_KEY"), "kvstream"),
-				os.Getenv("AWS_SESSION_TOKEN")),
-			RetryMaxAttempts: 2,
-		}
-	} else if cfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(region)); err != nil {
-		return nil, fmt.Errorf("AWS configuration for %s: %w", endpoint, err)
+	if u, _ := awsclient.ParseEndpoint(endpoint); awsclient.IsLoopback(u.Hostname()) {
+		cfg.RetryMaxAttempts = 2 // a local server answers at once or not at all
 	}
 	client := kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(endpoint) })
 	return &remoteStore{client: client, endpoint: endpoint}, nil
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (r *remoteStore) Where() string { return r.endpoint }
@@ -94,6 +64,14 @@ var remoteKinds = map[string]error{
 
 // wrap turns SDK errors into one-line messages that wrap engine sentinels.
 func (r *remoteStore) wrap(err error, stream string) error {
+	return r.wrapAs(err, stream, nil, nil)
+}
+
+// wrapAs is wrap for a call in which the error code that maps to the
+// sentinel from can only mean to (a ResourceInUseException from
+// CreateStream means the stream exists): the kind comes from the call,
+// never from the message's text.
+func (r *remoteStore) wrapAs(err error, stream string, from, to error) error {
 	if err == nil {
 		return nil
 	}
@@ -101,11 +79,8 @@ func (r *remoteStore) wrap(err error, stream string) error {
 	if errors.As(err, &ae) {
 		code, msg := ae.ErrorCode(), ae.ErrorMessage()
 		kind := remoteKinds[code]
-		switch {
-		case kind == engine.ErrStreamNotFound && strings.Contains(strings.ToLower(msg), "shard"):
-			kind = engine.ErrShardNotFound
-		case kind == engine.ErrResourceInUse && strings.Contains(msg, "already exists"):
-			kind = engine.ErrStreamExists
+		if from != nil && kind == from {
+			kind = to
 		}
 		inner := err
 		if kind != nil {
@@ -132,7 +107,7 @@ func (r *remoteStore) CreateStream(ctx context.Context, name string, cfg createC
 	}
 	_, err := r.client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(int32(cfg.Shards))})
 	if err != nil {
-		return r.wrap(err, "")
+		return r.wrapAs(err, "", engine.ErrResourceInUse, engine.ErrStreamExists)
 	}
 	// Kinesis creates streams asynchronously; wait until ACTIVE so the
 	// next command can use it.
@@ -321,7 +296,15 @@ func (rr *remoteReader) iterator(ctx context.Context, pos engine.StartPosition) 
 	}
 	out, err := rr.store.client.GetShardIterator(ctx, in)
 	if err != nil {
-		return rr.store.wrap(err, rr.stream)
+		// ResourceNotFoundException names the stream or the shard: the
+		// shard, if the stream is there.
+		if werr := rr.store.wrap(err, rr.stream); !errors.Is(werr, engine.ErrStreamNotFound) {
+			return werr
+		}
+		if _, derr := rr.store.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(rr.stream)}); derr != nil {
+			return rr.store.wrap(err, rr.stream)
+		}
+		return rr.store.wrapAs(err, "", engine.ErrStreamNotFound, engine.ErrShardNotFound)
 	}
 	rr.token = out.ShardIterator
 	return nil
