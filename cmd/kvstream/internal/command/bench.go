@@ -133,7 +133,7 @@ func (o *benchOptions) run(cmd *cobra.Command, args []string) (err error) {
 	ctx := cmd.Context()
 	var results []bench.Result
 	for _, w := range workloads {
-		bar := o.newBar(cmd.ErrOrStderr(), w)
+		bar := o.newBar(cmd.ErrOrStderr(), w, barCount)
 		res, err := o.runWorkload(ctx, w, dir, profile, bar.update)
 		bar.finish()
 		if err != nil {
@@ -232,31 +232,46 @@ func (o *benchOptions) rateNotes(results []bench.Result) []string {
 	return notes
 }
 
+// barUnit is what a progress bar counts.
+type barUnit uint8
+
+const (
+	barCount barUnit = iota // records done of the total (engine workloads)
+	barTime                 // milliseconds measured of the phase's duration (--endpoint)
+)
+
 // benchBar is a progress bar on a terminal and nothing elsewhere.
 type benchBar struct {
 	w    io.Writer
 	desc string
+	unit barUnit
 	on   bool
 	bar  *progressbar.ProgressBar
 }
 
-func (o *benchOptions) newBar(w io.Writer, desc string) *benchBar {
-	return &benchBar{w: w, desc: desc, on: o.progress && isTerminal(w)}
+func (o *benchOptions) newBar(w io.Writer, desc string, unit barUnit) *benchBar {
+	return &benchBar{w: w, desc: desc, unit: unit, on: o.progress && isTerminal(w)}
 }
 
-// update is bench's Progress callback (called from one goroutine).
+// update is the workloads' progress callback (called from one goroutine).
 func (b *benchBar) update(done, total int64) {
 	if !b.on {
 		return
 	}
 	if b.bar == nil {
-		b.bar = progressbar.NewOptions64(total,
+		opts := []progressbar.Option{
 			progressbar.OptionSetWriter(b.w),
 			progressbar.OptionSetDescription(fmt.Sprintf("%-10s", b.desc)),
-			progressbar.OptionShowCount(),
 			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
+			progressbar.OptionThrottle(100 * time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		}
+		if b.unit == barTime {
+			opts = append(opts, progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true))
+		} else {
+			opts = append(opts, progressbar.OptionShowCount())
+		}
+		b.bar = progressbar.NewOptions64(total, opts...)
 	}
 	_ = b.bar.Set64(done)
 }

@@ -7,10 +7,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/kvstream/kvstream/bench"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
 
@@ -61,7 +59,7 @@ func (o *benchOptions) runEndpoint(cmd *cobra.Command, args []string) (err error
 	defer func() { err = cmpErr(err, b.Close()) }()
 	var results []bench.EndpointResult
 	for _, w := range workloads {
-		bar := o.newEndpointBar(cmd.ErrOrStderr(), w)
+		bar := o.newBar(cmd.ErrOrStderr(), w, barTime)
 		res, err := b.Run(ctx, w, bar.update)
 		bar.finish()
 		if err != nil {
@@ -110,42 +108,5 @@ func printRoundSpread(w io.Writer, results []bench.Result) {
 		}
 		printf(w, "%s: ratio %.2f is the median of %d rounds (%s), spread %.2f–%.2f.\n",
 			r.Workload, r.Ratio, len(r.RoundRatios), strings.Join(rs, " "), r.RatioMin, r.RatioMax)
-	}
-}
-
-// endpointBar is a progress bar of measured time on a terminal, and
-// nothing elsewhere.
-type endpointBar struct {
-	w    io.Writer
-	desc string
-	on   bool
-	bar  *progressbar.ProgressBar
-}
-
-func (o *benchOptions) newEndpointBar(w io.Writer, desc string) *endpointBar {
-	return &endpointBar{w: w, desc: desc, on: o.progress && isTerminal(w)}
-}
-
-// update is EndpointBench.Run's progress callback (milliseconds).
-func (b *endpointBar) update(done, total int64) {
-	if !b.on {
-		return
-	}
-	if b.bar == nil {
-		b.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(b.w),
-			progressbar.OptionSetDescription(fmt.Sprintf("%-10s", b.desc)),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
-	}
-	_ = b.bar.Set64(done)
-}
-
-func (b *endpointBar) finish() {
-	if b.bar != nil {
-		_ = b.bar.Finish()
 	}
 }
