@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -20,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/sdkbody"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
@@ -73,28 +72,8 @@ func (e *efoEnv) put(key, data string) *kinesis.PutRecordOutput {
 //     operation) is not safe for concurrent streams: subscribe gives each
 //     SubscribeToShard a protocol instance of its own.
 func efoClient(env *testEnv, optFns ...func(*kinesis.Options)) *kinesis.Client {
-	hc := &http.Client{Transport: bufferBodies{http.DefaultTransport}}
+	hc := &http.Client{Transport: sdkbody.Transport(nil)}
 	return env.client(append([]func(*kinesis.Options){func(o *kinesis.Options) { o.HTTPClient = hc }}, optFns...)...)
-}
-
-// bufferBodies is an http.RoundTripper that reads request bodies into
-// memory before sending them (see efoClient).
-type bufferBodies struct{ rt http.RoundTripper }
-
-func (b bufferBodies) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return b.rt.RoundTrip(r)
-	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	r = r.Clone(r.Context())
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	r.ContentLength = int64(len(body))
-	return b.rt.RoundTrip(r)
 }
 
 // ownCodec gives one operation an event-stream codec of its own.

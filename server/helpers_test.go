@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/sdkbody"
 	"github.com/stretchr/testify/require"
 )
 
@@ -71,7 +72,7 @@ func (e *testEnv) advance(d time.Duration) { e.off.Add(int64(d)) }
 
 // client returns an aws-sdk-go-v2 Kinesis client for the server with
 // static credentials and no retries, so error tests see the first answer.
-// Its request bodies go to net/http as in-memory readers (bufferBodies):
+// Its request bodies go to net/http as in-memory readers (internal/sdkbody):
 // without retries, the SDK's request-body race (see efoClient) would fail
 // a call now and then with "use of closed network connection".
 func (e *testEnv) client(optFns ...func(*kinesis.Options)) *kinesis.Client {
@@ -80,7 +81,7 @@ func (e *testEnv) client(optFns ...func(*kinesis.Options)) *kinesis.Client {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
 		Retryer:      aws.NopRetryer{},
-		HTTPClient:   &http.Client{Transport: bufferBodies{http.DefaultTransport}},
+		HTTPClient:   &http.Client{Transport: sdkbody.Transport(nil)},
 	}, optFns...)
 }
 
