@@ -592,6 +592,20 @@ type phaseRun struct {
 
 // startPhase starts the clock; the phase ends at cfg.Duration or when ctx
 // ends.
+// callFailed classifies a call's error: a throttle is counted and retried
+// (retry true), the phase's own deadline ends the worker quietly (nil),
+// anything else ends the run (err).
+func (p *phaseRun) callFailed(err error) (retry bool, _ error) {
+	switch {
+	case p.done() && errors.Is(err, context.DeadlineExceeded):
+		return false, nil
+	case isThrottle(err):
+		p.throttle.Add(1)
+		return true, nil
+	}
+	return false, err
+}
+
 func (b *EndpointBench) startPhase(ctx context.Context, s *endpointSide, prog *progress) *phaseRun {
 	p := &phaseRun{side: s, stopProg: make(chan struct{}), progDone: make(chan struct{})}
 	if s.metrics {
@@ -710,11 +724,8 @@ func (b *EndpointBench) putRecordsPhase(ctx context.Context, s *endpointSide, pr
 			t0 := time.Now()
 			out, err := s.client.PutRecords(p.ctx, &kinesis.PutRecordsInput{StreamName: aws.String(s.stream), Records: batch})
 			if err != nil {
-				if p.done() && errors.Is(err, context.DeadlineExceeded) {
-					return nil
-				}
-				if isThrottle(err) {
-					p.throttle.Add(1)
+				retry, err := p.callFailed(err)
+				if retry {
 					continue
 				}
 				return err
@@ -743,11 +754,8 @@ func (b *EndpointBench) putRecordPhase(ctx context.Context, s *endpointSide, pro
 			t0 := time.Now()
 			_, err := s.client.PutRecord(p.ctx, &kinesis.PutRecordInput{StreamName: aws.String(s.stream), PartitionKey: aws.String(e.PartitionKey), Data: e.Data})
 			if err != nil {
-				if p.done() && errors.Is(err, context.DeadlineExceeded) {
-					return nil
-				}
-				if isThrottle(err) {
-					p.throttle.Add(1)
+				retry, err := p.callFailed(err)
+				if retry {
 					continue
 				}
 				return err
@@ -808,11 +816,8 @@ func (b *EndpointBench) getRecordsPhase(ctx context.Context, s *endpointSide, pr
 				out, err := s.client.GetShardIterator(p.ctx, &kinesis.GetShardIteratorInput{
 					StreamName: aws.String(s.stream), ShardId: shardID, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 				if err != nil {
-					if p.done() && errors.Is(err, context.DeadlineExceeded) {
-						return nil
-					}
-					if isThrottle(err) {
-						p.throttle.Add(1)
+					retry, err := p.callFailed(err)
+					if retry {
 						continue
 					}
 					return err
@@ -822,11 +827,8 @@ func (b *EndpointBench) getRecordsPhase(ctx context.Context, s *endpointSide, pr
 			t0 := time.Now()
 			out, err := s.client.GetRecords(p.ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: limit})
 			if err != nil {
-				if p.done() && errors.Is(err, context.DeadlineExceeded) {
-					return nil
-				}
-				if isThrottle(err) {
-					p.throttle.Add(1)
+				retry, err := p.callFailed(err)
+				if retry {
 					continue
 				}
 				return err
@@ -931,11 +933,8 @@ func (b *EndpointBench) subscribePhase(ctx context.Context, s *endpointSide, pro
 		if _, err := s.client.PutRecord(p.ctx, &kinesis.PutRecordInput{
 			StreamName: aws.String(s.stream), PartitionKey: aws.String("kvstream-bench"), ExplicitHashKey: hashKey, Data: data,
 		}); err != nil {
-			if p.done() && errors.Is(err, context.DeadlineExceeded) {
-				return m, nil
-			}
-			if isThrottle(err) {
-				p.throttle.Add(1)
+			retry, err := p.callFailed(err)
+			if retry {
 				continue
 			}
 			return m, err
