@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"testing"
 	"time"
 
@@ -115,4 +117,20 @@ func TestRenderTable(t *testing.T) {
 	require.Equal(t, errInternalFailure, ae.Type)
 	require.Equal(t, "Internal service failure.", ae.Msg)
 	require.False(t, errors.Is(ae, engine.ErrWriteFailed))
+}
+
+// The storage failure kinds: a stopped DB (fail-stop) is a 500 that says
+// nothing of the engine's internals; a full disk is a retryable 503 whose
+// message is the engine's (it names the directory and free space).
+func TestRenderStorageFailures(t *testing.T) {
+	s := &Server{cfg: Config{Account: "123456789012", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	failed := s.renderError(fmt.Errorf("put: %w", engine.ErrFailed), call{op: "PutRecord", stream: "s"})
+	require.Equal(t, errInternalFailure, failed.Type)
+	require.Equal(t, http.StatusInternalServerError, failed.Status)
+	require.Equal(t, "Internal service failure.", failed.Msg)
+
+	full := s.renderError(&engine.Error{Kind: engine.ErrDiskFull, Msg: "data directory /d has 1 MiB free"}, call{op: "PutRecord", stream: "s"})
+	require.Equal(t, errServiceUnavailable, full.Type)
+	require.Equal(t, http.StatusServiceUnavailable, full.Status)
+	require.Contains(t, full.Msg, "1 MiB free")
 }
