@@ -81,6 +81,13 @@ var operations = map[string]opFunc{
 	"PutResourcePolicy":          (*Server).putResourcePolicy,
 	"GetResourcePolicy":          (*Server).getResourcePolicy,
 	"DeleteResourcePolicy":       (*Server).deleteResourcePolicy,
+	// ops_channels.go, ops_distribution.go
+	"CreateChannel":                          (*Server).createChannel,
+	"DescribeChannel":                        (*Server).describeChannel,
+	"ListChannels":                           (*Server).listChannels,
+	"UpdateChannel":                          (*Server).updateChannel,
+	"DeleteChannel":                          (*Server).deleteChannel,
+	"UpdateStreamRecordDistributionStrategy": (*Server).updateRecordDistribution,
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

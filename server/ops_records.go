@@ -54,6 +54,12 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	if in.ExplicitHashKey != nil {
 		e.ExplicitHashKey = *in.ExplicitHashKey
 	}
+	if s.autoDistributed(name) { // ops_distribution.go
+		if in.SequenceNumberForOrdering != nil {
+			return nil, s.autoPlacementError(name)
+		}
+		e.ExplicitHashKey = randomHashKey()
+	}
 	if in.SequenceNumberForOrdering != nil {
 		sn := *in.SequenceNumberForOrdering
 		switch checkOrderingNumber(sn, s.now()) {
@@ -317,6 +323,11 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	// 5 MiB, or one record of the stream's limit when that is more.
 	if maxTotal := max(maxPutRecordsBytes, limit); total > maxTotal {
 		return nil, newAPIError(errInvalidArgument, "Records size exceeds "+strconv.Itoa(maxTotal>>20)+" MB limit")
+	}
+	if s.autoDistributed(name) { // ops_distribution.go
+		for i := range b.entries {
+			b.entries[i].ExplicitHashKey = randomHashKey()
+		}
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
 	if err != nil {
