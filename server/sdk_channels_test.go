@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
