@@ -91,7 +91,7 @@ func TestBodyNotSizedFromContentLength(t *testing.T) {
 // big request is throttled with a retryable error while small ones are
 // still served, and the big one is served once the budget comes back.
 func TestMemoryBudgetThrottles(t *testing.T) {
-	env := newEnv(t, Config{MaxMemory: budgetFor(40 << 20)}, nil)
+	env := newEnv(t, Config{MaxMemory: budgetFor(40 << 20), MaxBodyBytes: 7 << 20}, nil)
 	require.Equal(t, int64(40<<20), env.srv.budget.total)
 	kc := env.client()
 	ctx := context.Background()
@@ -309,7 +309,7 @@ func (staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // it is refused with LimitExceededException, and the share and the gauges
 // come back when clients leave.
 func TestSubscriptionBudget(t *testing.T) {
-	e := newEFOEnv(t, Config{MaxMemory: budgetFor(32 << 20)}, 5) // room for 4 subscriptions
+	e := newEFOEnv(t, Config{MaxMemory: budgetFor(32 << 20), MaxBodyBytes: 7 << 20}, 5) // room for 4 subscriptions
 	shard := func(i int) string { return "shardId-00000000000" + string(rune('0'+i)) }
 	var subs []*subReader
 	for i := range 4 {

@@ -28,7 +28,7 @@ const (
 	DefaultAddr         = "127.0.0.1:4567"
 	DefaultRegion       = "us-east-1"
 	DefaultAccount      = "000000000000"
-	DefaultMaxBodyBytes = 7 << 20
+	DefaultMaxBodyBytes = maxRequestBody // reqlimits.go: the largest legal PutRecords, about 14.3 MiB
 	// DefaultShardLimit is Config.ShardLimit's default: AWS's default
 	// open-shard quota in us-east-1 (and engine.Options.MaxShards').
 	DefaultShardLimit = 20000
@@ -114,7 +114,9 @@ type Config struct {
 	// without TLS or without SigV4 verification. Default false.
 	InsecureAllowRemote bool
 	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
-	// Default 7 MiB, as Kinesis.
+	// Default DefaultMaxBodyBytes: the largest legal request, a PutRecords
+	// of 10 MiB of data (the largest record limit UpdateMaxRecordSize
+	// allows) base64-encoded, with room for its keys (about 14.3 MiB).
 	MaxBodyBytes int64
 	// ReadTimeout and WriteTimeout bound reading a request and writing its
 	// response (Serve only). Defaults 30s and 60s.
