@@ -20,9 +20,10 @@ import (
 //
 // Waiting requests are served fairly per client identity (clientKey: the
 // signature's access key ID and the client's host, else the connection):
-// each identity has a FIFO queue and capacity freed goes to the identities
-// in turn, so a client with 200 connections gets no more turns than a
-// client with one. Small requests (one unit) may use the whole capacity;
+// each identity has a FIFO queue, and capacity freed goes to the waiting
+// identity holding the fewest admitted requests (in turn among equals), so
+// a client with 200 connections cannot keep one with a single connection
+// waiting. Small requests (one unit) may use the whole capacity;
 // larger ones leave admitSmallReserve units free, so an ordinary call
 // finds room at once even while bulk writers fill the rest. A request not
 // admitted within admitWait gets the retryable throttling error
@@ -30,18 +31,26 @@ import (
 
 //
 // Bulk requests (more than one unit) are also held to a rate of body
-// bytes the engine keeps up with: when Pebble stalls writes (its
-// memtables full, waiting for a flush), every write waits, the small ones
-// too, so the rate is halved at each check (every admitCheck) that finds
-// a new or running stall, and raised by bulkRateStep every admitRaise
-// without one (additive increase, multiplicative decrease), between
-// bulkRateMin and bulkRateMax. Small requests are not held to it.
+// bytes that leaves small requests their unloaded service time: every
+// write goes through the engine's one group-commit pipeline, so bulk bytes
+// admitted slow the small writes committed with them, and a Pebble write
+// stall (memtables full, waiting for a flush) stops them all. At each
+// check (every admitCheck) the rate is halved if Pebble stalled since the
+// last one, or if small requests took on average more than smallSlowdown
+// times their least service time of the last seconds (baseWindow) plus
+// smallSlack; otherwise it is raised by bulkRateStep every admitRaise
+// (additive increase, multiplicative decrease), between bulkRateMin and
+// bulkRateMax. Small requests are not held to it. With no small requests
+// in flight, bulk requests run at the rate the engine takes without
+// stalling.
 
 const (
 	admitUnit         = 64 << 10
 	admitPerProc      = 2 << 20
 	admitSmallReserve = 8
 	admitWait         = 500 * time.Millisecond
+
+	readersPerProc = 8
 
 	admitCheck   = 10 * time.Millisecond
 	admitRaise   = 100 * time.Millisecond
@@ -50,11 +59,19 @@ const (
 	bulkRateStep = 4 << 20
 	// bulkBurst is how much of the rate may be taken at once.
 	bulkBurst = 100 * time.Millisecond
+
+	smallSlowdown = 2
+	smallSlack    = 500 * time.Microsecond
+	baseWindow    = 2 * time.Second
 )
 
 // admission is the fair admission queue. It is safe for concurrent use.
 type admission struct {
 	capacity int
+	// reserve is the units bulk requests leave free for small ones, and
+	// perClientBulk the most units one client's bulk requests may hold
+	// (past its first); 0 is no cap.
+	reserve, perClientBulk int
 	// stalls reports the engine's write stalls so far and whether one is
 	// running; nil leaves bulk requests unrated.
 	stalls func() (int64, bool)
@@ -71,10 +88,20 @@ type admission struct {
 	raised     time.Time // when the rate was last raised (or cut)
 	seenStalls int64
 	wake       *time.Timer // pending dispatch once tokens refill; nil if none
+
+	// Small requests' service times (admitted to released): the sum and
+	// count since the last check, and the least seen in this and the last
+	// baseWindow, their unloaded time.
+	smallSum          time.Duration
+	smallN            int
+	baseCur, basePrev time.Duration
+	baseRotated       time.Time
 }
 
 type admitClient struct {
 	key     string
+	held    int // requests admitted
+	bulk    int // units held by its bulk requests
 	waiters []*admitWaiter
 }
 
@@ -93,7 +120,28 @@ func newAdmission(budget int64, stalls func() (int64, bool)) *admission {
 	c := int64(runtime.GOMAXPROCS(0)) * admitPerProc
 	c = min(c, budget/(4*bodyCharge))
 	c = max(c/admitUnit, admitSmallReserve+1)
-	return &admission{capacity: int(c), clients: map[string]*admitClient{}, stalls: stalls, rate: bulkRateMax}
+	return &admission{capacity: int(c), reserve: admitSmallReserve, clients: map[string]*admitClient{}, stalls: stalls, rate: bulkRateMax}
+}
+
+// newReaderGate returns the gate requests pass before their body is read:
+// readersPerProc body readers per GOMAXPROCS at once, each costing one unit
+// if its declared body is small (at most admitUnit) and two otherwise;
+// bulk readers leave a quarter of the gate to small ones, and one client's
+// bulk readers hold at most half the rest, so clients that send their
+// bodies slowly, or never, cannot hold every reader. Requests waiting here
+// are parked, not reading: hundreds of connections cost no CPU and no
+// budget while they wait their turn.
+func newReaderGate() *admission {
+	c := readersPerProc * runtime.GOMAXPROCS(0)
+	return &admission{capacity: c, reserve: c / 4, perClientBulk: (c - c/4) / 2, clients: map[string]*admitClient{}}
+}
+
+// readerCost is a request's cost at the reader gate.
+func readerCost(r *http.Request) int {
+	if r.ContentLength >= 0 && r.ContentLength <= admitUnit {
+		return 1
+	}
+	return 2
 }
 
 // adapt refills the bulk tokens and adjusts the rate to the engine's
@@ -111,8 +159,20 @@ func (a *admission) adapt(now time.Time) {
 	}
 	a.checked = now
 	n, stalled := a.stalls()
+	if now.Sub(a.baseRotated) >= baseWindow {
+		a.basePrev, a.baseCur, a.baseRotated = a.baseCur, 0, now
+	}
+	slow := false
+	if a.smallN > 0 {
+		base := a.baseCur
+		if a.basePrev > 0 && (base == 0 || a.basePrev < base) {
+			base = a.basePrev
+		}
+		slow = a.smallSum/time.Duration(a.smallN) > smallSlowdown*base+smallSlack
+		a.smallSum, a.smallN = 0, 0
+	}
 	switch {
-	case stalled || n != a.seenStalls:
+	case stalled || n != a.seenStalls || slow:
 		a.seenStalls = n
 		a.rate = max(a.rate/2, bulkRateMin)
 		a.tokens = min(a.tokens, 0)
@@ -125,44 +185,67 @@ func (a *admission) adapt(now time.Time) {
 
 // cost returns the units a body of n bytes costs.
 func (a *admission) cost(n int) int {
-	return min(max(1, (n+admitUnit-1)/admitUnit), a.capacity-admitSmallReserve)
+	return min(max(1, (n+admitUnit-1)/admitUnit), a.capacity-a.reserve)
 }
 
-// fits reports whether cost units fit now (under mu).
-func (a *admission) fits(cost int) bool {
+// fits reports whether a request of cost units of client c fits now
+// (under mu).
+func (a *admission) fits(c *admitClient, cost int) bool {
 	if cost == 1 {
 		return a.used+1 <= a.capacity
 	}
-	return a.used+cost <= a.capacity-admitSmallReserve && (a.stalls == nil || a.tokens > 0)
+	if a.perClientBulk > 0 && c.bulk > 0 && c.bulk+cost > a.perClientBulk {
+		return false
+	}
+	return a.used+cost <= a.capacity-a.reserve && (a.stalls == nil || a.tokens > 0)
 }
 
-// take admits a request of cost units and n body bytes (under mu).
-func (a *admission) take(cost, n int) {
+// take admits a request of cost units and n body bytes of client c
+// (under mu).
+func (a *admission) take(c *admitClient, cost, n int) {
 	a.used += cost
-	if cost > 1 && a.stalls != nil {
-		a.tokens -= float64(n)
+	if cost > 1 {
+		c.bulk += cost
+		if a.stalls != nil {
+			a.tokens -= float64(n)
+		}
 	}
+	c.held++
 }
 
-// acquire admits a request of the client key with an n-byte body, waiting
-// up to admitWait (or until ctx ends). It returns the release func, or
-// false if the request was not admitted.
-func (a *admission) acquire(ctx context.Context, key string, n int) (func(), bool) {
-	cost := a.cost(n)
-	a.mu.Lock()
-	if cost > 1 {
-		a.adapt(time.Now())
-	}
-	if len(a.ring) == 0 && a.fits(cost) {
-		a.take(cost, n)
-		a.mu.Unlock()
-		return func() { a.release(cost) }, true
-	}
-	w := &admitWaiter{cost: cost, bytes: n, granted: make(chan struct{})}
+// client returns key's entry, making it (under mu).
+func (a *admission) client(key string) *admitClient {
 	c := a.clients[key]
 	if c == nil {
 		c = &admitClient{key: key}
 		a.clients[key] = c
+	}
+	return c
+}
+
+// forget drops c's entry once it holds and awaits nothing (under mu).
+func (a *admission) forget(c *admitClient) {
+	if c.held == 0 && len(c.waiters) == 0 {
+		delete(a.clients, c.key)
+	}
+}
+
+// acquire admits a request of client key costing cost units, with an
+// n-byte body, waiting up to admitWait (or until ctx ends). It returns
+// the release func, or false if the request was not admitted.
+func (a *admission) acquire(ctx context.Context, key string, cost, n int) (func(), bool) {
+	a.mu.Lock()
+	if cost > 1 {
+		a.adapt(time.Now())
+	}
+	c := a.client(key)
+	if len(a.ring) == 0 && a.fits(c, cost) {
+		a.take(c, cost, n)
+		a.mu.Unlock()
+		return a.releaser(c, cost), true
+	}
+	w := &admitWaiter{cost: cost, bytes: n, granted: make(chan struct{})}
+	if len(c.waiters) == 0 {
 		a.ring = append(a.ring, c)
 	}
 	c.waiters = append(c.waiters, w)
@@ -173,14 +256,14 @@ func (a *admission) acquire(ctx context.Context, key string, n int) (func(), boo
 	defer t.Stop()
 	select {
 	case <-w.granted:
-		return func() { a.release(cost) }, true
+		return a.releaser(c, cost), true
 	case <-t.C:
 	case <-ctx.Done():
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if w.done { // admitted while the timer fired: give it back
-		a.used -= cost
+		a.give(c, cost)
 		if cost > 1 && a.stalls != nil {
 			a.tokens += float64(n)
 		}
@@ -191,45 +274,73 @@ func (a *admission) acquire(ctx context.Context, key string, n int) (func(), boo
 	return nil, false
 }
 
-func (a *admission) release(cost int) {
-	a.mu.Lock()
+// give returns cost units of client c (under mu).
+func (a *admission) give(c *admitClient, cost int) {
 	a.used -= cost
-	a.dispatch()
-	a.mu.Unlock()
+	if cost > 1 {
+		c.bulk -= cost
+	}
+	c.held--
+	a.forget(c)
 }
 
-// dispatch admits waiting requests while they fit, one per client in turn
-// (under mu). A client whose first waiter does not fit is passed over for
-// this turn.
+// releaser returns the func that gives back an admitted request's cost
+// (and, for a small one, records its service time).
+func (a *admission) releaser(c *admitClient, cost int) func() {
+	start := time.Now()
+	return func() {
+		d := time.Since(start)
+		a.mu.Lock()
+		a.give(c, cost)
+		if cost == 1 {
+			a.smallSum += d
+			a.smallN++
+			if a.baseCur == 0 || d < a.baseCur {
+				a.baseCur = d
+			}
+		}
+		a.dispatch()
+		a.mu.Unlock()
+	}
+}
+
+// dispatch admits waiting requests while they fit (under mu): of the
+// clients whose first waiter fits, the one holding the fewest requests,
+// the first in turn among equals. A client whose first waiter does not
+// fit is passed over.
 func (a *admission) dispatch() {
 	if len(a.ring) == 0 {
 		return
 	}
 	a.adapt(time.Now())
 	starved := false // a bulk request waits for tokens only
-	for progress := true; progress && len(a.ring) > 0; {
-		progress = false
-		for i := 0; i < len(a.ring); {
-			c := a.ring[i]
-			w := c.waiters[0]
-			if !a.fits(w.cost) {
-				starved = starved || w.cost > 1 && a.used+w.cost <= a.capacity-admitSmallReserve
-				i++
+	for len(a.ring) > 0 {
+		// The client holding the fewest requests goes first (the first
+		// in turn among equals): one with many requests in flight waits
+		// for those with few.
+		best := -1
+		for i, c := range a.ring {
+			if !a.fits(c, c.waiters[0].cost) {
+				starved = starved || c.waiters[0].cost > 1 && a.stalls != nil && a.tokens <= 0
 				continue
 			}
-			a.take(w.cost, w.bytes)
-			w.done = true
-			close(w.granted)
-			c.waiters = c.waiters[1:]
-			progress = true
-			// The client goes to the back of the ring (or leaves it).
-			a.ring = append(a.ring[:i], a.ring[i+1:]...)
-			if len(c.waiters) > 0 {
-				a.ring = append(a.ring, c)
-			} else {
-				delete(a.clients, c.key)
+			if best < 0 || c.held < a.ring[best].held {
+				best = i
 			}
+		}
+		if best < 0 {
 			break
+		}
+		c := a.ring[best]
+		w := c.waiters[0]
+		a.take(c, w.cost, w.bytes)
+		w.done = true
+		close(w.granted)
+		c.waiters = c.waiters[1:]
+		// The client goes to the back of the turn order (or leaves it).
+		a.ring = append(a.ring[:best], a.ring[best+1:]...)
+		if len(c.waiters) > 0 {
+			a.ring = append(a.ring, c)
 		}
 	}
 	if starved && a.wake == nil && len(a.ring) > 0 {
@@ -252,13 +363,13 @@ func (a *admission) remove(c *admitClient, w *admitWaiter) {
 		}
 	}
 	if len(c.waiters) == 0 {
-		delete(a.clients, c.key)
 		for i, x := range a.ring {
 			if x == c {
 				a.ring = append(a.ring[:i], a.ring[i+1:]...)
 				break
 			}
 		}
+		a.forget(c)
 	}
 	a.dispatch() // w may have been what held the others back
 }
@@ -277,6 +388,9 @@ func clientKey(r *http.Request) string {
 		if key, _, ok := strings.Cut(cred, "/"); ok && key != "" {
 			return key + "@" + host
 		}
+	}
+	if r.URL.RawQuery == "" {
+		return r.RemoteAddr
 	}
 	if key := r.URL.Query().Get("X-Amz-Credential"); key != "" {
 		key, _, _ = strings.Cut(key, "/")

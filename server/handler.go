@@ -134,6 +134,21 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if s.auth == nil && s.refuseUnsigned(w, r, c, om, start) {
 		return
 	}
+	// The reader gate (admission.go): a bounded number of bodies are read
+	// at once, shared out by client identity; the rest wait parked.
+	key := clientKey(r)
+	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
+	if !ok {
+		drainBody(r, s.cfg.MaxBodyBytes)
+		s.finish(w, c, om, start, nil, s.throttleError(name))
+		return
+	}
+	reading := true
+	defer func() {
+		if reading {
+			doneReading()
+		}
+	}()
 	h := s.budget.newHold(r.Context())
 	defer h.release()
 	body := getBuf()
@@ -171,7 +186,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// client identity.
 	// SubscribeToShard's stream holds its own share (efo.go), not this.
 	if sfn == nil {
-		done, ok := s.admit.acquire(r.Context(), clientKey(r), body.Len())
+		reading = false
+		doneReading()
+		done, ok := s.admit.acquire(r.Context(), key, s.admit.cost(body.Len()), body.Len())
 		if !ok {
 			h.release()
 			s.finish(w, c, om, start, nil, s.throttleError(name))
@@ -217,6 +234,7 @@ func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.
 	if r.ContentLength > limit {
 		return tooLarge
 	}
+	h.small = r.ContentLength >= 0 && bodyCharge*(r.ContentLength+1) <= smallCharge
 	for {
 		step := min(int64(bodyStep), limit+1-int64(buf.Len()))
 		if r.ContentLength >= 0 {

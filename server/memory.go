@@ -137,6 +137,10 @@ type hold struct {
 	n          int64 // held in all: from b.sem, and fromSmall of it from b.small
 	fromSmall  int64
 	unverified int64 // held from b.unverified
+	// small says the whole request is small (a declared body of at most
+	// smallCharge/bodyCharge): only such a request may draw from the
+	// reserve for small requests, not the first steps of a large one.
+	small bool
 }
 
 func (b *memBudget) newHold(ctx context.Context) *hold { return &hold{b: b, ctx: ctx} }
@@ -171,7 +175,7 @@ func (h *hold) grow(n int64, unverified bool) bool {
 	if d := n - h.n; d > 0 {
 		switch {
 		case h.b.sem.TryAcquire(d):
-		case n <= smallCharge && h.b.small.TryAcquire(d):
+		case h.small && n <= smallCharge && h.b.small.TryAcquire(d):
 			h.fromSmall += d
 		case !h.take(h.b.sem, d):
 			return false

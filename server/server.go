@@ -298,6 +298,7 @@ type Server struct {
 	accountMu sync.Mutex
 	budget    *memBudget
 	admit     *admission // fair admission of requests (admission.go)
+	readers   *admission // the reader gate (admission.go)
 	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
 	// loopback).
 	protectMetrics bool
@@ -318,6 +319,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
+	s.readers = newReaderGate()
 	s.admit = newAdmission(budget, func() (int64, bool) {
 		st := db.StorageStats()
 		return st.WriteStalls, st.WriteStalled
