@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"testing"
 
@@ -120,4 +121,43 @@ func TestClientKey(t *testing.T) {
 	require.Equal(t, "10.0.0.1:5555", clientKey(r), "unsigned: the connection")
 	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID1/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00")
 	require.Equal(t, "AKID1@10.0.0.1", clientKey(r))
+}
+
+// TestUnsignedBigBodyRefusedUnread: without verification, an unsigned
+// call with a body over bodyStep is answered MissingAuthenticationToken
+// before its body is read (it never takes budget).
+func TestUnsignedBigBodyRefusedUnread(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	pr, pw := io.Pipe()
+	go func() { // sends 64 KiB + 1 and then nothing until the test ends
+		_, _ = pw.Write(make([]byte, bodyStep+1))
+		<-stop
+		pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, env.url+"/", pr)
+	require.NoError(t, err)
+	req.ContentLength = DefaultMaxBodyBytes
+	req.Header.Set("X-Amz-Target", targetPrefix+"PutRecords")
+	req.Header.Set("Content-Type", contentTypeJSON)
+	resp, err := env.hs.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, errMissingAuthToken, resp.Header.Get("X-Amzn-Errortype"))
+	require.Zero(t, env.srv.budget.inUse.Load())
+}
+
+// TestLargeBodyStepsSkipSmallReserve: the first steps of a large body do
+// not draw from the small requests' reserve.
+func TestLargeBodyStepsSkipSmallReserve(t *testing.T) {
+	b := newMemBudget(64<<20, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	big := b.newHold(ctx)
+	require.True(t, big.grow(56<<20, false)) // all but the reserve
+	large := b.newHold(ctx)                  // small is false: a large declared body
+	require.False(t, large.grow(bodyCharge*bodyStep, false))
+	big.release()
+	large.release()
 }
