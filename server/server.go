@@ -299,6 +299,8 @@ type Server struct {
 	// accountMu serializes changes to the account settings.
 	accountMu sync.Mutex
 	budget    *memBudget
+	admit     *admission // fair admission of requests (admission.go)
+	readers   *admission // the reader gate (admission.go)
 	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
 	// loopback).
 	protectMetrics bool
@@ -319,6 +321,11 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
+	s.readers = newReaderGate()
+	s.admit = newAdmission(budget, func() (int64, bool) {
+		st := db.StorageStats()
+		return st.WriteStalls, st.WriteStalled
+	})
 	s.metrics.watchBudget(s.budget)
 	s.metrics.watchStorage(db)
 	if cfg.verifying() {
