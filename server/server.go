@@ -417,7 +417,8 @@ type trustedKey struct{}
 // verification (and GET /metrics without a signature), for a listener
 // that only trusted clients can reach, such as a Unix socket whose file
 // permissions are the access control. Everything else (validation,
-// limits, the memory budget) is as ServeHTTP. Never use it on a network
+// limits, the memory budget, and that a call carries some signature, as
+// without verification) is as ServeHTTP. Never use it on a network
 // listener.
 func (s *Server) Trusted() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
