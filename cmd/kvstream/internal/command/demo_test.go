@@ -146,6 +146,7 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		{[]string{"streams", "list"}, noSocket},
 		{[]string{"serve", "--addr", "127.0.0.1:0"}, itself},
 		{[]string{"forward", "--stream", "s", "--to", "http://127.0.0.1:1"}, itself},
+		{[]string{"check"}, itself},
 	} {
 		r := run(t, dir, tc.args...)
 		r.check(t, ExitFailure, nil, []string{holder, tc.why})
