@@ -203,11 +203,6 @@ func isLocked(err error) bool {
 // be made, the command goes on without it (a command that then finds the
 // directory locked says why there is no socket).
 func openDB(dir string, acc access, opts *engine.Options) (*heldDB, error) {
-	return openDBServing(dir, acc, opts, true)
-}
-
-// openDBServing is openDB, serving the socket only if serve is set.
-func openDBServing(dir string, acc access, opts *engine.Options, serve bool) (*heldDB, error) {
 	if acc != mayCreate && !dataDirExists(dir) {
 		return nil, &cliError{err: fs.ErrNotExist, msg: fmt.Sprintf(
 			"no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", dir)}
@@ -229,7 +224,7 @@ func openDBServing(dir string, acc access, opts *engine.Options, serve bool) (*h
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	h := &heldDB{DB: db}
-	if serve && acc != readOnly {
+	if acc != readOnly {
 		h.sock, _ = startSocket(dir, db, nil)
 	}
 	return h, nil
