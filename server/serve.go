@@ -73,6 +73,11 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 		_ = ln.Close()
 		return err
 	}
+	if cfg.Attach != nil {
+		if detach := cfg.Attach(db, s); detach != nil {
+			defer detach() // before the engine closes
+		}
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		p := db.Options().Profile
 		limit := cfg.MaxMemory

@@ -13,6 +13,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -164,6 +165,13 @@ type Config struct {
 	// Prometheus scraper. On Addr, /metrics needs a SigV4-signed request
 	// when verification is on and Addr is not loopback. Default empty.
 	MetricsAddr string
+	// Attach, if set, is called by Serve once the data directory is open
+	// (and so locked by this process) and the Server is built, before
+	// ready. It may serve the Server on more listeners, such as the
+	// kvstream command's Unix socket inside the data directory (through
+	// Trusted). The detach function it returns is called when Serve
+	// returns, before the engine is closed. Default nil.
+	Attach func(db *engine.DB, s *Server) (detach func())
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -401,7 +409,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // serveMetrics answers GET /metrics, checking the signature first when
 // protectMetrics is set.
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	if s.protectMetrics {
+	if s.protectMetrics && !trusted(r) {
 		if aerr := s.auth.verifyNoBody(r); aerr != nil {
 			aerr.Status = http.StatusForbidden
 			writeError(w, codecJSON, aerr)
@@ -409,6 +417,28 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// trustedKey marks a request's context as coming through Trusted.
+type trustedKey struct{}
+
+// Trusted returns a handler that serves s's API without SigV4
+// verification (and GET /metrics without a signature), for a listener
+// that only trusted clients can reach, such as a Unix socket whose file
+// permissions are the access control. Everything else (validation,
+// limits, the memory budget, and that a call carries some signature, as
+// without verification) is as ServeHTTP. Never use it on a network
+// listener.
+func (s *Server) Trusted() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trustedKey{}, true)))
+	})
+}
+
+// trusted reports whether r came through Trusted.
+func trusted(r *http.Request) bool {
+	v, _ := r.Context().Value(trustedKey{}).(bool)
+	return v
 }
 
 // recoverPanic turns a panic into a logged InternalFailure.
