@@ -146,8 +146,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	key := clientKey(r)
 	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
 	if !ok {
-		drainBody(r, s.cfg.MaxBodyBytes)
-		s.finish(w, c, om, start, nil, s.throttleError(name))
+		s.answerUnread(w, r, c, om, start, s.throttleError(name)) // linger.go
 		return
 	}
 	reading := true
@@ -168,10 +167,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		// Over HTTP/1.x, a body left unread (throttled, too large) makes
 		// net/http close the connection after the answer; a client still
 		// sending may see the connection reset instead, which the SDKs
-		// retry as they retry the throttle.
+		// retry as they retry the throttle. A throttled body is lingered
+		// on (linger.go).
 		h.release()
 		if aerr.Type != errRequestEntityTooLarge {
-			drainBody(r, s.cfg.MaxBodyBytes)
+			s.answerUnread(w, r, c, om, start, aerr)
+			return
 		}
 		s.finish(w, c, om, start, nil, aerr)
 		return
@@ -295,19 +296,6 @@ func (s *Server) refuseUnsigned(w http.ResponseWriter, r *http.Request, c codec,
 	w.Header().Set("Connection", "close")
 	s.finish(w, c, om, start, nil, newAPIError(typ, msg))
 	return true
-}
-
-// drainBody reads and discards what is left of r's body, at most limit
-// bytes, before an HTTP/1.x request is answered with its body unread (a
-// throttle): net/http would otherwise close the connection under a client
-// still sending, which then sees a reset instead of the answer. It costs a
-// copy into a small buffer, no memory budget; the server's ReadTimeout
-// bounds its time.
-func drainBody(r *http.Request, limit int64) {
-	if r.ProtoMajor != 1 {
-		return // HTTP/2 resets the stream cleanly
-	}
-	_, _ = io.CopyN(io.Discard, r.Body, limit)
 }
 
 // readSome reads into dst until it is full, the body ends (io.EOF) or

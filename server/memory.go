@@ -253,48 +253,89 @@ func (s *Server) throttleError(op string) *apiError {
 
 // connLimitListener caps open connections at max. A connection beyond it
 // is not queued (it would wait behind the ones holding the slots) but
-// refused: its first HTTP/1.1 request is read (the body discarded, within
-// refuseTimeout) and answered with the throttling error refusal renders,
-// then the connection is closed, so the client gets an answer its SDK
-// retries rather than a reset. At most max connections are being refused
-// at once (each holds a small buffer and a goroutine); beyond that, and
-// for HTTP/2 prior-knowledge connections, a connection is closed at once.
+// refused: its first HTTP/1.1 request is read and answered with the
+// throttling error refusal renders, then the connection is closed, so the
+// client gets an answer its SDK retries rather than a reset. A small body
+// (declared at most drainAtOnce) is read before the answer; a larger one
+// is answered first and lingered on (linger.go), within refuseTimeout.
+// HTTP/2 prior-knowledge connections over the cap are closed at once.
+//
+// At most max connections are being refused at once (each holds a small
+// buffer and a goroutine). While all those refusers are busy, Accept waits
+// for one: further connections wait in the kernel's listen backlog, which
+// costs the server nothing, rather than being accepted and closed at once,
+// which a client retrying at once would turn into a loop of connections
+// the server spends its CPU on and answers none of.
 type connLimitListener struct {
 	net.Listener
-	max      int64
-	active   atomic.Int64
-	refusing atomic.Int64
-	onOpen   func(delta int) // the connections gauge
+	max    int64
+	active atomic.Int64
+	onOpen func(delta int) // the connections gauge
 	// refusal returns the response to a refused request: an HTTP/1.1
 	// response with Connection: close. Nil closes refused connections.
 	refusal func(*http.Request) []byte
 	maxBody int64
+	linger  *lingerer // discards large refused bodies after the answer
+
+	initOnce  sync.Once
+	refusers  chan struct{} // a token per refusal running (max)
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // refuseTimeout bounds the time spent on a refused connection.
 const refuseTimeout = 5 * time.Second
 
+func (l *connLimitListener) init() {
+	l.initOnce.Do(func() {
+		l.refusers = make(chan struct{}, max(l.max, 1))
+		l.closed = make(chan struct{})
+	})
+}
+
 func (l *connLimitListener) Accept() (net.Conn, error) {
+	l.init()
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if l.active.Add(1) > l.max {
-			l.active.Add(-1)
-			if l.refusal == nil || l.refusing.Add(1) > l.max {
-				if l.refusal != nil {
-					l.refusing.Add(-1)
-				}
-				_ = c.Close()
-				continue
-			}
-			go l.refuse(c)
+		if l.open() {
+			return &limitedConn{Conn: c, l: l}, nil
+		}
+		if l.refusal == nil {
+			_ = c.Close()
 			continue
 		}
-		l.onOpen(1)
-		return &limitedConn{Conn: c, l: l}, nil
+		select {
+		case l.refusers <- struct{}{}:
+		case <-l.closed:
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
+		if l.open() { // a slot freed while it waited
+			<-l.refusers
+			return &limitedConn{Conn: c, l: l}, nil
+		}
+		go l.refuse(c)
 	}
+}
+
+// open takes a connection slot if one is free.
+func (l *connLimitListener) open() bool {
+	if l.active.Add(1) > l.max {
+		l.active.Add(-1)
+		return false
+	}
+	l.onOpen(1)
+	return true
+}
+
+// Close closes the listener and ends an Accept waiting for a refuser.
+func (l *connLimitListener) Close() error {
+	l.init()
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 type limitedConn struct {
@@ -314,7 +355,7 @@ func (c *limitedConn) Close() error {
 
 // refuse answers the first request on c with the refusal and closes c.
 func (l *connLimitListener) refuse(c net.Conn) {
-	defer l.refusing.Add(-1)
+	defer func() { <-l.refusers }()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	br := bufio.NewReaderSize(c, 4<<10)
@@ -325,12 +366,25 @@ func (l *connLimitListener) refuse(c net.Conn) {
 	if err != nil {
 		return
 	}
-	// Read the body before answering: closing under a client still
-	// sending would reset the connection before it reads the answer.
-	if _, err := io.CopyN(io.Discard, req.Body, l.maxBody+1); err != nil && err != io.EOF {
+	// A small body is read before the answer: closing under a client
+	// still sending would reset the connection before it reads the
+	// answer. A large one is answered first, then lingered on.
+	if req.ContentLength >= 0 && req.ContentLength <= drainAtOnce || l.linger == nil {
+		if _, err := io.CopyN(io.Discard, req.Body, l.maxBody+1); err != nil && err != io.EOF {
+			return
+		}
+		_, _ = c.Write(l.refusal(req))
 		return
 	}
-	_, _ = c.Write(l.refusal(req))
+	if _, err := c.Write(l.refusal(req)); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	deadline := time.Now().Add(lingerTime)
+	_ = c.SetReadDeadline(deadline)
+	l.linger.discard(req.Body, l.maxBody, deadline)
 }
 
 // http2Preface starts an HTTP/2 prior-knowledge (h2c) connection.

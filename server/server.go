@@ -309,6 +309,7 @@ type Server struct {
 	budget    *memBudget
 	admit     *admission // fair admission of requests (admission.go)
 	readers   *admission // the reader gate (admission.go)
+	linger    *lingerer  // discards unread bodies after the answer (linger.go)
 	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
 	// loopback).
 	protectMetrics bool
@@ -330,6 +331,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
 	s.readers = newReaderGate()
+	s.linger = newLingerer()
 	s.admit = newAdmission(budget, func() (int64, bool) {
 		st := db.StorageStats()
 		return st.WriteStalls, st.WriteStalled

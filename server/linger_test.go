@@ -1,0 +1,126 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// unreadServer serves every request with answerUnread's throttle.
+func unreadServer(t *testing.T) string {
+	env := newEnv(t, Config{}, nil)
+	s := env.srv
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.answerUnread(w, r, codecJSON, s.metrics.op("PutRecords"), time.Now(), s.throttleError("PutRecords"))
+	}))
+	t.Cleanup(hs.Close)
+	return strings.TrimPrefix(hs.URL, "http://")
+}
+
+// postHead writes the head of a POST declaring an n-byte body.
+func postHead(t *testing.T, c net.Conn, n int) {
+	_, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\n"+
+		"Content-Type: application/x-amz-json-1.1\r\nContent-Length: "+strconv.Itoa(n)+"\r\n\r\n")
+	require.NoError(t, err)
+}
+
+// readThrottle reads one response from br and checks it is the throttle.
+func readThrottle(t *testing.T, br *bufio.Reader) *http.Response {
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, string(body), errThroughputExceeded)
+	return resp
+}
+
+// TestThrottledLargeBodyAnsweredFirst: a throttled request whose large
+// body is still being sent is answered at once, before the server has
+// read it, and its connection is closed after the answer.
+func TestThrottledLargeBodyAnsweredFirst(t *testing.T) {
+	addr := unreadServer(t)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second))) // a hang guard
+	postHead(t, c, 4<<20)
+	_, err = c.Write(bytes.Repeat([]byte{'x'}, 64<<10)) // the rest is withheld
+	require.NoError(t, err)
+	resp := readThrottle(t, bufio.NewReader(c))
+	require.True(t, resp.Close, "the connection closes after the answer")
+}
+
+// TestThrottledLargeBodyLingered: a client that sends its whole body
+// before it reads gets the answer too: the server discards what it sends.
+func TestThrottledLargeBodyLingered(t *testing.T) {
+	addr := unreadServer(t)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	postHead(t, c, 256<<10)
+	_, err = c.Write(bytes.Repeat([]byte{'x'}, 256<<10))
+	require.NoError(t, err)
+	readThrottle(t, bufio.NewReader(c))
+}
+
+// TestThrottledSmallBodyKeepsConnection: a small throttled body is read
+// before the answer and the connection serves the next request.
+func TestThrottledSmallBodyKeepsConnection(t *testing.T) {
+	addr := unreadServer(t)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	br := bufio.NewReader(c)
+	for range 2 {
+		postHead(t, c, 1000)
+		_, err = c.Write(bytes.Repeat([]byte{'x'}, 1000))
+		require.NoError(t, err)
+		require.False(t, readThrottle(t, br).Close)
+	}
+}
+
+// TestConnectionCapWaitsForRefuser: with every refuser busy, a connection
+// over the cap waits to be accepted instead of being closed unanswered,
+// and gets the throttle once a refuser frees.
+func TestConnectionCapWaitsForRefuser(t *testing.T) {
+	addr := serveForTest(t, Config{MaxConns: 1}) // one slot, one refuser
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1 := dial() // holds the slot
+	_, err := io.WriteString(c1, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c1), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// c2 is refused: answered at once, then lingered on while it withholds
+	// its body, holding the one refuser.
+	c2 := dial()
+	postHead(t, c2, 4<<20)
+	readThrottle(t, bufio.NewReader(c2))
+
+	// c3 waits in the backlog; once c2 goes, it is answered, not closed.
+	c3 := dial()
+	postHead(t, c3, 100)
+	_, err = c3.Write(bytes.Repeat([]byte{'x'}, 100))
+	require.NoError(t, err)
+	require.NoError(t, c2.Close())
+	readThrottle(t, bufio.NewReader(c3))
+}
