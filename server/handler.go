@@ -144,6 +144,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// The reader gate (admission.go): a bounded number of bodies are read
 	// at once, shared out by client identity; the rest wait parked.
 	key := clientKey(r)
+	identifyConn(r) // the connection's identity, for the connection cap (memory.go)
 	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
 	if !ok {
 		s.answerUnread(w, r, c, om, start, s.throttleError(name)) // linger.go

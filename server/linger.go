@@ -36,7 +36,7 @@ import (
 const (
 	drainAtOnce = 64 << 10
 	lingerRate  = 16 << 20 // bytes per second, across connections
-	lingerChunk = 32 << 10
+	lingerChunk = 16 << 10
 	lingerTime  = time.Second
 )
 

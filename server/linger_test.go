@@ -95,7 +95,7 @@ func TestThrottledSmallBodyKeepsConnection(t *testing.T) {
 // over the cap waits to be accepted instead of being closed unanswered,
 // and gets the throttle once a refuser frees.
 func TestConnectionCapWaitsForRefuser(t *testing.T) {
-	addr := serveForTest(t, Config{MaxConns: 1}) // one slot, one refuser
+	addr := serveForTest(t, Config{MaxConns: 1}) // one slot, two refusers
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
@@ -110,17 +110,60 @@ func TestConnectionCapWaitsForRefuser(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// c2 is refused: answered at once, then lingered on while it withholds
-	// its body, holding the one refuser.
-	c2 := dial()
-	postHead(t, c2, 4<<20)
-	readThrottle(t, bufio.NewReader(c2))
+	// c2 and c3 are refused: answered at once, then lingered on while
+	// they withhold their bodies, holding both refusers.
+	var held []net.Conn
+	for range 2 {
+		c := dial()
+		postHead(t, c, 4<<20)
+		readThrottle(t, bufio.NewReader(c))
+		held = append(held, c)
+	}
 
-	// c3 waits in the backlog; once c2 goes, it is answered, not closed.
-	c3 := dial()
-	postHead(t, c3, 100)
-	_, err = c3.Write(bytes.Repeat([]byte{'x'}, 100))
+	// c4 waits in the backlog; once c2 goes, it is answered, not closed.
+	c4 := dial()
+	postHead(t, c4, 100)
+	_, err = c4.Write(bytes.Repeat([]byte{'x'}, 100))
 	require.NoError(t, err)
-	require.NoError(t, c2.Close())
-	readThrottle(t, bufio.NewReader(c3))
+	require.NoError(t, held[0].Close())
+	readThrottle(t, bufio.NewReader(c4))
+}
+
+// TestConnectionCapReserve: with the cap's slots outside the reserve held
+// by one identity, its next connection is refused while another
+// identity's is served from the reserve; once the reserve is taken too,
+// connections are refused.
+func TestConnectionCapReserve(t *testing.T) {
+	addr := serveForTest(t, Config{MaxConns: 8}) // a reserve of 1
+	call := func(keyID string) (int, string) {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		req.Header.Set("X-Amz-Target", targetPrefix+"ListStreams")
+		req.Header.Set("Content-Type", contentTypeJSON)
+		req.Header.Set("X-Amz-Date", "20250101T000000Z")
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+keyID+"/20250101/us-east-1/kinesis/aws4_request, "+
+			"SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00")
+		require.NoError(t, req.Write(c))
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	for range 7 {
+		code, body := call("AKIDHEAVY")
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	code, body := call("AKIDHEAVY")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "maximum of open connections")
+	code, body = call("AKIDLIGHT")
+	require.Equal(t, http.StatusOK, code, "a light identity is served from the reserve: %s", body)
+	code, body = call("AKIDOTHER")
+	require.Equal(t, http.StatusBadRequest, code, "the reserve is taken")
+	require.Contains(t, body, "maximum of open connections")
 }

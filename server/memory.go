@@ -2,7 +2,10 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -260,16 +263,28 @@ func (s *Server) throttleError(op string) *apiError {
 // is answered first and lingered on (linger.go), within refuseTimeout.
 // HTTP/2 prior-knowledge connections over the cap are closed at once.
 //
-// At most max connections are being refused at once (each holds a small
-// buffer and a goroutine). While all those refusers are busy, Accept waits
-// for one: further connections wait in the kernel's listen backlog, which
-// costs the server nothing, rather than being accepted and closed at once,
-// which a client retrying at once would turn into a loop of connections
-// the server spends its CPU on and answers none of.
+// Connections are shared out by client identity (connKey: the access key
+// ID and host of the first request's signature, or the host): the last
+// eighth of the slots (the reserve) is kept for identities holding fewer
+// than lightConns connections. A connection that finds only the reserve
+// free has its first request's head read; it is served if its identity is
+// light, refused otherwise. So a client whose connection was closed (an
+// SDK drops one whenever it is slow to finish writing a request) gets a
+// new one while a flood of connections from another identity holds the
+// rest, instead of queueing behind the flood for a slot.
+//
+// At most 2×max connections are being refused (or read to tell their
+// identity) at once, each holding a small buffer and a goroutine: enough
+// that a flood of connections over the cap, each refused and lingered on
+// for up to lingerTime, leaves refusers free to tell a light client's new
+// connection at once. While all refusers are busy, accepting
+// waits for one: further connections wait in the kernel's listen backlog,
+// which costs the server nothing, rather than being accepted and closed at
+// once, which a client retrying at once would turn into a loop of
+// connections the server spends its CPU on and answers none of.
 type connLimitListener struct {
 	net.Listener
 	max    int64
-	active atomic.Int64
 	onOpen func(delta int) // the connections gauge
 	// refusal returns the response to a refused request: an HTTP/1.1
 	// response with Connection: close. Nil closes refused connections.
@@ -278,30 +293,92 @@ type connLimitListener struct {
 	linger  *lingerer // discards large refused bodies after the answer
 
 	initOnce  sync.Once
-	refusers  chan struct{} // a token per refusal running (max)
-	closed    chan struct{} // closed by Close
+	ready     chan acceptResult // connections to serve, and accept errors
+	refusers  chan struct{}     // a token per refusal running (2×max)
+	closed    chan struct{}     // closed by Close
 	closeOnce sync.Once
+
+	mu     sync.Mutex
+	active int64
+	held   map[string]int // connections served, by their identity
 }
 
-// refuseTimeout bounds the time spent on a refused connection.
-const refuseTimeout = 5 * time.Second
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+const (
+	// refuseTimeout bounds the time spent on a refused connection.
+	refuseTimeout = 5 * time.Second
+	// connReserveShare is the share of the connection cap kept for
+	// light identities (1/connReserveShare).
+	connReserveShare = 8
+	// refuseHeadBuf bounds the head of a request read to tell its
+	// identity; a longer head is refused.
+	refuseHeadBuf = 8 << 10
+)
+
+// reserve is the number of slots kept for light identities.
+func (l *connLimitListener) reserve() int64 { return l.max / connReserveShare }
+
+// lightConns is the number of connections below which an identity is
+// light: a third of the reserve, at least 1.
+func (l *connLimitListener) lightConns() int { return int(max(l.reserve()/3, 1)) }
 
 func (l *connLimitListener) init() {
 	l.initOnce.Do(func() {
-		l.refusers = make(chan struct{}, max(l.max, 1))
+		l.ready = make(chan acceptResult)
+		l.refusers = make(chan struct{}, max(2*l.max, 1))
 		l.closed = make(chan struct{})
+		l.held = map[string]int{}
+		go l.acceptLoop()
 	})
 }
 
 func (l *connLimitListener) Accept() (net.Conn, error) {
 	l.init()
+	select {
+	case r := <-l.ready:
+		return r.c, r.err
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// deliver hands r to Accept; false if the listener closed first.
+func (l *connLimitListener) deliver(r acceptResult) bool {
+	select {
+	case l.ready <- r:
+		return true
+	case <-l.closed:
+		if r.c != nil {
+			_ = r.c.Close()
+		}
+		return false
+	}
+}
+
+// acceptLoop accepts connections: those that find a slot outside the
+// reserve go to Accept, the others to a refuser (which may serve them from
+// the reserve), waiting for one while all are busy.
+func (l *connLimitListener) acceptLoop() {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if !l.deliver(acceptResult{err: err}) {
+				return
+			}
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
+				continue // http.Server backs off and accepts again
+			}
+			return
 		}
-		if l.open() {
-			return &limitedConn{Conn: c, l: l}, nil
+		if lc := l.open(c, "", false); lc != nil {
+			if !l.deliver(acceptResult{c: lc}) {
+				return
+			}
+			continue
 		}
 		if l.refusal == nil {
 			_ = c.Close()
@@ -311,24 +388,33 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		case l.refusers <- struct{}{}:
 		case <-l.closed:
 			_ = c.Close()
-			return nil, net.ErrClosed
-		}
-		if l.open() { // a slot freed while it waited
-			<-l.refusers
-			return &limitedConn{Conn: c, l: l}, nil
+			return
 		}
 		go l.refuse(c)
 	}
 }
 
-// open takes a connection slot if one is free.
-func (l *connLimitListener) open() bool {
-	if l.active.Add(1) > l.max {
-		l.active.Add(-1)
-		return false
+// open takes a slot for c if one is free to it: outside the reserve for
+// anyone, in the reserve for a light identity (key known). It returns the
+// served connection, or nil.
+func (l *connLimitListener) open(c net.Conn, key string, keyed bool) *limitedConn {
+	l.mu.Lock()
+	free := l.active < l.max-l.reserve() ||
+		keyed && l.active < l.max && l.held[key] < l.lightConns()
+	if !free {
+		l.mu.Unlock()
+		return nil
 	}
+	l.active++
+	lc := &limitedConn{Conn: c, l: l}
+	if keyed {
+		lc.key = key
+		lc.keyed.Store(true)
+		l.held[key]++
+	}
+	l.mu.Unlock()
 	l.onOpen(1)
-	return true
+	return lc
 }
 
 // Close closes the listener and ends an Accept waiting for a refuser.
@@ -340,28 +426,128 @@ func (l *connLimitListener) Close() error {
 
 type limitedConn struct {
 	net.Conn
-	l    *connLimitListener
-	once sync.Once
+	l     *connLimitListener
+	keyed atomic.Bool
+	key   string // set once, under l.mu
+	once  sync.Once
+}
+
+// identify records the identity of c's first request (later ones do not
+// change it).
+func (c *limitedConn) identify(key string) {
+	if c.keyed.Load() {
+		return
+	}
+	c.l.mu.Lock()
+	if !c.keyed.Load() {
+		c.key = key
+		c.keyed.Store(true)
+		c.l.held[key]++
+	}
+	c.l.mu.Unlock()
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		c.l.active.Add(-1)
+		c.l.mu.Lock()
+		c.l.active--
+		if c.keyed.Load() {
+			if c.l.held[c.key]--; c.l.held[c.key] <= 0 {
+				delete(c.l.held, c.key)
+			}
+		}
+		c.l.mu.Unlock()
 		c.l.onOpen(-1)
 	})
 	return err
 }
 
-// refuse answers the first request on c with the refusal and closes c.
+// connCtxKey is the request context key of the *limitedConn serving it.
+type connCtxKey struct{}
+
+// withConn is http.Server's ConnContext: it makes a request's connection
+// known to identifyConn.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitedConn); ok {
+		return context.WithValue(ctx, connCtxKey{}, lc)
+	}
+	return ctx
+}
+
+// identifyConn records r's identity as its connection's, if it is the
+// connection's first request.
+func identifyConn(r *http.Request) {
+	if lc, ok := r.Context().Value(connCtxKey{}).(*limitedConn); ok && !lc.keyed.Load() {
+		lc.identify(connKey(r))
+	}
+}
+
+// connKey is the identity connections are shared out by: clientKey, with
+// an unsigned request's connection replaced by its host.
+func connKey(r *http.Request) string {
+	k := clientKey(r)
+	if k == r.RemoteAddr {
+		if host, _, err := net.SplitHostPort(k); err == nil {
+			return host
+		}
+	}
+	return k
+}
+
+// bufferedConn is a connection whose first bytes were read into br.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// peekHead returns the head of the first request buffered in br (up to
+// and including the blank line) without consuming it.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for {
+		p, err := br.Peek(br.Buffered())
+		if err != nil {
+			return nil, err
+		}
+		if i := bytes.Index(p, []byte("\r\n\r\n")); i >= 0 {
+			return p[:i+4], nil
+		}
+		if len(p) == br.Size() {
+			return nil, errors.New("request head too long")
+		}
+		if _, err := br.Peek(len(p) + 1); err != nil { // wait for more
+			return nil, err
+		}
+	}
+}
+
+// refuse reads the head of c's first request: it serves c from the
+// reserve if the request's identity is light (or a slot freed), else
+// answers it with the refusal and closes c.
 func (l *connLimitListener) refuse(c net.Conn) {
 	defer func() { <-l.refusers }()
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-	br := bufio.NewReaderSize(c, 4<<10)
+	br := bufio.NewReaderSize(c, refuseHeadBuf)
 	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface {
+		_ = c.Close()
 		return
 	}
+	if head, err := peekHead(br); err == nil {
+		if req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head))); err == nil {
+			req.RemoteAddr = c.RemoteAddr().String()
+			if lc := l.open(&bufferedConn{Conn: c, br: br}, connKey(req), true); lc != nil {
+				_ = c.SetDeadline(time.Time{})
+				l.deliver(acceptResult{c: lc})
+				return
+			}
+		}
+	}
+	defer c.Close()
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		return

@@ -160,6 +160,7 @@ func (s *Server) httpServer(tlsCfg *tls.Config) *http.Server {
 			MaxDecoderHeaderTableSize:     16 << 10,
 		},
 	}
+	hs.ConnContext = withConn // fair connection admission (memory.go)
 	hs.Protocols = Protocols()
 	if tlsCfg != nil {
 		hs.Protocols = new(http.Protocols)
