@@ -95,7 +95,7 @@ func TestThrottledSmallBodyKeepsConnection(t *testing.T) {
 // over the cap waits to be accepted instead of being closed unanswered,
 // and gets the throttle once a refuser frees.
 func TestConnectionCapWaitsForRefuser(t *testing.T) {
-	addr := serveForTest(t, Config{MaxConns: 1}) // one slot, two refusers
+	addr := serveForTest(t, Config{MaxConns: 1}) // one slot, four refusers
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
@@ -110,23 +110,20 @@ func TestConnectionCapWaitsForRefuser(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// c2 and c3 are refused: answered at once, then lingered on while
-	// they withhold their bodies, holding both refusers.
-	var held []net.Conn
-	for range 2 {
-		c := dial()
-		postHead(t, c, 4<<20)
-		readThrottle(t, bufio.NewReader(c))
-		held = append(held, c)
+	// Four connections that send nothing hold the four refusers (each
+	// waits for a request head).
+	var idle []net.Conn
+	for range 4 {
+		idle = append(idle, dial())
 	}
-
-	// c4 waits in the backlog; once c2 goes, it is answered, not closed.
-	c4 := dial()
-	postHead(t, c4, 100)
-	_, err = c4.Write(bytes.Repeat([]byte{'x'}, 100))
+	// The next waits in the backlog; once a refuser frees, it is
+	// answered, not closed.
+	c := dial()
+	postHead(t, c, 100)
+	_, err = c.Write(bytes.Repeat([]byte{'x'}, 100))
 	require.NoError(t, err)
-	require.NoError(t, held[0].Close())
-	readThrottle(t, bufio.NewReader(c4))
+	require.NoError(t, idle[0].Close())
+	readThrottle(t, bufio.NewReader(c))
 }
 
 // TestConnectionCapReserve: with the cap's slots outside the reserve held

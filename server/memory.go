@@ -273,11 +273,13 @@ func (s *Server) throttleError(op string) *apiError {
 // new one while a flood of connections from another identity holds the
 // rest, instead of queueing behind the flood for a slot.
 //
-// At most 2×max connections are being refused (or read to tell their
-// identity) at once, each holding a small buffer and a goroutine: enough
-// that a flood of connections over the cap, each refused and lingered on
-// for up to lingerTime, leaves refusers free to tell a light client's new
-// connection at once. While all refusers are busy, accepting
+// At most 4×max connections are being refused (read to tell their
+// identity, then waiting refuseDelay for a slot) at once, each holding a
+// small buffer and a goroutine: enough that a flood of connections over
+// the cap leaves refusers free to tell a light client's new connection at
+// once. Lingering after a refusal holds no refuser; it is bounded by the
+// refusals refusers can make (4×max per refuseDelay, each lingering
+// lingerTime at most). While all refusers are busy, accepting
 // waits for one: further connections wait in the kernel's listen backlog,
 // which costs the server nothing, rather than being accepted and closed at
 // once, which a client retrying at once would turn into a loop of
@@ -294,7 +296,7 @@ type connLimitListener struct {
 
 	initOnce  sync.Once
 	ready     chan acceptResult // connections to serve, and accept errors
-	refusers  chan struct{}     // a token per refusal running (2×max)
+	refusers  chan struct{}     // a token per refusal running (4×max)
 	closed    chan struct{}     // closed by Close
 	closeOnce sync.Once
 
@@ -317,6 +319,9 @@ const (
 	// refuseHeadBuf bounds the head of a request read to tell its
 	// identity; a longer head is refused.
 	refuseHeadBuf = 8 << 10
+	// refuseDelay is how long a connection over the cap waits for a slot
+	// before it is refused (as long as a request waits for admission).
+	refuseDelay = admitWait
 )
 
 // reserve is the number of slots kept for light identities.
@@ -329,7 +334,7 @@ func (l *connLimitListener) lightConns() int { return int(max(l.reserve()/3, 1))
 func (l *connLimitListener) init() {
 	l.initOnce.Do(func() {
 		l.ready = make(chan acceptResult)
-		l.refusers = make(chan struct{}, max(2*l.max, 1))
+		l.refusers = make(chan struct{}, max(4*l.max, 1))
 		l.closed = make(chan struct{})
 		l.held = map[string]int{}
 		go l.acceptLoop()
@@ -527,10 +532,21 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 }
 
 // refuse reads the head of c's first request: it serves c from the
-// reserve if the request's identity is light (or a slot freed), else
-// answers it with the refusal and closes c.
+// reserve if the request's identity is light (or a slot freed). Otherwise
+// c waits refuseDelay, reading nothing, and is served if a slot freed
+// meanwhile, or else answered with the refusal and closed. The refuser is
+// given back once the answer is written: lingering on a large body after
+// it (linger.go) holds none, so refusers stay free to tell new
+// connections' identities.
 func (l *connLimitListener) refuse(c net.Conn) {
-	defer func() { <-l.refusers }()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-l.refusers
+		}
+	}
+	defer release()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	br := bufio.NewReaderSize(c, refuseHeadBuf)
 	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface {
@@ -540,9 +556,21 @@ func (l *connLimitListener) refuse(c net.Conn) {
 	if head, err := peekHead(br); err == nil {
 		if req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head))); err == nil {
 			req.RemoteAddr = c.RemoteAddr().String()
-			if lc := l.open(&bufferedConn{Conn: c, br: br}, connKey(req), true); lc != nil {
-				_ = c.SetDeadline(time.Time{})
-				l.deliver(acceptResult{c: lc})
+			key := connKey(req)
+			if l.promote(c, br, key) {
+				return
+			}
+			// The wait paces a client that reconnects as soon as it is
+			// refused: one refusal per connection per refuseDelay.
+			t := time.NewTimer(refuseDelay)
+			select {
+			case <-t.C:
+			case <-l.closed:
+				t.Stop()
+				_ = c.Close()
+				return
+			}
+			if l.promote(c, br, key) {
 				return
 			}
 		}
@@ -565,12 +593,24 @@ func (l *connLimitListener) refuse(c net.Conn) {
 	if _, err := c.Write(l.refusal(req)); err != nil {
 		return
 	}
+	release()
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 	deadline := time.Now().Add(lingerTime)
 	_ = c.SetReadDeadline(deadline)
 	l.linger.discard(req.Body, l.maxBody, deadline)
+}
+
+// promote serves c (its first bytes in br) if a slot is free to key.
+func (l *connLimitListener) promote(c net.Conn, br *bufio.Reader, key string) bool {
+	lc := l.open(&bufferedConn{Conn: c, br: br}, key, true)
+	if lc == nil {
+		return false
+	}
+	_ = c.SetDeadline(time.Time{})
+	l.deliver(acceptResult{c: lc})
+	return true
 }
 
 // http2Preface starts an HTTP/2 prior-knowledge (h2c) connection.
