@@ -234,6 +234,11 @@ func (a *admission) forget(c *admitClient) {
 // n-byte body, waiting up to admitWait (or until ctx ends). It returns
 // the release func, or false if the request was not admitted.
 func (a *admission) acquire(ctx context.Context, key string, cost, n int) (func(), bool) {
+	return a.acquireWithin(ctx, key, cost, n, admitWait)
+}
+
+// acquireWithin is acquire waiting up to wait.
+func (a *admission) acquireWithin(ctx context.Context, key string, cost, n int, wait time.Duration) (func(), bool) {
 	a.mu.Lock()
 	if cost > 1 {
 		a.adapt(time.Now())
@@ -252,7 +257,7 @@ func (a *admission) acquire(ctx context.Context, key string, cost, n int) (func(
 	a.dispatch() // it may fit now if only other clients' large requests wait
 	a.mu.Unlock()
 
-	t := time.NewTimer(admitWait)
+	t := time.NewTimer(max(wait, 0))
 	defer t.Stop()
 	select {
 	case <-w.granted:

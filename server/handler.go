@@ -145,7 +145,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// at once, shared out by client identity; the rest wait parked.
 	key := clientKey(r)
 	identifyConn(r) // the connection's identity, for the connection cap (memory.go)
+	gated := time.Now()
 	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
+	gateWait := time.Since(gated)
 	if !ok {
 		s.answerUnread(w, r, c, om, start, s.throttleError(name)) // linger.go
 		return
@@ -197,7 +199,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if sfn == nil {
 		reading = false
 		doneReading()
-		done, ok := s.admit.acquire(r.Context(), key, s.admit.cost(body.Len()), body.Len())
+		// The two gates' waits together are bounded by admitWait, so a
+		// throttled request is answered within about that (plus its body).
+		done, ok := s.admit.acquireWithin(r.Context(), key, s.admit.cost(body.Len()), body.Len(), admitWait-gateWait)
 		if !ok {
 			h.release()
 			s.finish(w, c, om, start, nil, s.throttleError(name))
