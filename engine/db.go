@@ -216,6 +216,8 @@ func (db *DB) loadExisting(v []byte) error {
 		return err
 	}
 	defer it.Close()
+	migration := db.pdb.NewBatch()
+	defer migration.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		val, err := it.ValueAndErr()
 		if err != nil {
@@ -225,6 +227,9 @@ func (db *DB) loadExisting(v []byte) error {
 		if err != nil {
 			return err
 		}
+		if _, err := db.migrateLegacy(migration, m); err != nil {
+			return err
+		}
 		s, err := db.newStreamState(m)
 		if err != nil {
 			return err
@@ -232,7 +237,13 @@ func (db *DB) loadExisting(v []byte) error {
 		db.mu.streams[m.Name] = s
 		db.mu.byID[m.ID] = s
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if migration.Empty() || db.opts.ReadOnly {
+		return nil
+	}
+	return db.fail.fuse.Commit(db.pdb, migration, pebble.Sync)
 }
 
 // newStreamState builds the in-memory state of m, recovering each shard's

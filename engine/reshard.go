@@ -19,10 +19,6 @@ func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, 
 		default:
 			return notActive(name, st)
 		}
-		if m.Mode == ModeOnDemand {
-			return &shard.Error{Kind: shard.ErrValidation, Reason: shard.ReasonOnDemand, Stream: name,
-				Msg: fmt.Sprintf("stream %s is in ON_DEMAND mode; resharding needs PROVISIONED mode", name)}
-		}
 		var secs uint64
 		alloc := func() uint64 {
 			if secs == 0 {

@@ -43,11 +43,8 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if cfg.MaxBytes < 0 || cfg.Discard > DiscardNew {
 		return validationf("MaxBytes %d must be ≥ 0 and Discard one of DiscardOld, DiscardNew", cfg.MaxBytes)
 	}
-	if cfg.Mode == "" {
-		cfg.Mode = ModeProvisioned
-	}
-	if cfg.Mode != ModeProvisioned && cfg.Mode != ModeOnDemand {
-		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", cfg.Mode)
+	if err := validateAttrs(name, cfg.Attrs); err != nil {
+		return err
 	}
 	if err := validateTags(cfg.Tags, 0); err != nil {
 		return err
@@ -84,9 +81,8 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 		Limits:      cfg.Limits,
 		MaxBytes:    cfg.MaxBytes,
 		Discard:     cfg.Discard,
-		Mode:        cfg.Mode,
-		Encryption:  "NONE",
 		Tags:        maps.Clone(cfg.Tags),
+		Attrs:       cloneAttrs(cfg.Attrs),
 		NextShard:   uint32(cfg.ShardCount),
 
 		MaxRecordBytes: cfg.MaxRecordBytes,
@@ -257,20 +253,16 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 	v := s.load()
 	m := v.meta
 	d := StreamDescription{
-		Name:              m.Name,
-		Status:            v.status(db.opts.nowMs()),
-		CreatedAt:         time.UnixMilli(m.CreatedMs),
-		Retention:         m.retention(),
-		Partitioner:       m.Partitioner,
-		Limits:            m.Limits,
-		MaxBytes:          m.MaxBytes,
-		Discard:           m.Discard,
-		Mode:              m.Mode,
-		EncryptionType:    m.Encryption,
-		KeyID:             m.KeyID,
-		ShardLevelMetrics: slices.Clone(m.Metrics),
-		OpenShardCount:    m.openShards(),
-		MaxRecordBytes:    db.recordLimit(m),
+		Name:           m.Name,
+		Status:         v.status(db.opts.nowMs()),
+		CreatedAt:      time.UnixMilli(m.CreatedMs),
+		Retention:      m.retention(),
+		Partitioner:    m.Partitioner,
+		Limits:         m.Limits,
+		MaxBytes:       m.MaxBytes,
+		Discard:        m.Discard,
+		OpenShardCount: m.openShards(),
+		MaxRecordBytes: db.recordLimit(m),
 	}
 	if d.Status != StatusCreating {
 		d.Shards = v.describeShards()
@@ -479,46 +471,6 @@ func (db *DB) SetMaxRecordBytes(name string, n int) error {
 	})
 }
 
-// SetEncryption records the stream's encryption type ("NONE" or "KMS")
-// and key id. kvstream does not encrypt; the setting is reported.
-func (db *DB) SetEncryption(name, encryptionType, keyID string) error {
-	if encryptionType != "NONE" && encryptionType != "KMS" {
-		return validationf("EncryptionType %q must be NONE or KMS", encryptionType)
-	}
-	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		m.Encryption, m.KeyID = encryptionType, keyID
-		if encryptionType == "NONE" {
-			m.KeyID = ""
-		}
-		return nil
-	})
-}
-
-// SetStreamMode records the stream's capacity mode.
-func (db *DB) SetStreamMode(name string, mode StreamMode) error {
-	if mode != ModeProvisioned && mode != ModeOnDemand {
-		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", mode)
-	}
-	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		m.Mode = mode
-		return nil
-	})
-}
-
-// SetShardLevelMetrics records the enhanced-monitoring metric names and
-// returns the previous and new sets.
-func (db *DB) SetShardLevelMetrics(name string, metrics []string) (before, after []string, err error) {
-	err = db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		before = slices.Clone(m.Metrics)
-		m.Metrics = slices.Clone(metrics)
-		slices.Sort(m.Metrics)
-		m.Metrics = slices.Compact(m.Metrics)
-		after = slices.Clone(m.Metrics)
-		return nil
-	})
-	return before, after, err
-}
-
 const maxTags = 50
 
 func validateTags(tags map[string]string, existing int) error {
@@ -582,4 +534,20 @@ func validateLimits(l Limits) error {
 		return validationf("Limits %+v must not be negative (0 means unlimited)", l)
 	}
 	return nil
+}
+
+// ChildShards returns the shards created by closing shard id of stream
+// (none while it is open): what a reader reports at the end of a closed
+// shard. It fails with ErrStreamNotFound once the stream is gone, which
+// tells a shard that ended because its stream was deleted from one that
+// ended in a reshard.
+func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
+	s, err := db.streamByName(stream)
+	if err != nil {
+		return nil, err
+	}
+	if s.load().deleted {
+		return nil, notFound(stream)
+	}
+	return db.childShards(s, id), nil
 }
