@@ -208,13 +208,12 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 
 // Checkpoints returns the last checkpointed sequence number per shard.
 func (c *Consumer) Checkpoints() map[ShardID]SequenceNumber {
-	c.s.mu.RLock()
-	defer c.s.mu.RUnlock()
+	v := c.s.load() // no stream lock: reads never wait for a writer
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[ShardID]SequenceNumber, len(c.mu.checkpoint))
 	for id, cnt := range c.mu.checkpoint {
-		if l := c.s.logs[id]; l != nil {
+		if l := v.logs[id]; l != nil {
 			out[id] = l.Seq(cnt, 0)
 		}
 	}
@@ -233,9 +232,9 @@ type shardPlan struct {
 // checkpoint covers its last record; a parent that expired from the
 // catalog is finished.
 func (c *Consumer) plan() ([]shardPlan, bool) {
-	s := c.s
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// The stream's published view, not its lock: a consumer's reads never
+	// wait for a put or a control-plane commit.
+	s := c.s.load()
 	if s.deleted {
 		return nil, false
 	}

@@ -46,16 +46,20 @@ type DB struct {
 
 	closed atomic.Bool
 
-	// Locks. The order is trimMu, createMu, stream.mu, db.mu, Consumer.mu:
-	// a goroutine holding one may take only those after it. db.mu is
-	// never held across a commit or a wait; readers (DescribeStream,
-	// ListShards, GetShardIterator, GetRecords, iterators) take no stream
-	// lock at all (they read the stream's published view, view.go), and no
-	// lock is held while a put waits for throughput. The locks held across
-	// an fsync'd commit are a stream's own lock (shared by its puts,
-	// exclusive for its control-plane changes, so no record lands in a
-	// shard that a reshard is closing), createMu (only CreateStream takes
-	// it) and trimMu (only trims take it).
+	// Locks. The order is trimMu, createMu, stream.ctl, stream.mu, db.mu,
+	// Consumer.mu: a goroutine holding one may take only those after it.
+	// Readers (DescribeStream, ListStreams, ListShards, GetShardIterator,
+	// GetRecords, iterators, attributes, a durable consumer's reads) take
+	// no stream lock at all (they read the stream's published view,
+	// view.go) and db.mu only shared and briefly; db.mu is never held
+	// across a commit or a wait, and no lock is held while a put waits for
+	// throughput. So no reader ever waits for an fsync. The locks held
+	// across an fsync'd commit are taken by writers only: stream.ctl
+	// (control-plane changes of one stream), createMu (only CreateStream
+	// takes it), trimMu (only trims), a stream's mu shared by its puts
+	// (and durable consumer checkpoints), and exclusively by a reshard
+	// across its commit, so no record lands in a shard being closed; a
+	// reshard's fsync is the one a stream's puts wait for.
 	trimMu   sync.Mutex // serializes trims (see trimStream)
 	createMu sync.Mutex // serializes CreateStream, so ids persist in order
 
@@ -78,16 +82,20 @@ type DB struct {
 
 // stream is the in-memory state of one stream.
 type stream struct {
+	// ctl serializes the stream's control-plane changes (changeMeta,
+	// DeleteStream) and is held across their commits; no reader and no
+	// put takes it.
+	ctl sync.Mutex
 	// mu is held shared by puts from routing until their commit returns,
-	// and exclusively by calls that change the shard table or delete the
-	// stream, so no record lands in a shard after it closes. Lock order:
-	// see DB.
+	// and exclusively by reshards across their commit (so no record lands
+	// in a shard after it closes) and briefly by other changes to install
+	// their result. Lock order: see DB.
 	mu      sync.RWMutex
 	meta    *streamMeta                  // guarded by mu
 	logs    map[shard.ShardID]*shard.Log // every shard with data; guarded by mu
 	open    []*shard.Log                 // open shards sorted by range start; guarded by mu
 	ranges  []shard.HashRange            // ranges of open, same order
-	deleted bool                         // guarded by mu
+	deleted bool                         // written under ctl and mu; read under either
 
 	id          uint32
 	retentionMs atomic.Int64

@@ -181,12 +181,24 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// ctl orders the deletion with the stream's other control-plane
+	// changes. The stream's lock is taken only to mark it deleted, which
+	// waits for puts in flight and fails later ones (and durable consumer
+	// writes) with ErrStreamNotFound; it is not held across the commit.
+	// Readers keep seeing the stream (its published view) until the
+	// commit is done.
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
 	if s.deleted {
 		return notFound(name)
 	}
+	s.mu.Lock()
+	s.deleted = true
+	s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
+		s.mu.Lock()
+		s.deleted = false
+		s.mu.Unlock()
 		return err
 	}
 	b := db.pdb.NewBatch()
@@ -200,13 +212,17 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		hooks.beforeCatalogCommit()
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
+		s.mu.Lock()
+		s.deleted = false
+		s.mu.Unlock()
 		return writeFailed("DeleteStream", name, err)
 	}
-	s.deleted = true
+	s.mu.Lock()
 	s.publishLocked()
 	for _, l := range s.logs {
 		l.Close()
 	}
+	s.mu.Unlock()
 	db.mu.Lock()
 	delete(db.mu.streams, name)
 	delete(db.mu.byID, s.id)
@@ -311,12 +327,23 @@ func (db *DB) ListShards(name string) ([]ShardDescription, error) {
 	return v.describeShards(), nil
 }
 
-// updateMeta applies fn to a copy of the stream's catalog entry under the
-// stream's exclusive lock and persists it; fn may return an error to
-// abort. It is the one path for control-plane changes. fn must change only
-// m (it may read s): the in-memory state follows m only after the commit
-// succeeded (syncLogsLocked), so a failed commit leaves memory as it was.
+// updateMeta applies fn to a copy of the stream's catalog entry and
+// persists it; fn may return an error to abort. With changeMeta it is the
+// one path for control-plane changes. fn runs under the stream's ctl lock
+// only, so the stream's puts go on during the change and its commit; fn
+// must change only m and may read s.meta (which only ctl holders change),
+// not the shard logs. The in-memory state follows m only after the commit
+// succeeded, so a failed commit leaves memory as it was.
 func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) error {
+	return db.changeMeta(name, false, fn)
+}
+
+// changeMeta is updateMeta; with exclusive (a change of the shard table)
+// fn runs, and the change commits, under the stream's exclusive lock as
+// well, so no put is in flight: none can land in a shard being closed,
+// and fn may read the shard logs. That is the one place a lock that puts
+// take is held across an fsync'd commit; readers take neither lock.
+func (db *DB) changeMeta(name string, exclusive bool, fn func(s *stream, m *streamMeta) error) error {
 	if err := db.writable(); err != nil {
 		return err
 	}
@@ -324,8 +351,12 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
+	if exclusive {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	if s.deleted {
 		return notFound(name)
 	}
@@ -341,8 +372,15 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err != nil {
 		return err
 	}
+	if hooks.beforeCatalogCommit != nil {
+		hooks.beforeCatalogCommit()
+	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
 		return writeFailed("update", name, err)
+	}
+	if !exclusive {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 	}
 	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
