@@ -54,6 +54,11 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 		return validationf("attribute %q is %d bytes, more than the limit of %d bytes", key, len(value), MaxAttrValueBytes)
 	}
 	if streamName == "" {
+		leave, err := db.enterWrite()
+		if err != nil {
+			return err
+		}
+		defer leave()
 		k := shard.MetaKey(attrMetaPrefix + key)
 		b := db.pdb.NewBatch()
 		defer b.Close()

@@ -85,6 +85,11 @@ func (db *DB) Consumer(streamName, name string, cfg *ConsumerConfig) (*Consumer,
 	c.mu.next = make(map[shard.ShardID]uint64)
 	c.mu.readEnd = make(map[shard.ShardID]bool)
 
+	leave, err := db.enterWrite()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	// Creation and loading happen under the stream's exclusive lock so a
 	// concurrent reshard cannot slip between resolving and persisting.
 	s.mu.Lock()
@@ -177,6 +182,11 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 			Shard: id, Other: ShardID(n.Shard), Sequence: n,
 			Msg: fmt.Sprintf("sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)}
 	}
+	leave, err := c.db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	c.s.mu.RLock()
 	defer c.s.mu.RUnlock()
 	if c.s.deleted {
@@ -463,6 +473,11 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 	if err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	v, err := db.get(shard.ConsumerKey(s.id, name))
 	if err != nil {
 		return err

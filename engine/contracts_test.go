@@ -336,3 +336,83 @@ func recvGuarded(t *testing.T, ch <-chan error) error {
 		return nil
 	}
 }
+
+// Writes racing Close (puts, catalog changes, attributes, checkpoints,
+// trims, durable consumers) succeed or fail with ErrClosed, never panic
+// and never reach a closed Pebble.
+func TestWritesRacingClose(t *testing.T) {
+	for round := range 10 {
+		clk := newStepClock()
+		db, err := engine.Open("db", memOpts(clk))
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
+		put(t, db, "s", "k", "first")
+		c, err := db.Consumer("s", "c", nil)
+		require.NoError(t, err)
+		rec := shardRecords(t, db, "s", 0)
+		if len(rec) == 0 {
+			rec = shardRecords(t, db, "s", 1)
+		}
+		require.NotEmpty(t, rec)
+
+		writes := []func(i int) error{
+			func(i int) error {
+				_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: itoa(i), Data: []byte("x")})
+				return err
+			},
+			func(i int) error {
+				res, err := db.PutRecords(ctx, "s", []engine.Entry{{PartitionKey: "a", Data: []byte("y")}, {PartitionKey: itoa(i), Data: []byte("z")}})
+				for _, r := range res {
+					if err == nil {
+						err = r.Err
+					}
+				}
+				return err
+			},
+			func(i int) error {
+				name := "t" + itoa(round) + "-" + itoa(i)
+				if err := db.CreateStream(name, engine.StreamConfig{ShardCount: 1}); err != nil {
+					return err
+				}
+				return db.DeleteStream(ctx, name)
+			},
+			func(i int) error {
+				if err := db.SetAttr("s", "k", []byte(itoa(i))); err != nil {
+					return err
+				}
+				if err := db.SetAttr("", "k", []byte(itoa(i))); err != nil {
+					return err
+				}
+				return db.SetRetention("s", time.Duration(24+i%2)*time.Hour)
+			},
+			func(int) error { return c.Checkpoint(rec[0]) },
+			func(int) error { return db.Trim(ctx, "s") },
+			func(i int) error {
+				if _, err := db.Consumer("s", "d"+itoa(i), nil); err != nil {
+					return err
+				}
+				return db.DeleteConsumer("s", "d"+itoa(i))
+			},
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g, w := range writes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; ; i++ {
+					if err := w(i); err != nil {
+						require.ErrorIs(t, err, engine.ErrClosed, "round %d, write %d: %v", round, g, err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		runtime.Gosched()
+		require.NoError(t, db.Close())
+		wg.Wait()
+	}
+}

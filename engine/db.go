@@ -40,14 +40,17 @@ type DB struct {
 	// previous session ended with Close (nil otherwise); set only while
 	// Open loads the catalog (loadShard).
 	openMarks map[shardKey]uint64
-	// gate ends reads at Close: every read of Pebble runs inside it, and
-	// iterators handed to callers are made by it (iterator.Gate).
+	// gate ends reads and writes at Close: every use of Pebble but the
+	// Writer's runs inside it (enterRead, enterWrite), and iterators
+	// handed to callers are made by it (iterator.Gate). It comes before
+	// every lock in the lock order.
 	gate iterator.Gate
 
 	closed atomic.Bool
 
-	// Locks. The order is trimMu, createMu, stream.ctl, stream.mu, db.mu,
-	// Consumer.mu: a goroutine holding one may take only those after it.
+	// Locks. The order is gate (entered, see enterWrite), trimMu,
+	// createMu, stream.ctl, stream.mu, db.mu, Consumer.mu: a goroutine
+	// holding one may take only those after it.
 	// Readers (DescribeStream, ListStreams, ListShards, GetShardIterator,
 	// GetRecords, iterators, attributes, a durable consumer's reads) take
 	// no stream lock at all (they read the stream's published view,
@@ -426,10 +429,20 @@ func (db *DB) enterRead() (func(), error) {
 	return db.gate.Leave, nil
 }
 
-// Close stops background work, waits for in-flight puts and reads,
-// records in the sequence file that the session ended cleanly, and closes
-// the data directory. Reads after it, and iterators still open, fail with
-// ErrClosed. With NoSync it first flushes the memtables, so every
+// enterWrite starts a write that uses Pebble directly (a catalog change,
+// a checkpoint, a trim: everything but puts, which commit through the
+// Writer, whose Close ends them with ErrClosed), returning the function
+// that ends it, or ErrClosed during or after Close, which waits for the
+// writes in flight. It is the read gate (enterRead): a write enters it
+// before taking any engine lock (so a lock holder never waits for the
+// gate) and never enters it twice.
+func (db *DB) enterWrite() (func(), error) { return db.enterRead() }
+
+// Close stops background work, waits for in-flight puts, writes and
+// reads, records in the sequence file that the session ended cleanly, and
+// closes the data directory. Reads and writes racing it or after it, and
+// iterators still open, fail with ErrClosed (never with a Pebble error or
+// a panic). With NoSync it first flushes the memtables, so every
 // acknowledged put is durable; with the default durability every
 // acknowledged put already is. After a fatal failure (Options.OnFatal) it
 // returns the failure and leaves Pebble alone: the directory stays locked

@@ -52,6 +52,11 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if err := validateMaxRecordBytes(cfg.MaxRecordBytes); err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 
 	// createMu orders creations (stream ids and the time allocator are
 	// persisted in allocation order); db.mu is held only to check and
@@ -106,7 +111,7 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if hooks.beforeCatalogCommit != nil {
 		hooks.beforeCatalogCommit()
 	}
-	err := db.writer.CommitBatch(b, pebble.Sync)
+	err = db.writer.CommitBatch(b, pebble.Sync)
 	var s *stream
 	if err != nil {
 		err = writeFailed("CreateStream", name, err)
@@ -181,6 +186,11 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	// ctl orders the deletion with the stream's other control-plane
 	// changes. The stream's lock is taken only to mark it deleted, which
 	// waits for puts in flight and fails later ones (and durable consumer
@@ -351,6 +361,11 @@ func (db *DB) changeMeta(name string, exclusive bool, fn func(s *stream, m *stre
 	if err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	s.ctl.Lock()
 	defer s.ctl.Unlock()
 	if exclusive {
