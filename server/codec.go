@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -91,6 +92,11 @@ func (c codec) decode(body []byte, v any) *apiError {
 	var err error
 	if c == codecCBOR {
 		err = cborDec.Unmarshal(body, v)
+		if err != nil { // AWS's text for a mismatch of kinds (serialization_cbor.go)
+			if msg := cborTypeText(body, reflect.TypeOf(v)); msg != "" {
+				return &apiError{Type: errSerialization, Msg: msg, Status: http.StatusBadRequest, cause: err}
+			}
+		}
 	} else {
 		// encoding/json would replace invalid UTF-8 with U+FFFD, making
 		// distinct partition keys one; CBOR text strings are checked by

@@ -67,8 +67,9 @@ func tooManyRecords() *apiError {
 		"Member must have length less than or equal to "+strconv.Itoa(maxPutRecordsEntries))
 }
 
-// recordsTooLarge is Kinesis' error for a PutRecords over 5 MiB, raised at
-// the entry that goes over.
+// recordsTooLarge stops decoding a PutRecords at the entry that goes over
+// maxPutRecordsDecoded; putRecords answers it with the text of the
+// request's stream (recordsTooLargeFor).
 func recordsTooLarge() *apiError {
 	return newAPIError(errInvalidArgument, "Records size exceeds 5 MB limit")
 }
@@ -82,7 +83,7 @@ func (b *putBatch) admit(size int) bool {
 		return false
 	}
 	b.size += size
-	if b.size > maxPutRecordsBytes {
+	if b.size > maxPutRecordsDecoded {
 		b.limitErr = recordsTooLarge()
 		return false
 	}

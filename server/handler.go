@@ -81,6 +81,13 @@ var operations = map[string]opFunc{
 	"PutResourcePolicy":          (*Server).putResourcePolicy,
 	"GetResourcePolicy":          (*Server).getResourcePolicy,
 	"DeleteResourcePolicy":       (*Server).deleteResourcePolicy,
+	// ops_channels.go, ops_distribution.go
+	"CreateChannel":                          (*Server).createChannel,
+	"DescribeChannel":                        (*Server).describeChannel,
+	"ListChannels":                           (*Server).listChannels,
+	"UpdateChannel":                          (*Server).updateChannel,
+	"DeleteChannel":                          (*Server).deleteChannel,
+	"UpdateStreamRecordDistributionStrategy": (*Server).updateRecordDistribution,
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -118,7 +125,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// With SigV4 on, everything but the payload hash is checked before a
 	// byte of the body is read.
 	var sig *pendingSig
-	if s.auth != nil {
+	if s.auth != nil && !trusted(r) {
 		var aerr *apiError
 		if sig, aerr = s.auth.begin(r); aerr != nil {
 			authFailed(aerr)
@@ -131,6 +138,24 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if s.auth == nil && s.refuseUnsigned(w, r, c, om, start) {
+		return
+	}
+	// The reader gate (admission.go): a bounded number of bodies are read
+	// at once, shared out by client identity; the rest wait parked.
+	key := clientKey(r)
+	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
+	if !ok {
+		drainBody(r, s.cfg.MaxBodyBytes)
+		s.finish(w, c, om, start, nil, s.throttleError(name))
+		return
+	}
+	reading := true
+	defer func() {
+		if reading {
+			doneReading()
+		}
+	}()
 	h := s.budget.newHold(r.Context())
 	defer h.release()
 	body := getBuf()
@@ -145,6 +170,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		// sending may see the connection reset instead, which the SDKs
 		// retry as they retry the throttle.
 		h.release()
+		if aerr.Type != errRequestEntityTooLarge {
+			drainBody(r, s.cfg.MaxBodyBytes)
+		}
 		s.finish(w, c, om, start, nil, aerr)
 		return
 	}
@@ -160,6 +188,20 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.verified()
+	}
+	// Fair admission (admission.go): bounded work at once, shared out by
+	// client identity.
+	// SubscribeToShard's stream holds its own share (efo.go), not this.
+	if sfn == nil {
+		reading = false
+		doneReading()
+		done, ok := s.admit.acquire(r.Context(), key, s.admit.cost(body.Len()), body.Len())
+		if !ok {
+			h.release()
+			s.finish(w, c, om, start, nil, s.throttleError(name))
+			return
+		}
+		defer done()
 	}
 	// AWS's checks of the content type, body, target and signature's
 	// presence, in AWS's order (protocol.go). With SigV4 verification on,
@@ -199,6 +241,7 @@ func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.
 	if r.ContentLength > limit {
 		return tooLarge
 	}
+	h.small = r.ContentLength >= 0 && bodyCharge*(r.ContentLength+1) <= smallCharge
 	for {
 		step := min(int64(bodyStep), limit+1-int64(buf.Len()))
 		if r.ContentLength >= 0 {
@@ -226,6 +269,45 @@ func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.
 			return newAPIError(errSerialization, "Unable to read the request body: the client stopped sending it or sent it too slowly.")
 		}
 	}
+}
+
+// refuseUnsigned answers, without reading the body, a request that carries
+// no signature (with verification off; with it on, the verifier refuses it
+// before the body) when its body is over bodyStep: AWS's answer to it is
+// MissingAuthenticationTokenException whatever the body holds, and reading
+// megabytes to say so would let unsigned clients spend the budget. A
+// smaller body is read and screened as AWS orders its checks (protocol.go).
+// The connection is closed after the answer.
+func (s *Server) refuseUnsigned(w http.ResponseWriter, r *http.Request, c codec, om *opMetrics, start time.Time) bool {
+	if r.ContentLength >= 0 && r.ContentLength <= bodyStep {
+		return false
+	}
+	if mt := mediaType(r.Header.Get("Content-Type")); mt != mediaJSON11 && mt != mediaCBOR11 {
+		return false
+	}
+	if !parseTarget(r).known {
+		return false
+	}
+	typ, msg := authPresence(r)
+	if typ == "" {
+		return false
+	}
+	w.Header().Set("Connection", "close")
+	s.finish(w, c, om, start, nil, newAPIError(typ, msg))
+	return true
+}
+
+// drainBody reads and discards what is left of r's body, at most limit
+// bytes, before an HTTP/1.x request is answered with its body unread (a
+// throttle): net/http would otherwise close the connection under a client
+// still sending, which then sees a reset instead of the answer. It costs a
+// copy into a small buffer, no memory budget; the server's ReadTimeout
+// bounds its time.
+func drainBody(r *http.Request, limit int64) {
+	if r.ProtoMajor != 1 {
+		return // HTTP/2 resets the stream cleanly
+	}
+	_, _ = io.CopyN(io.Discard, r.Body, limit)
 }
 
 // readSome reads into dst until it is full, the body ends (io.EOF) or

@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
-	"errors"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -13,15 +14,18 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -30,13 +34,17 @@ import (
 
 // The server under hostile load (issue 13): a child process runs Serve
 // with default settings (the small profile, fsync on, no --max-memory);
-// the test attacks it on loopback and reads the child's peak RSS
-// (VmHWM, reset before each attack) from /proc. Under every attack the
-// peak must stay under 256 MiB and every bad request be answered; with
+// another child (TestHostileAttackerChild, at nice 10) attacks it on
+// loopback with SigV4-signed requests under its own access key ID, while
+// this process runs a well-behaved SDK client under another key and reads
+// the server's peak RSS (VmHWM, reset before each attack) from /proc.
+// Under every attack the peak must stay under 256 MiB and every request of
+// the attacks be answered (a throttle is an answer); with
 // KVSTREAM_HOSTILE_LONG=1 the attacks are the issue's full sizes, every
-// bad request must be answered within a second, and a well-behaved
-// client's throughput during each is reported against its unloaded rate
-// (and must keep half of it under the attacks on memory, 1 and 5).
+// bad request must be answered within a second, and the good client must
+// keep half of its unloaded rate (measured just before each attack).
+// Subtests name the attacks: -run 'TestHostileLoad/^4$' runs one.
+// KVSTREAM_HOSTILE_CPUPROFILE=file profiles the server child.
 
 const hostileChildEnv = "KVSTREAM_HOSTILE_CHILD"
 
@@ -48,7 +56,14 @@ func TestHostileServerChild(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	err := Serve(ctx, Config{Addr: "127.0.0.1:0", DataDir: dir}, func(addr string) { fmt.Printf("ADDR %s\n", addr) })
+	if p := os.Getenv("KVSTREAM_HOSTILE_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		require.NoError(t, err)
+		require.NoError(t, pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
+	maxConns, _ := strconv.Atoi(os.Getenv("KVSTREAM_HOSTILE_MAXCONNS"))
+	err := Serve(ctx, Config{Addr: "127.0.0.1:0", DataDir: dir, MaxConns: maxConns}, func(addr string) { fmt.Printf("ADDR %s\n", addr) })
 	require.NoError(t, err)
 }
 
@@ -102,29 +117,46 @@ func (c *hostileChild) resetPeak(t *testing.T) {
 	require.NoError(t, os.WriteFile("/proc/"+strconv.Itoa(c.cmd.Process.Pid)+"/clear_refs", []byte("5"), 0))
 }
 
+// The well-behaved client and the attackers sign with different access
+// key IDs (the child verifies no signature, so any is accepted): the
+// server's fair admission tells them apart by it.
+const (
+	goodKeyID     = "AKIDGOODCLIENT"
+	attackerKeyID = "AKIDATTACKER"
+)
+
 // goodClient is a well-behaved SDK client: PutRecords of 10 × 100 B,
 // retrying throttles as the SDK does.
-func goodClient(addr string) *kinesis.Client {
+func goodClient(addr string) *kinesis.Client { return sdkClient(addr, goodKeyID) }
+
+func sdkClient(addr, keyID string) *kinesis.Client {
 	return kinesis.New(kinesis.Options{
 		BaseEndpoint: aws.String("http://" + addr), Region: "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""),
+		Credentials: credentials.NewStaticCredentialsProvider(keyID, "secret", ""),
 		Retryer:     retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 20; o.MaxBackoff = 200 * time.Millisecond }),
 	})
 }
 
-// goodPuts runs n PutRecords calls and returns records per second.
+// goodPuts runs n PutRecords calls, or as many as fit in goodPutsLimit,
+// and returns records per second.
 func goodPuts(t *testing.T, kc *kinesis.Client, n int) float64 {
 	entries := make([]types.PutRecordsRequestEntry, 10)
 	for i := range entries {
 		entries[i] = types.PutRecordsRequestEntry{PartitionKey: aws.String(strconv.Itoa(i)), Data: bytes.Repeat([]byte{'g'}, 100)}
 	}
 	start := time.Now()
-	for range n {
+	done := 0
+	for done < n && time.Since(start) < goodPutsLimit {
 		_, err := kc.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String("h"), Records: entries})
 		require.NoError(t, err)
+		done++
 	}
-	return float64(10*n) / time.Since(start).Seconds()
+	return float64(10*done) / time.Since(start).Seconds()
 }
+
+// goodPutsLimit bounds a measurement of the good client (and so an
+// attack's length) when the server starves it.
+const goodPutsLimit = 20 * time.Second
 
 // serverConns returns the server's open connections (its gauge), or a
 // large number if it cannot be read.
@@ -149,21 +181,44 @@ func serverConns(addr string) int {
 
 // attackResult is one attack's figures.
 type attackResult struct {
-	name      string
-	peak      int64
-	slowest   time.Duration // the slowest answer to a bad request
-	goodRatio float64       // the good client's rate under attack / unloaded
+	name       string
+	peak       int64
+	slowest    time.Duration // the slowest answer to a bad request
+	goodRatio  float64       // the good client's rate under attack / unloaded just before
+	answered   int           // attack requests answered
+	unanswered int           // attack requests whose connection was closed or reset
 }
 
-// rawPost sends a POST over a fresh HTTP/1.1 connection and returns the
-// status and the time to the answer.
-func rawPost(addr, op, contentType string, body []byte) (int, time.Duration, error) {
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", bytes.NewReader(body))
+// signedBody is an attack request body with its SHA-256, computed once.
+type signedBody struct {
+	body []byte
+	hash string
+}
+
+func newSignedBody(b []byte) signedBody {
+	sum := sha256.Sum256(b)
+	return signedBody{body: b, hash: hex.EncodeToString(sum[:])}
+}
+
+// signAttack signs req as the attacker (SigV4, for kinesis in us-east-1).
+func signAttack(req *http.Request, payloadHash string) error {
+	req.Header.Set("X-Amz-Content-Sha256", payloadHash)
+	return v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: attackerKeyID, SecretAccessKey: "secret"},
+		req, payloadHash, "kinesis", "us-east-1", time.Now())
+}
+
+// rawPost sends a signed POST over a fresh HTTP/1.1 connection and
+// returns the status and the time to the answer.
+func rawPost(addr, op, contentType string, body signedBody) (int, time.Duration, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", bytes.NewReader(body.body))
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("X-Amz-Target", targetPrefix+op)
 	req.Header.Set("Content-Type", contentType)
+	if err := signAttack(req, body.hash); err != nil {
+		return 0, 0, err
+	}
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	start := time.Now()
@@ -176,91 +231,45 @@ func rawPost(addr, op, contentType string, body []byte) (int, time.Duration, err
 	return resp.StatusCode, time.Since(start), nil
 }
 
-func TestHostileLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a child server and attacks it")
-	}
-	if raceEnabled {
-		t.Skip("the race detector multiplies the child's memory: its RSS says nothing about the server's")
-	}
-	long := os.Getenv("KVSTREAM_HOSTILE_LONG") != ""
-	scale := func(short, full int) int {
-		if long {
-			return full
-		}
-		return short
-	}
-	child := startHostileChild(t)
-	addr := child.addr
-	kc := goodClient(addr)
-	ctx := context.Background()
-	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("h"), ShardCount: aws.Int32(10)})
-	require.NoError(t, err)
-	goodN := scale(20, 300)
-	unloaded := goodPuts(t, kc, goodN)
-	t.Logf("well-behaved client unloaded: %.0f records/s", unloaded)
-
-	var results []attackResult
-	// run resets the peak, starts attack (which returns once it is in
-	// place, and a func that ends it and returns the slowest answer),
-	// measures the good client meanwhile, and checks the bounds.
-	run := func(name string, cpuOrDisk bool, attack func() func() time.Duration) {
-		t.Helper()
-		child.resetPeak(t)
-		stop := attack()
-		rate := goodPuts(t, kc, goodN)
-		slowest := stop()
-		// The next attack starts once the server has closed this one's
-		// connections (or it would find the connection cap full).
-		waitFor(t, "the attack's connections to close", func() bool { return serverConns(addr) <= 8 })
-		r := attackResult{name: name, peak: child.peakRSS(t), slowest: slowest, goodRatio: rate / unloaded}
-		results = append(results, r)
-		t.Logf("%-44s peak RSS %4d MiB, slowest bad answer %v, good client %.0f rec/s (%.2f of unloaded)",
-			name, r.peak>>20, r.slowest.Round(time.Millisecond), rate, r.goodRatio)
-		require.Less(t, r.peak, int64(256<<20), name)
-		// Attack 4's requests are valid writes, answered once the engine
-		// has them on disk: their latency is load, reported, not checked.
-		if !strings.HasPrefix(name, "4:") {
-			require.Less(t, r.slowest, time.Duration(scale(10, 1))*time.Second, name)
-		}
-		// Attacks on memory must not slow the good client; attacks that
-		// make the server do real work (decode megabytes, write to disk)
-		// share the CPU and the disk with it, which no memory budget
-		// prevents: their ratio is reported, not checked.
-		if long && !cpuOrDisk {
-			require.GreaterOrEqual(t, r.goodRatio, 0.5, name)
-		}
-	}
-
+// The attacks, by name: each starts, returns once it is in place, and
+// returns the func that ends it and reports the slowest answer and the
+// requests answered and not. They run in a child process of their own
+// (TestHostileAttackerChild), at a lower CPU priority: the attackers'
+// own work (building and sending requests) stands for machines of their
+// own, so the good client's rate measures what the server gives it, not
+// what the attacking goroutines would take from it in a shared process.
+var hostileAttacks = []struct {
+	name   string
+	attack func(t *testing.T, addr string, long bool) func() (time.Duration, int, int)
+}{
 	// 1. Bodies declared (7 MiB) and never sent: h2c streams on one
 	// connection, and HTTP/1.1 connections that sent 64 KiB.
-	run("1a: 100 h2c streams withholding 7 MiB bodies", false, func() func() time.Duration {
+	{"1a: 100 h2c streams withholding 7 MiB bodies", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
 		tr := &http.Transport{Protocols: new(http.Protocols)}
 		tr.Protocols.SetUnencryptedHTTP2(true)
-		return withheldBodies(t, &http.Client{Transport: tr}, addr, scale(50, 100), nil)
-	})
-	run("1b: 100 HTTP/1.1 connections stalled at 64 KiB", false, func() func() time.Duration {
+		return withheldBodies(t, &http.Client{Transport: tr}, addr, scaled(long, 50, 100), nil)
+	}},
+	{"1b: 100 HTTP/1.1 connections stalled at 64 KiB", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
 		tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 200}
-		return withheldBodies(t, &http.Client{Transport: tr}, addr, scale(50, 100), bytes.Repeat([]byte{'{'}, 64<<10))
-	})
-
+		return withheldBodies(t, &http.Client{Transport: tr}, addr, scaled(long, 50, 100), bytes.Repeat([]byte{'{'}, 64<<10))
+	}},
 	// 2. PutRecords declaring millions of entries, eight at once.
-	run("2: 8 × PutRecords of 1M CBOR maps / 2.3M {}", true, func() func() time.Duration {
+	{"2: 8 × PutRecords of 1M CBOR maps / 2.3M {}", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
 		cb := append(appendCBORHead(nil, 5, 2), appendCBORText(nil, "StreamName")...)
 		cb = append(cb, appendCBORText(nil, "h")...)
 		cb = append(cb, appendCBORText(nil, "Records")...)
 		cb = append(append(cb, appendCBORHead(nil, 4, 1<<20)...), bytes.Repeat([]byte{0xa0}, 1<<20)...)
-		js := []byte(`{"StreamName":"h","Records":[` + strings.Repeat("{},", 2_300_000) + `{}]}`)
-		return badRequests(t, addr, 8, scale(2, 5), func(i int) (string, string, []byte) {
+		scb := newSignedBody(cb)
+		sjs := newSignedBody([]byte(`{"StreamName":"h","Records":[` + strings.Repeat("{},", 2_300_000) + `{}]}`))
+		return badRequests(t, addr, 8, func(i int) (string, string, signedBody) {
 			if i%2 == 0 {
-				return "PutRecords", contentTypeCBOR, cb
+				return "PutRecords", contentTypeCBOR, scb
 			}
-			return "PutRecords", contentTypeJSON, js
+			return "PutRecords", contentTypeJSON, sjs
 		})
-	})
-
+	}},
 	// 3. Tag maps of 8,000 bad tags (2.4 MB).
-	run("3: 8 × AddTagsToStream of 8,000 bad tags", true, func() func() time.Duration {
+	{"3: 8 × AddTagsToStream of 8,000 bad tags", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
 		var b strings.Builder
 		b.WriteString(`{"StreamName":"h","Tags":{`)
 		for i := range 8000 {
@@ -270,35 +279,156 @@ func TestHostileLoad(t *testing.T) {
 			fmt.Fprintf(&b, `"k%d":"%s"`, i, strings.Repeat("v", 300))
 		}
 		b.WriteString(`}}`)
-		body := []byte(b.String())
-		return badRequests(t, addr, 8, scale(2, 5), func(int) (string, string, []byte) { return "AddTagsToStream", contentTypeJSON, body })
-	})
-
+		body := newSignedBody([]byte(b.String()))
+		return badRequests(t, addr, 8, func(int) (string, string, signedBody) { return "AddTagsToStream", contentTypeJSON, body })
+	}},
 	// 4. Many concurrent writers of large PutRecords.
-	run("4: 200 concurrent 1 MiB PutRecords writers", true, func() func() time.Duration {
+	{"4: 200 concurrent 1 MiB PutRecords writers", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
 		data := make([]byte, 100<<10)
 		var recs []string
 		for i := range 10 {
 			recs = append(recs, `{"PartitionKey":"`+strconv.Itoa(i)+`","Data":"`+base64.StdEncoding.EncodeToString(data)+`"}`)
 		}
-		body := []byte(`{"StreamName":"h","Records":[` + strings.Join(recs, ",") + `]}`)
-		return badRequests(t, addr, scale(60, 200), scale(2, 5), func(int) (string, string, []byte) { return "PutRecords", contentTypeJSON, body })
-	})
-
+		body := newSignedBody([]byte(`{"StreamName":"h","Records":[` + strings.Join(recs, ",") + `]}`))
+		return badRequests(t, addr, scaled(long, 60, 200), func(int) (string, string, signedBody) { return "PutRecords", contentTypeJSON, body })
+	}},
 	// 5. Subscriptions that never read, on 4 consumers × 10 shards.
-	run("5: 40 SubscribeToShard that never read", false, func() func() time.Duration {
-		return idleSubscriptions(t, kc, addr, 40)
-	})
+	{"5: 40 SubscribeToShard that never read", func(t *testing.T, addr string, long bool) func() (time.Duration, int, int) {
+		return idleSubscriptions(t, sdkClient(addr, attackerKeyID), addr, 40)
+	}},
+}
 
+func scaled(long bool, short, full int) int {
+	if long {
+		return full
+	}
+	return short
+}
+
+const (
+	hostileAttackEnv = "KVSTREAM_HOSTILE_ATTACK" // the attack's index, for the attacker child
+	hostileAddrEnv   = "KVSTREAM_HOSTILE_ADDR"
+	hostileLongEnv   = "KVSTREAM_HOSTILE_LONG"
+)
+
+// TestHostileAttackerChild is the attacker process: it starts the attack
+// named by $KVSTREAM_HOSTILE_ATTACK, prints READY once it is in place,
+// ends it when its stdin closes and prints the figures.
+func TestHostileAttackerChild(t *testing.T) {
+	idx := os.Getenv(hostileAttackEnv)
+	if idx == "" {
+		t.Skip("runs as TestHostileLoad's attacker")
+	}
+	// The attacker's own CPU stands for other machines (see hostileAttacks).
+	require.NoError(t, syscall.Setpriority(syscall.PRIO_PROCESS, 0, 10))
+	i, err := strconv.Atoi(idx)
+	require.NoError(t, err)
+	stop := hostileAttacks[i].attack(t, os.Getenv(hostileAddrEnv), os.Getenv(hostileLongEnv) != "")
+	fmt.Println("READY")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	slowest, answered, unanswered := stop()
+	fmt.Printf("RESULT %d %d %d\n", slowest, answered, unanswered)
+}
+
+// startAttacker starts attack i in a child process and returns once it is
+// in place, with the func that ends it and returns its figures.
+func startAttacker(t *testing.T, i int, addr string, long bool) func() (time.Duration, int, int) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHostileAttackerChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), hostileAttackEnv+"="+strconv.Itoa(i), hostileAddrEnv+"="+addr)
+	if long {
+		cmd.Env = append(cmd.Env, hostileLongEnv+"=1")
+	}
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "READY" {
+	}
+	return func() (time.Duration, int, int) {
+		require.NoError(t, in.Close())
+		var slowest time.Duration
+		var answered, unanswered int
+		found := false
+		for sc.Scan() {
+			if _, err := fmt.Sscanf(sc.Text(), "RESULT %d %d %d", &slowest, &answered, &unanswered); err == nil {
+				found = true
+			}
+		}
+		require.NoError(t, cmd.Wait(), "the attacker failed")
+		killed = true
+		require.True(t, found, "the attacker reported no figures")
+		return slowest, answered, unanswered
+	}
+}
+
+func TestHostileLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child server and attacks it")
+	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the child's memory: its RSS says nothing about the server's")
+	}
+	long := os.Getenv(hostileLongEnv) != ""
+	child := startHostileChild(t)
+	addr := child.addr
+	kc := goodClient(addr)
+	ctx := context.Background()
+	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("h"), ShardCount: aws.Int32(10)})
+	require.NoError(t, err)
+	goodN := scaled(long, 20, 1000)
+	goodPuts(t, kc, goodN) // warm up
+
+	var results []attackResult
+	for i, a := range hostileAttacks {
+		t.Run(a.name[:strings.Index(a.name, ":")], func(t *testing.T) {
+			// The unloaded rate just before each attack: other jobs on the
+			// machine change the load between attacks.
+			unloaded := goodPuts(t, kc, goodN)
+			child.resetPeak(t)
+			stop := startAttacker(t, i, addr, long)
+			rate := goodPuts(t, kc, goodN)
+			slowest, answered, unanswered := stop()
+			// The next attack starts once the server has closed this one's
+			// connections (or it would find the connection cap full).
+			waitFor(t, "the attack's connections to close", func() bool { return serverConns(addr) <= 8 })
+			r := attackResult{name: a.name, peak: child.peakRSS(t), slowest: slowest, goodRatio: rate / unloaded, answered: answered, unanswered: unanswered}
+			results = append(results, r)
+			t.Logf("%-44s peak RSS %4d MiB, slowest bad answer %v, %d answered, %d closed; good client %.0f rec/s (%.2f of %.0f unloaded)",
+				r.name, r.peak>>20, r.slowest.Round(time.Millisecond), answered, unanswered, rate, r.goodRatio, unloaded)
+			require.Less(t, r.peak, int64(256<<20), r.name)
+			// Every request of attacks 2–4 gets an answer (a throttle is one).
+			require.Zero(t, unanswered, r.name)
+			// Attack 4's requests are valid writes, answered once the engine
+			// has them on disk (or throttled): their latency is reported, not
+			// checked.
+			if !strings.HasPrefix(r.name, "4:") {
+				require.Less(t, r.slowest, time.Duration(scaled(long, 10, 1))*time.Second, r.name)
+			}
+			// Timing on a shared machine is checked in the long mode only.
+			if long {
+				require.GreaterOrEqual(t, r.goodRatio, 0.5, r.name)
+			}
+		})
+	}
 	for _, r := range results {
 		t.Logf("figures: %s | %d MiB | %v | %.2f", r.name, r.peak>>20, r.slowest.Round(time.Millisecond), r.goodRatio)
 	}
 }
 
-// withheldBodies starts n PutRecords that declare 7 MiB and send only
-// sent, waits until the server holds them, and returns the func that cuts
-// them off.
-func withheldBodies(t *testing.T, c *http.Client, addr string, n int, sent []byte) func() time.Duration {
+// withheldBodies starts n signed PutRecords that declare 7 MiB and send
+// only sent, waits until the transport has taken what they send, and
+// returns the func that cuts them off.
+func withheldBodies(t *testing.T, c *http.Client, addr string, n int, sent []byte) func() (time.Duration, int, int) {
 	var wg sync.WaitGroup
 	pipes := make([]*io.PipeWriter, n)
 	wrote := make(chan struct{}, n)
@@ -310,6 +440,7 @@ func withheldBodies(t *testing.T, c *http.Client, addr string, n int, sent []byt
 		req.ContentLength = DefaultMaxBodyBytes
 		req.Header.Set("X-Amz-Target", targetPrefix+"PutRecords")
 		req.Header.Set("Content-Type", contentTypeJSON)
+		require.NoError(t, signAttack(req, "UNSIGNED-PAYLOAD"))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -329,63 +460,61 @@ func withheldBodies(t *testing.T, c *http.Client, addr string, n int, sent []byt
 	for range n {
 		<-wrote
 	}
-	return func() time.Duration {
+	return func() (time.Duration, int, int) {
 		for _, pw := range pipes {
 			pw.CloseWithError(io.ErrUnexpectedEOF)
 		}
 		wg.Wait()
 		c.CloseIdleConnections() // or they hold connection slots until IdleTimeout
-		return 0
+		return 0, 0, 0
 	}
 }
 
-// badRequests sends n requests at once, rounds times, and returns the
-// func that waits for them and reports the slowest answer.
-func badRequests(t *testing.T, addr string, n, rounds int, req func(i int) (op, contentType string, body []byte)) func() time.Duration {
+// badRequests runs n senders, each sending signed requests one after
+// another over fresh connections, without backoff, until the returned
+// func is called (each sends at least one); the func reports the slowest
+// answer and the requests answered and not.
+func badRequests(t *testing.T, addr string, n int, req func(i int) (op, contentType string, body signedBody)) func() (time.Duration, int, int) {
 	var mu sync.Mutex
 	var slowest time.Duration
 	var wg sync.WaitGroup
-	unanswered := 0
+	var stopped atomic.Bool
+	answered, unanswered := 0, 0
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range rounds {
+			for first := true; first || !stopped.Load(); first = false {
 				op, ct, body := req(i)
 				code, took, err := rawPost(addr, op, ct, body)
+				mu.Lock()
 				if err != nil {
-					var ne net.Error
-					if !strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "EOF") && !errors.As(err, &ne) {
-						t.Errorf("%s: %v", op, err)
-					}
-					mu.Lock()
 					unanswered++
-					mu.Unlock()
-					continue // closed at the connection cap, or reset while sending
-
+					if unanswered <= 5 {
+						fmt.Fprintf(os.Stderr, "%s: no answer: %v\n", op, err)
+					}
+				} else {
+					answered++
+					slowest = max(slowest, took)
 				}
-				if code == http.StatusInternalServerError {
+				mu.Unlock()
+				if err == nil && code == http.StatusInternalServerError {
 					t.Errorf("%s answered %d", op, code)
 				}
-				mu.Lock()
-				slowest = max(slowest, took)
-				mu.Unlock()
 			}
 		}()
 	}
-	return func() time.Duration {
+	return func() (time.Duration, int, int) {
+		stopped.Store(true)
 		wg.Wait()
-		if unanswered > 0 {
-			t.Logf("%d of %d requests had their connection closed or reset instead of an answer", unanswered, n*rounds)
-		}
-		return slowest
+		return slowest, answered, unanswered
 	}
 }
 
 // idleSubscriptions registers consumers, subscribes n times over raw
 // HTTP/1.1 connections that never read the stream, and returns the func
 // that closes them.
-func idleSubscriptions(t *testing.T, kc *kinesis.Client, addr string, n int) func() time.Duration {
+func idleSubscriptions(t *testing.T, kc *kinesis.Client, addr string, n int) func() (time.Duration, int, int) {
 	ctx := context.Background()
 	d, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("h")})
 	require.NoError(t, err)
@@ -397,27 +526,36 @@ func idleSubscriptions(t *testing.T, kc *kinesis.Client, addr string, n int) fun
 	}
 	var conns []net.Conn
 	var slowest time.Duration
+	subscribed := 0
 	for i := range n {
 		body := `{"ConsumerARN":"` + arns[i/10] + `","ShardId":"shardId-00000000000` + strconv.Itoa(i%10) + `","StartingPosition":{"Type":"TRIM_HORIZON"}}`
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		conns = append(conns, c)
 		start := time.Now()
-		_, err = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: %sSubscribeToShard\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
-			targetPrefix, contentTypeJSON, len(body), body)
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
 		require.NoError(t, err)
-		// Read only the status line: a subscription starts (200) or is
-		// refused (LimitExceeded once the budget's share is taken).
+		req.Header.Set("X-Amz-Target", targetPrefix+"SubscribeToShard")
+		req.Header.Set("Content-Type", contentTypeJSON)
+		require.NoError(t, signAttack(req, newSignedBody([]byte(body)).hash))
+		require.NoError(t, req.Write(c))
+		// Read only the status line and headers: a subscription starts
+		// (200 with an event stream) or is refused (LimitExceeded once the
+		// budget's share is taken).
 		require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Minute)))
-		line, err := bufio.NewReaderSize(c, 16).ReadString('\n')
+		br := bufio.NewReaderSize(c, 64)
+		line, err := br.ReadString('\n')
 		require.NoError(t, err)
 		slowest = max(slowest, time.Since(start))
 		require.True(t, strings.HasPrefix(line, "HTTP/1.1 200") || strings.HasPrefix(line, "HTTP/1.1 400"), line)
+		if strings.HasPrefix(line, "HTTP/1.1 200") {
+			subscribed++
+		}
 	}
-	return func() time.Duration {
+	return func() (time.Duration, int, int) {
 		for _, c := range conns {
 			_ = c.Close()
 		}
-		return slowest
+		return slowest, subscribed, 0
 	}
 }

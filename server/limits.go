@@ -55,7 +55,7 @@ func (l *putRecordsList) UnmarshalJSON(b []byte) error {
 		if err := dec.Decode(&e); err != nil {
 			return err
 		}
-		if size += e.size(); size > maxPutRecordsBytes {
+		if size += e.size(); size > maxPutRecordsDecoded {
 			return recordsTooLarge()
 		}
 		out = append(out, e)
@@ -105,7 +105,7 @@ func (l *putRecordsList) UnmarshalCBOR(b []byte) error {
 		if rest, err = cborDec.UnmarshalFirst(rest, &e); err != nil {
 			return err
 		}
-		if size += e.size(); size > maxPutRecordsBytes {
+		if size += e.size(); size > maxPutRecordsDecoded {
 			return recordsTooLarge()
 		}
 		out = append(out, e)

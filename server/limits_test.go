@@ -68,7 +68,7 @@ func TestPutRecordsLimitsWhileDecoding(t *testing.T) {
 		{"json fast 501", codecJSON, []byte(`{"StreamName":"s","Records":[` + strings.Repeat(entry+",", 500) + entry + `]}`), errValidation, tooMany},
 		// encoding/json (entries of another shape): 2.3 million {}.
 		{"json generic 2.3M", codecJSON, []byte(`{"StreamName":"s","Records":[` + strings.Repeat("{},", 2_300_000) + `{}]}`), errValidation, tooMany},
-		{"json over 5 MiB", codecJSON, []byte(`{"StreamName":"s","Records":[` + strings.Repeat(`{"Data":"`+strings.Repeat("A", 1165088)+`","PartitionKey":"k"},`, 6) + `{}]}`),
+		{"json over 10 MiB", codecJSON, []byte(`{"StreamName":"s","Records":[` + strings.Repeat(`{"Data":"`+strings.Repeat("A", 1165088)+`","PartitionKey":"k"},`, 12) + `{}]}`),
 			errInvalidArgument, "Records size exceeds 5 MB limit"},
 		// CBOR declaring 1,048,576 empty maps in 1 MiB.
 		{"cbor 1M maps", codecCBOR, cborMap(1<<20, bytes.Repeat([]byte{0xa0}, 1<<20)), errValidation, tooMany},

@@ -1,9 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,6 +137,10 @@ type hold struct {
 	n          int64 // held in all: from b.sem, and fromSmall of it from b.small
 	fromSmall  int64
 	unverified int64 // held from b.unverified
+	// small says the whole request is small (a declared body of at most
+	// smallCharge/bodyCharge): only such a request may draw from the
+	// reserve for small requests, not the first steps of a large one.
+	small bool
 }
 
 func (b *memBudget) newHold(ctx context.Context) *hold { return &hold{b: b, ctx: ctx} }
@@ -166,7 +175,7 @@ func (h *hold) grow(n int64, unverified bool) bool {
 	if d := n - h.n; d > 0 {
 		switch {
 		case h.b.sem.TryAcquire(d):
-		case n <= smallCharge && h.b.small.TryAcquire(d):
+		case h.small && n <= smallCharge && h.b.small.TryAcquire(d):
 			h.fromSmall += d
 		case !h.take(h.b.sem, d):
 			return false
@@ -242,15 +251,28 @@ func (s *Server) throttleError(op string) *apiError {
 		") is in use; retry with backoff.")
 }
 
-// connLimitListener closes connections beyond max at once (the client sees
-// the connection reset and retries) instead of queueing them: a queued
-// connection would wait behind the ones holding the slots.
+// connLimitListener caps open connections at max. A connection beyond it
+// is not queued (it would wait behind the ones holding the slots) but
+// refused: its first HTTP/1.1 request is read (the body discarded, within
+// refuseTimeout) and answered with the throttling error refusal renders,
+// then the connection is closed, so the client gets an answer its SDK
+// retries rather than a reset. At most max connections are being refused
+// at once (each holds a small buffer and a goroutine); beyond that, and
+// for HTTP/2 prior-knowledge connections, a connection is closed at once.
 type connLimitListener struct {
 	net.Listener
-	max    int64
-	active atomic.Int64
-	onOpen func(delta int) // the connections gauge
+	max      int64
+	active   atomic.Int64
+	refusing atomic.Int64
+	onOpen   func(delta int) // the connections gauge
+	// refusal returns the response to a refused request: an HTTP/1.1
+	// response with Connection: close. Nil closes refused connections.
+	refusal func(*http.Request) []byte
+	maxBody int64
 }
+
+// refuseTimeout bounds the time spent on a refused connection.
+const refuseTimeout = 5 * time.Second
 
 func (l *connLimitListener) Accept() (net.Conn, error) {
 	for {
@@ -260,7 +282,14 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		}
 		if l.active.Add(1) > l.max {
 			l.active.Add(-1)
-			_ = c.Close()
+			if l.refusal == nil || l.refusing.Add(1) > l.max {
+				if l.refusal != nil {
+					l.refusing.Add(-1)
+				}
+				_ = c.Close()
+				continue
+			}
+			go l.refuse(c)
 			continue
 		}
 		l.onOpen(1)
@@ -281,4 +310,48 @@ func (c *limitedConn) Close() error {
 		c.l.onOpen(-1)
 	})
 	return err
+}
+
+// refuse answers the first request on c with the refusal and closes c.
+func (l *connLimitListener) refuse(c net.Conn) {
+	defer l.refusing.Add(-1)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	br := bufio.NewReaderSize(c, 4<<10)
+	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface {
+		return
+	}
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return
+	}
+	// Read the body before answering: closing under a client still
+	// sending would reset the connection before it reads the answer.
+	if _, err := io.CopyN(io.Discard, req.Body, l.maxBody+1); err != nil && err != io.EOF {
+		return
+	}
+	_, _ = c.Write(l.refusal(req))
+}
+
+// http2Preface starts an HTTP/2 prior-knowledge (h2c) connection.
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// connRefusal renders the answer to a request on a connection over the
+// cap: the operation's throttling error in the request's codec, as an
+// HTTP/1.1 response that closes the connection.
+func (s *Server) connRefusal(req *http.Request) []byte {
+	op, _ := strings.CutPrefix(req.Header.Get("X-Amz-Target"), targetPrefix)
+	aerr := s.throttleError(op)
+	aerr.Msg = "Rate exceeded: the server has its maximum of open connections; retry with backoff."
+	c := codecFor(req.Header.Get("Content-Type"))
+	body, err := c.encode(errorBody{Type: aerr.Type, Message: aerr.Msg})
+	if err != nil {
+		c, body = codecJSON, []byte(`{"__type":"`+aerr.Type+`"}`)
+	}
+	if operations[op] == nil && streamingOperations[op] == nil {
+		op = "Unknown"
+	}
+	s.metrics.throttles.WithLabelValues(op).Inc()
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nX-Amzn-Requestid: %s\r\nX-Amzn-Errortype: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		aerr.Status, http.StatusText(aerr.Status), requestID(), aerr.Type, c.contentType(), len(body), body)
 }

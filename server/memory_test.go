@@ -57,6 +57,10 @@ func stalledPost(t *testing.T, c *http.Client, url, op string, n int64, sent []b
 	req.ContentLength = n
 	req.Header.Set("X-Amz-Target", targetPrefix+op)
 	req.Header.Set("Content-Type", contentTypeJSON)
+	// Signed (any signature passes without keys): an unsigned big body is
+	// refused unread (refuseUnsigned).
+	req.Header.Set("X-Amz-Date", "20260101T000000Z")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDSTALLED/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -91,7 +95,7 @@ func TestBodyNotSizedFromContentLength(t *testing.T) {
 // big request is throttled with a retryable error while small ones are
 // still served, and the big one is served once the budget comes back.
 func TestMemoryBudgetThrottles(t *testing.T) {
-	env := newEnv(t, Config{MaxMemory: budgetFor(40 << 20)}, nil)
+	env := newEnv(t, Config{MaxMemory: budgetFor(40 << 20), MaxBodyBytes: 7 << 20}, nil)
 	require.Equal(t, int64(40<<20), env.srv.budget.total)
 	kc := env.client()
 	ctx := context.Background()
@@ -156,11 +160,14 @@ func TestSmallRequestReserve(t *testing.T) {
 	var small []*hold
 	for range 8 << 20 / smallCharge {
 		h := b.newHold(ctx)
+		h.small = true // a small declared body (readBody)
 		require.True(t, h.grow(bodyCharge*bodyStep, false))
 		require.True(t, h.grow(smallCharge, false))
 		small = append(small, h)
 	}
-	require.False(t, b.newHold(ctx).grow(bodyCharge*bodyStep, false), "the reserve is used up")
+	last := b.newHold(ctx)
+	last.small = true
+	require.False(t, last.grow(bodyCharge*bodyStep, false), "the reserve is used up")
 	big.release()
 	for _, h := range small {
 		h.release()
@@ -309,7 +316,7 @@ func (staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // it is refused with LimitExceededException, and the share and the gauges
 // come back when clients leave.
 func TestSubscriptionBudget(t *testing.T) {
-	e := newEFOEnv(t, Config{MaxMemory: budgetFor(32 << 20)}, 5) // room for 4 subscriptions
+	e := newEFOEnv(t, Config{MaxMemory: budgetFor(32 << 20), MaxBodyBytes: 7 << 20}, 5) // room for 4 subscriptions
 	shard := func(i int) string { return "shardId-00000000000" + string(rune('0'+i)) }
 	var subs []*subReader
 	for i := range 4 {

@@ -54,6 +54,12 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	if in.ExplicitHashKey != nil {
 		e.ExplicitHashKey = *in.ExplicitHashKey
 	}
+	if s.autoDistributed(name) { // ops_distribution.go
+		if in.SequenceNumberForOrdering != nil {
+			return nil, s.autoPlacementError(name)
+		}
+		e.ExplicitHashKey = randomHashKey()
+	}
 	if in.SequenceNumberForOrdering != nil {
 		sn := *in.SequenceNumberForOrdering
 		switch checkOrderingNumber(sn, s.now()) {
@@ -285,6 +291,13 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 			if errors.As(err.cause, &mae) {
 				return nil, tooManyRecords() // the only array of the request
 			}
+			if err.Type == errInvalidArgument { // over the request size (limits.go)
+				var name, arn *string
+				if rq.codec == codecJSON {
+					name, arn = streamOfBody(rq.body)
+				}
+				return nil, recordsTooLargeFor(s.dataLimit(name, arn))
+			}
 			return nil, err
 		}
 		b.fromInput(&in)
@@ -294,6 +307,13 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 			if aerr, ok := s.tooManyEntries(b, rq.body); ok {
 				return nil, aerr
 			}
+		}
+		if b.limitErr.Type == errInvalidArgument { // over the request size: worded for its stream
+			name, arn := optString(b.hasStreamName, b.streamName), optString(b.hasStreamARN, b.streamARN)
+			if rq.codec == codecJSON && name == nil && arn == nil {
+				name, arn = streamOfBody(rq.body) // after Records: not decoded
+			}
+			return nil, recordsTooLargeFor(s.dataLimit(name, arn))
 		}
 		return nil, b.limitErr
 	}
@@ -315,8 +335,13 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 		total += len(b.entries[i].Data) + len(b.entries[i].PartitionKey)
 	}
 	// 5 MiB, or one record of the stream's limit when that is more.
-	if maxTotal := max(maxPutRecordsBytes, limit); total > maxTotal {
-		return nil, newAPIError(errInvalidArgument, "Records size exceeds "+strconv.Itoa(maxTotal>>20)+" MB limit")
+	if total > max(maxPutRecordsBytes, limit) {
+		return nil, recordsTooLargeFor(limit)
+	}
+	if s.autoDistributed(name) { // ops_distribution.go
+		for i := range b.entries {
+			b.entries[i].ExplicitHashKey = randomHashKey()
+		}
 	}
 	results, err := s.db.PutRecords(rq.ctx, name, b.entries)
 	if err != nil {

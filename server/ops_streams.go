@@ -148,6 +148,10 @@ func (s *Server) deleteStream(rq *request) (any, *apiError) {
 				" registered consumers; deregister them or set EnforceConsumerDeletion.")
 		}
 	}
+	if n := s.streamChannelCount(name); n > 0 { // ops_channels.go
+		return nil, newAPIError(errResourceInUse, "Stream "+name+" under account "+s.cfg.Account+" has "+strconv.Itoa(n)+
+			" channels; delete them (DeleteChannel) before the stream.")
+	}
 	if s.cfg.DeleteDelay > 0 {
 		// DELETING until the delay has passed (lifecycle.go). A pending
 		// reshard is dropped: the stream will not be ACTIVE again.

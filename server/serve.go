@@ -73,6 +73,11 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 		_ = ln.Close()
 		return err
 	}
+	if cfg.Attach != nil {
+		if detach := cfg.Attach(db, s); detach != nil {
+			defer detach() // before the engine closes
+		}
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		p := db.Options().Profile
 		limit := cfg.MaxMemory
@@ -81,7 +86,8 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 		}
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit - engineManual(p)))
 	}
-	ln = &connLimitListener{Listener: ln, max: int64(cfg.maxConns(s.budget.total)), onOpen: func(d int) { s.metrics.connections.Add(float64(d)) }}
+	ln = &connLimitListener{Listener: ln, max: int64(cfg.maxConns(s.budget.total)), onOpen: func(d int) { s.metrics.connections.Add(float64(d)) },
+		refusal: s.connRefusal, maxBody: cfg.MaxBodyBytes}
 	hs := s.httpServer(tlsCfg)
 	errc := make(chan error, 2)
 	go func() {

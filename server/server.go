@@ -13,6 +13,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +29,7 @@ const (
 	DefaultAddr         = "127.0.0.1:4567"
 	DefaultRegion       = "us-east-1"
 	DefaultAccount      = "000000000000"
-	DefaultMaxBodyBytes = 7 << 20
+	DefaultMaxBodyBytes = maxRequestBody // reqlimits.go: the largest legal PutRecords, about 14.3 MiB
 	// DefaultShardLimit is Config.ShardLimit's default: AWS's default
 	// open-shard quota in us-east-1 (and engine.Options.MaxShards').
 	DefaultShardLimit = 20000
@@ -114,7 +115,9 @@ type Config struct {
 	// without TLS or without SigV4 verification. Default false.
 	InsecureAllowRemote bool
 	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
-	// Default 7 MiB, as Kinesis.
+	// Default DefaultMaxBodyBytes: the largest legal request, a PutRecords
+	// of 10 MiB of data (the largest record limit UpdateMaxRecordSize
+	// allows) base64-encoded, with room for its keys (about 14.3 MiB).
 	MaxBodyBytes int64
 	// ReadTimeout and WriteTimeout bound reading a request and writing its
 	// response (Serve only). Defaults 30s and 60s.
@@ -162,6 +165,13 @@ type Config struct {
 	// Prometheus scraper. On Addr, /metrics needs a SigV4-signed request
 	// when verification is on and Addr is not loopback. Default empty.
 	MetricsAddr string
+	// Attach, if set, is called by Serve once the data directory is open
+	// (and so locked by this process) and the Server is built, before
+	// ready. It may serve the Server on more listeners, such as the
+	// kvstream command's Unix socket inside the data directory (through
+	// Trusted). The detach function it returns is called when Serve
+	// returns, before the engine is closed. Default nil.
+	Attach func(db *engine.DB, s *Server) (detach func())
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -297,6 +307,8 @@ type Server struct {
 	// accountMu serializes changes to the account settings.
 	accountMu sync.Mutex
 	budget    *memBudget
+	admit     *admission // fair admission of requests (admission.go)
+	readers   *admission // the reader gate (admission.go)
 	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
 	// loopback).
 	protectMetrics bool
@@ -317,6 +329,11 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
+	s.readers = newReaderGate()
+	s.admit = newAdmission(budget, func() (int64, bool) {
+		st := db.StorageStats()
+		return st.WriteStalls, st.WriteStalled
+	})
 	s.metrics.watchBudget(s.budget)
 	s.metrics.watchStorage(db)
 	if cfg.verifying() {
@@ -392,7 +409,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // serveMetrics answers GET /metrics, checking the signature first when
 // protectMetrics is set.
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	if s.protectMetrics {
+	if s.protectMetrics && !trusted(r) {
 		if aerr := s.auth.verifyNoBody(r); aerr != nil {
 			aerr.Status = http.StatusForbidden
 			writeError(w, codecJSON, aerr)
@@ -400,6 +417,28 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// trustedKey marks a request's context as coming through Trusted.
+type trustedKey struct{}
+
+// Trusted returns a handler that serves s's API without SigV4
+// verification (and GET /metrics without a signature), for a listener
+// that only trusted clients can reach, such as a Unix socket whose file
+// permissions are the access control. Everything else (validation,
+// limits, the memory budget, and that a call carries some signature, as
+// without verification) is as ServeHTTP. Never use it on a network
+// listener.
+func (s *Server) Trusted() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trustedKey{}, true)))
+	})
+}
+
+// trusted reports whether r came through Trusted.
+func trusted(r *http.Request) bool {
+	v, _ := r.Context().Value(trustedKey{}).(bool)
+	return v
 }
 
 // recoverPanic turns a panic into a logged InternalFailure.

@@ -44,6 +44,9 @@ not check the directory.`,
 
 func (o *checkOptions) run(cmd *cobra.Command, _ []string) error {
 	rep, err := engine.Check(o.root.dataDir, nil)
+	if isLocked(err) {
+		return &cliError{err: err, msg: inUseMessage(o.root.dataDir, nil)}
+	}
 	if err != nil {
 		return err
 	}

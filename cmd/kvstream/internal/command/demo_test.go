@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +87,7 @@ func TestDemoLocked(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	r := run(t, dir, "demo", "-n", "1")
-	r.check(t, ExitFailure, nil, []string{"is in use by another process", "--endpoint"})
+	r.check(t, ExitFailure, nil, []string{"is in use by another process", "needs the directory to itself"})
 	require.False(t, strings.Contains(r.stderr, "corruption"))
 }
 
@@ -126,20 +127,36 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ready\n", line)
 
-	// The message names the holder: its pid, and on Linux its command line.
-	want := []string{"data directory " + dir + " is in use by process " + strconv.Itoa(child.Process.Pid)}
+	// The message names the holder: its pid, and on Linux its command line;
+	// and says that it serves no socket (it is a program using the
+	// engine), or, for a command that needs the directory itself, that.
+	holder := "data directory " + dir + " is in use by process " + strconv.Itoa(child.Process.Pid)
 	if runtime.GOOS == "linux" {
-		want = append(want, filepath.Base(os.Args[0])+" -test.run=^TestHoldDirHelper$", "stop that one first")
+		holder += " (" + filepath.Base(os.Args[0]) + " -test.run=^TestHoldDirHelper$)"
 	}
-	for _, args := range [][]string{
-		{"demo", "-n", "1"},
-		{"put", "s", "x"},
-		{"get", "s"},
-		{"streams", "list"},
-		{"serve", "--addr", "127.0.0.1:0"},
+	noSocket := "which does not share it (no socket at " + filepath.Join(dir, socketName) + "); stop that process first"
+	itself := "and this command needs the directory to itself; stop that process first"
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"demo", "-n", "1"}, itself},
+		{[]string{"put", "s", "x"}, noSocket},
+		{[]string{"get", "s", "--follow"}, noSocket},
+		{[]string{"streams", "list"}, noSocket},
+		{[]string{"serve", "--addr", "127.0.0.1:0"}, itself},
+		{[]string{"forward", "--stream", "s", "--to", "http://127.0.0.1:1"}, itself},
+		{[]string{"check"}, itself},
 	} {
-		r := run(t, dir, args...)
-		r.check(t, ExitFailure, nil, want)
-		require.NotContains(t, r.stderr, "corruption", "kvstream %v", args)
+		r := run(t, dir, tc.args...)
+		r.check(t, ExitFailure, nil, []string{holder, tc.why})
+		require.NotContains(t, r.stderr, "corruption", "kvstream %v", tc.args)
 	}
+
+	// A socket file a dead holder left, which nothing answers.
+	ln, err := net.Listen("unix", filepath.Join(dir, socketName))
+	require.NoError(t, err)
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	require.NoError(t, ln.Close())
+	run(t, dir, "put", "s", "x").check(t, ExitFailure, nil, []string{holder, "which does not share it: nothing answers on " + filepath.Join(dir, socketName)})
 }

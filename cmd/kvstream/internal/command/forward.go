@@ -147,7 +147,7 @@ func (o *forwardOptions) run(cmd *cobra.Command, _ []string) (err error) {
 			err = cerr
 		}
 	}()
-	f, err := forward.New(db, client, cfg)
+	f, err := forward.New(db.DB, client, cfg)
 	if errors.Is(err, engine.ErrStreamNotFound) {
 		return &cliError{err: err, msg: fmt.Sprintf("stream %q not found in %s ('kvstream streams list' shows the streams)", o.stream, o.root.dataDir)}
 	}

@@ -49,8 +49,9 @@ func newGetCommand(root *rootOptions) *cobra.Command {
 to the newest record. With --follow it reads every shard at once and keeps
 printing records as they are put (woken by the engine, without polling; over
 --endpoint it polls GetRecords), following shards created by resharding, until
-Ctrl-C or --limit. A data directory belongs to one process at a time: to tail
-what other processes write, run 'kvstream serve' and use --endpoint.
+Ctrl-C or --limit. While it follows, other kvstream commands (put in another
+terminal) reach the data directory through its socket, and what they put is
+printed.
 
 --consumer NAME reads through a durable consumer of the data directory: it
 starts where the previous run with that name stopped (a new one starts at
@@ -104,8 +105,11 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 
 	parent := cmd.Context()
 	acc := readOnly
-	if o.consumer != "" {
-		acc = readWrite // checkpoints
+	if o.consumer != "" || o.follow {
+		// Checkpoints; and a follower holds the directory for writing,
+		// so that other commands' puts reach it through its socket and
+		// it prints them (a read-only holder would lock writers out).
+		acc = readWrite
 	}
 	st, err := o.store.open(parent, o.root, acc)
 	if err != nil {
@@ -132,7 +136,11 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) (err error) {
 	}
 	out := &recordPrinter{w: cmd.OutOrStdout(), json: o.format == "json", limit: o.limit, done: cancel}
 	if o.consumer != "" {
-		err = o.readConsumer(ctx, st.(*localStore), stream, pos, out)
+		ls, ok := st.(*localStore)
+		if !ok { // another process holds the directory
+			return &cliError{err: engine.ErrLocked, msg: inUseMessage(o.root.dataDir, nil)}
+		}
+		err = o.readConsumer(ctx, ls, stream, pos, out)
 	} else if o.follow {
 		err = o.followShards(ctx, st, stream, infos, all, pos, out)
 	} else {

@@ -152,7 +152,7 @@ func TestFollowLocal(t *testing.T) {
 	db, err := engine.Open(dir, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
-	st := &localStore{db: db, dir: dir}
+	st := &localStore{db: &heldDB{DB: db}, dir: dir}
 	defer st.Close()
 
 	var buf syncBuffer

@@ -66,8 +66,9 @@ func newServeCommand(root *rootOptions) *cobra.Command {
 AWS SDKs and KCL work against it by changing only their endpoint. It also
 answers GET /healthz and GET /metrics (Prometheus). Ctrl-C stops it cleanly.
 
-While it runs, the data directory is the server's: use --endpoint with put, get
-and streams.`,
+While it runs, the data directory is the server's; other kvstream commands on it
+(put, get, streams) reach it through its socket, <data>/kvstream.sock, or use
+--endpoint.`,
 		Example: `  kvstream serve --data ./kvstream-data --addr 127.0.0.1:4567
   aws kinesis list-streams --endpoint-url http://127.0.0.1:4567
   kvstream streams list --endpoint http://127.0.0.1:4567`,
@@ -115,6 +116,16 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		TLSKeyFile:          o.tlsKey,
 		MetricsAddr:         o.metricsAddr,
 	}
+	// Other kvstream commands reach the directory through its socket
+	// while the server holds it (socket.go).
+	cfg.Attach = func(db *engine.DB, s *server.Server) func() {
+		sock, err := startSocket(o.root.dataDir, db, s)
+		if err != nil {
+			cfg.Logger.Warn("other kvstream commands cannot reach the data directory while the server runs (use --endpoint)", "reason", err)
+			return nil
+		}
+		return sock.close
+	}
 	out := cmd.OutOrStdout()
 	scheme := "http"
 	if cfg.TLSCertFile != "" {
@@ -128,7 +139,7 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		printf(out, "Serving the Kinesis API for %s on %s://%s (%s). Ctrl-C to stop.\n", o.root.dataDir, scheme, addr, auth)
 	})
 	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return &cliError{err: err, msg: inUseMessage(o.root.dataDir)}
+		return &cliError{err: err, msg: inUseMessage(o.root.dataDir, nil)}
 	}
 	if err != nil {
 		return err

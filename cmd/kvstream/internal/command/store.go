@@ -160,22 +160,49 @@ const (
 )
 
 // open returns the store the flags select, opening the data directory for
-// acc (see access).
+// acc (see access). If another process holds the directory, it is reached
+// through its socket (socket.go), and the command works as it would on
+// the directory itself; if that process serves no socket, the error says
+// which process it is.
 func (o *storeOptions) open(ctx context.Context, root *rootOptions, acc access) (store, error) {
 	if o.endpoint != "" {
 		return newRemoteStore(ctx, o.endpoint, o.region)
 	}
-	db, err := openDB(root.dataDir, acc, nil)
-	if err != nil {
-		return nil, err
+	dir := root.dataDir
+	var err error
+	// Twice: a holder that exits between our open and our dial leaves the
+	// directory free for the second open.
+	for range 2 {
+		var db *heldDB
+		db, err = openDB(dir, acc, nil)
+		if err == nil {
+			return &localStore{db: db, dir: dir}, nil
+		}
+		if !isLocked(err) {
+			return nil, err
+		}
+		var path string
+		path, err = probeSocket(ctx, dir)
+		if err == nil {
+			return newSocketStore(dir, path), nil
+		}
 	}
-	return &localStore{db: db, dir: root.dataDir}, nil
+	return nil, &cliError{err: engine.ErrLocked, msg: inUseMessage(dir, err)}
+}
+
+// isLocked reports whether err is another process (or a DB of this
+// process) holding the data directory.
+func isLocked(err error) bool {
+	return errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN)
 }
 
 // openDB opens the data directory dir for acc with opts (nil: defaults),
 // and turns the errors a user meets into advice: no directory yet, or
-// another process holding it.
-func openDB(dir string, acc access, opts *engine.Options) (*engine.DB, error) {
+// another process holding it. Opened for writing, it also serves the
+// directory on its socket (socket.go) until Close; if the socket cannot
+// be made, the command goes on without it (a command that then finds the
+// directory locked says why there is no socket).
+func openDB(dir string, acc access, opts *engine.Options) (*heldDB, error) {
 	if acc != mayCreate && !dataDirExists(dir) {
 		return nil, &cliError{err: fs.ErrNotExist, msg: fmt.Sprintf(
 			"no data directory at %s (create a stream first with 'kvstream streams create', or pass --data DIR or --endpoint URL)", dir)}
@@ -190,32 +217,48 @@ func openDB(dir string, acc access, opts *engine.Options) (*engine.DB, error) {
 	db, err := engine.Open(dir, &o)
 	// engine.Open reports another process's lock (EAGAIN from fcntl) as
 	// corruption today; accept both until it says ErrLocked.
-	if errors.Is(err, engine.ErrLocked) || errors.Is(err, syscall.EAGAIN) {
-		return nil, &cliError{err: err, msg: inUseMessage(dir)}
+	if isLocked(err) {
+		return nil, &cliError{err: err, msg: inUseMessage(dir, nil)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
-	return db, nil
+	h := &heldDB{DB: db}
+	if acc != readOnly {
+		h.sock, _ = startSocket(dir, db, nil)
+	}
+	return h, nil
 }
 
 // inUseMessage says that another process holds dir, which one if the
-// system tells, and what to do.
-func inUseMessage(dir string) string {
+// system tells, and what to do. sockErr is why its socket did not answer,
+// or nil for a command that needs the directory to itself.
+func inUseMessage(dir string, sockErr error) string {
 	pid, cmdline := lockHolder(dir)
+	who := "another process"
 	switch {
-	case pid == 0:
-		return fmt.Sprintf("data directory %s is in use by another process (is 'kvstream serve' running on it?); stop it, or talk to the server with --endpoint http://127.0.0.1:4567", dir)
-	case cmdline == "":
-		return fmt.Sprintf("data directory %s is in use by process %d; a data directory belongs to one process at a time: stop it, or if it is 'kvstream serve', talk to it with --endpoint", dir, pid)
-	case strings.Contains(" "+cmdline+" ", " serve "):
+	case pid != 0 && cmdline != "":
+		who = fmt.Sprintf("process %d (%s)", pid, cmdline)
+	case pid != 0:
+		who = fmt.Sprintf("process %d", pid)
+	}
+	msg := fmt.Sprintf("data directory %s is in use by %s", dir, who)
+	switch {
+	case sockErr == nil:
+		msg += ", and this command needs the directory to itself"
+	case errors.Is(sockErr, errNoSocket):
+		msg += fmt.Sprintf(", which does not share it (%v)", sockErr)
+	default:
+		msg += fmt.Sprintf(", which does not share it: %v", sockErr)
+	}
+	if strings.Contains(" "+cmdline+" ", " serve ") {
 		endpoint := "URL (the address it printed)"
 		if addr := serveAddr(cmdline); !strings.HasSuffix(addr, ":0") {
 			endpoint = "http://" + addr
 		}
-		return fmt.Sprintf("data directory %s is in use by process %d (%s); talk to that server with --endpoint %s, or stop it", dir, pid, cmdline, endpoint)
+		return msg + fmt.Sprintf("; talk to that server with --endpoint %s, or stop it", endpoint)
 	}
-	return fmt.Sprintf("data directory %s is in use by process %d (%s); a data directory belongs to one process at a time: stop that one first", dir, pid, cmdline)
+	return msg + "; stop that process first"
 }
 
 // serveAddr returns the --addr of a kvstream serve command line, or the

@@ -11,7 +11,7 @@ import (
 
 // localStore is a store over a data directory opened in this process.
 type localStore struct {
-	db  *engine.DB
+	db  *heldDB
 	dir string
 }
 
@@ -20,14 +20,19 @@ func (l *localStore) Where() string { return l.dir }
 func (l *localStore) Close() error { return l.db.Close() }
 
 // wrap turns engine errors about stream into command-line messages.
-func (l *localStore) wrap(err error, stream string) error {
+func (l *localStore) wrap(err error, stream string) error { return localWrap(err, stream, l.dir) }
+
+// localWrap turns engine errors about stream in data directory dir into
+// command-line messages (shared with socketStore, so a directory reached
+// through its socket reads the same).
+func localWrap(err error, stream, dir string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, engine.ErrStreamNotFound):
-		return &cliError{err: err, msg: fmt.Sprintf("stream %q not found in %s ('kvstream streams list' shows the streams)", stream, l.dir)}
+		return &cliError{err: err, msg: fmt.Sprintf("stream %q not found in %s ('kvstream streams list' shows the streams)", stream, dir)}
 	case errors.Is(err, engine.ErrStreamExists):
-		return &cliError{err: err, msg: fmt.Sprintf("stream %q already exists in %s", stream, l.dir)}
+		return &cliError{err: err, msg: fmt.Sprintf("stream %q already exists in %s", stream, dir)}
 	}
 	return err
 }

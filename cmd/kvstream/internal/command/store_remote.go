@@ -24,6 +24,9 @@ const remotePollInterval = 250 * time.Millisecond
 type remoteStore struct {
 	client   *kinesis.Client
 	endpoint string
+	// dir, if set, is the data directory this endpoint is the socket of
+	// (socketStore): messages then name it as localStore's do.
+	dir string
 }
 
 // newRemoteStore builds a Kinesis client for endpoint, with AWS
@@ -86,6 +89,9 @@ func (r *remoteStore) wrapAs(err error, stream string, from, to error) error {
 		if kind != nil {
 			inner = &engine.Error{Kind: kind, Msg: msg, Cause: err}
 		}
+		if r.dir != "" && stream != "" && (kind == engine.ErrStreamNotFound || kind == engine.ErrStreamExists) {
+			return localWrap(inner, stream, r.dir)
+		}
 		if kind == engine.ErrStreamNotFound && stream != "" {
 			return &cliError{err: inner, msg: fmt.Sprintf("stream %q not found at %s (%s)", stream, r.endpoint, msg)}
 		}
@@ -93,6 +99,9 @@ func (r *remoteStore) wrapAs(err error, stream string, from, to error) error {
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {
+		if r.dir != "" {
+			return &cliError{err: err, msg: fmt.Sprintf("lost the process holding %s: %v", r.dir, oe.Err)}
+		}
 		return &cliError{err: err, msg: fmt.Sprintf("cannot reach %s: %v (is 'kvstream serve' running?)", r.endpoint, oe.Err)}
 	}
 	return err
