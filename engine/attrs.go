@@ -15,8 +15,11 @@ import (
 // bytes, nothing more.
 //
 // A stream's attributes live in its catalog entry: they are written
-// durably with it, read without touching disk, and deleted with the
-// stream (a stream created later under the same name starts with none).
+// durably with it (StreamConfig.Attrs sets the first ones in the commit
+// that creates the stream), read without touching disk, and deleted with
+// the stream (a stream created later under the same name starts with
+// none). SetAttr changes one; UpdateAttrs is a read-modify-write of all of
+// a stream's attributes in one commit.
 // Attributes of stream "" belong to the DB as a whole.
 //
 // They are meant for small, rarely written values: every change rewrites
@@ -41,6 +44,9 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 	if err := db.check(); err != nil {
 		return err
 	}
+	if err := db.writable(); err != nil {
+		return err
+	}
 	if len(key) < 1 || len(key) > MaxAttrKeyBytes {
 		return validationf("attribute key %q must be 1 to %d bytes long", key, MaxAttrKeyBytes)
 	}
@@ -48,6 +54,11 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 		return validationf("attribute %q is %d bytes, more than the limit of %d bytes", key, len(value), MaxAttrValueBytes)
 	}
 	if streamName == "" {
+		leave, err := db.enterWrite()
+		if err != nil {
+			return err
+		}
+		defer leave()
 		k := shard.MetaKey(attrMetaPrefix + key)
 		b := db.pdb.NewBatch()
 		defer b.Close()
@@ -61,20 +72,66 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 		}
 		return nil
 	}
-	return db.updateMeta(streamName, func(_ *stream, m *streamMeta) error {
+	return db.UpdateAttrs(streamName, func(attrs map[string][]byte) error {
 		if value == nil {
-			delete(m.Attrs, key)
-			return nil
-		}
-		if m.Attrs == nil {
-			m.Attrs = make(map[string][]byte, 1)
-		}
-		m.Attrs[key] = append([]byte(nil), value...)
-		if n := attrsSize(m.Attrs); n > MaxAttrBytes {
-			return validationf("attributes of stream %s would total %d bytes, more than the limit of %d bytes", streamName, n, MaxAttrBytes)
+			delete(attrs, key)
+		} else {
+			attrs[key] = value
 		}
 		return nil
 	})
+}
+
+// UpdateAttrs changes the attributes of stream streamName atomically: fn
+// gets a copy of them (never nil; it may add, change and delete entries),
+// and when it returns nil the result replaces them durably in one commit.
+// An error from fn aborts the change and is returned as is. Nothing else
+// changes the stream in between, so fn can check and update in one step
+// (count entries under a prefix, refuse a duplicate). fn runs under the
+// stream's exclusive lock: it must be quick and must not call the DB.
+// The limits of SetAttr apply to the result (ErrValidation); the stream
+// must exist (ErrStreamNotFound). DB-wide attributes (stream "") are not
+// supported here.
+func (db *DB) UpdateAttrs(streamName string, fn func(attrs map[string][]byte) error) error {
+	if err := db.check(); err != nil {
+		return err
+	}
+	if streamName == "" {
+		return validationf("UpdateAttrs needs a stream name; use SetAttr for DB-wide attributes")
+	}
+	return db.updateMeta(streamName, func(_ *stream, m *streamMeta) error {
+		attrs := cloneAttrs(m.Attrs)
+		if attrs == nil {
+			attrs = make(map[string][]byte)
+		}
+		if err := fn(attrs); err != nil {
+			return err
+		}
+		if err := validateAttrs(streamName, attrs); err != nil {
+			return err
+		}
+		m.Attrs = cloneAttrs(attrs)
+		if len(m.Attrs) == 0 {
+			m.Attrs = nil
+		}
+		return nil
+	})
+}
+
+// validateAttrs checks a stream's attributes against the limits.
+func validateAttrs(streamName string, attrs map[string][]byte) error {
+	for k, v := range attrs {
+		if len(k) < 1 || len(k) > MaxAttrKeyBytes {
+			return validationf("attribute key %q must be 1 to %d bytes long", k, MaxAttrKeyBytes)
+		}
+		if len(v) > MaxAttrValueBytes {
+			return validationf("attribute %q is %d bytes, more than the limit of %d bytes", k, len(v), MaxAttrValueBytes)
+		}
+	}
+	if n := attrsSize(attrs); n > MaxAttrBytes {
+		return validationf("attributes of stream %s would total %d bytes, more than the limit of %d bytes", streamName, n, MaxAttrBytes)
+	}
+	return nil
 }
 
 // Attr returns the attribute key of stream (of the DB when stream is "");

@@ -3,7 +3,10 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -136,4 +139,81 @@ func TestMergeShardsOrder(t *testing.T) {
 	require.Equal(t, "s", e.Stream)
 	require.Equal(t, []engine.ShardID{1, 0}, []engine.ShardID{e.Shard, e.Other})
 	require.NoError(t, db.MergeShards("s", 0, 1))
+}
+
+func TestChildShards(t *testing.T) {
+	db, _, _ := newDB(t)
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	cs, err := db.ChildShards("s", 0)
+	require.NoError(t, err)
+	require.Empty(t, cs, "an open shard has no children")
+	require.NoError(t, db.SplitShard("s", 0, "170141183460469231731687303715884105728"))
+	cs, err = db.ChildShards("s", 0)
+	require.NoError(t, err)
+	require.Len(t, cs, 2)
+	require.Equal(t, engine.ShardID(1), cs[0].ShardID)
+	require.Equal(t, []engine.ShardID{0}, cs[0].ParentShards)
+	require.Equal(t, "170141183460469231731687303715884105727", cs[0].HashKeyRange.End.String())
+	require.Equal(t, engine.ShardID(2), cs[1].ShardID)
+	require.NoError(t, db.MergeShards("s", 1, 2))
+	cs, err = db.ChildShards("s", 2)
+	require.NoError(t, err)
+	require.Len(t, cs, 1)
+	require.Equal(t, []engine.ShardID{1, 2}, cs[0].ParentShards)
+	require.NoError(t, db.DeleteStream(context.Background(), "s"))
+	_, err = db.ChildShards("s", 0)
+	require.ErrorIs(t, err, engine.ErrStreamNotFound)
+}
+
+// TestUpdateAttrs: UpdateAttrs is an atomic read-modify-write (no
+// increment is lost among concurrent ones), an error from fn changes
+// nothing, StreamConfig.Attrs are written with the stream, and the limits
+// apply to the result.
+func TestUpdateAttrs(t *testing.T) {
+	db, _, _ := newDB(t)
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1, Attrs: map[string][]byte{"first": []byte("1")}}))
+	v, ok, err := db.Attr("s", "first")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1", string(v))
+
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				require.NoError(t, db.UpdateAttrs("s", func(a map[string][]byte) error {
+					n, _ := strconv.Atoi(string(a["n"]))
+					a["n"] = []byte(strconv.Itoa(n + 1))
+					return nil
+				}))
+			}
+		}()
+	}
+	wg.Wait()
+	v, _, _ = db.Attr("s", "n")
+	require.Equal(t, strconv.Itoa(workers*each), string(v))
+
+	stop := errors.New("stop")
+	err = db.UpdateAttrs("s", func(a map[string][]byte) error {
+		delete(a, "n")
+		a["x"] = []byte("y")
+		return stop
+	})
+	require.ErrorIs(t, err, stop)
+	all, err := db.Attrs("s", "")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"first": []byte("1"), "n": []byte(strconv.Itoa(workers * each))}, all)
+
+	err = db.UpdateAttrs("s", func(a map[string][]byte) error {
+		a[strings.Repeat("k", engine.MaxAttrKeyBytes+1)] = nil
+		return nil
+	})
+	require.ErrorIs(t, err, engine.ErrValidation)
+	err = db.CreateStream("t", engine.StreamConfig{ShardCount: 1, Attrs: map[string][]byte{"big": make([]byte, engine.MaxAttrValueBytes+1)}})
+	require.ErrorIs(t, err, engine.ErrValidation)
+	require.ErrorIs(t, db.UpdateAttrs("nope", func(map[string][]byte) error { return nil }), engine.ErrStreamNotFound)
+	require.ErrorIs(t, db.UpdateAttrs("", func(map[string][]byte) error { return nil }), engine.ErrValidation)
 }

@@ -28,14 +28,17 @@ type streamMeta struct {
 	Limits      Limits            `json:"limits"`
 	MaxBytes    int64             `json:"max_bytes,omitempty"`
 	Discard     DiscardPolicy     `json:"discard,omitempty"`
-	Mode        StreamMode        `json:"mode,omitempty"`
-	Encryption  string            `json:"encryption,omitempty"`
-	KeyID       string            `json:"key_id,omitempty"`
-	Metrics     []string          `json:"metrics,omitempty"`
-	Tags        map[string]string `json:"tags,omitempty"`
-	NextShard   uint32            `json:"next_shard"`
-	Shards      []shardMeta       `json:"shards"`
-	UpdatingMs  int64             `json:"updating_ms,omitempty"` // UPDATING until then
+	// Legacy* are Kinesis settings that builds before attributes kept
+	// here (capacity mode, encryption, shard-level metrics). They are
+	// only read: Open moves them into Attrs (migrate.go).
+	LegacyMode       string            `json:"mode,omitempty"`
+	LegacyEncryption string            `json:"encryption,omitempty"`
+	LegacyKeyID      string            `json:"key_id,omitempty"`
+	LegacyMetrics    []string          `json:"metrics,omitempty"`
+	Tags             map[string]string `json:"tags,omitempty"`
+	NextShard        uint32            `json:"next_shard"`
+	Shards           []shardMeta       `json:"shards"`
+	UpdatingMs       int64             `json:"updating_ms,omitempty"` // UPDATING until then
 	// MaxRecordBytes overrides Options.MaxRecordBytes for this stream
 	// (0: the DB's default).
 	MaxRecordBytes int `json:"max_record_bytes,omitempty"`
@@ -116,7 +119,7 @@ func (m *streamMeta) retention() time.Duration {
 func (m *streamMeta) clone() *streamMeta {
 	c := *m
 	c.Shards = append([]shardMeta(nil), m.Shards...)
-	c.Metrics = append([]string(nil), m.Metrics...)
+	c.LegacyMetrics = slices.Clone(m.LegacyMetrics)
 	if m.Tags != nil {
 		c.Tags = make(map[string]string, len(m.Tags))
 		for k, v := range m.Tags {

@@ -85,6 +85,11 @@ func (db *DB) Consumer(streamName, name string, cfg *ConsumerConfig) (*Consumer,
 	c.mu.next = make(map[shard.ShardID]uint64)
 	c.mu.readEnd = make(map[shard.ShardID]bool)
 
+	leave, err := db.enterWrite()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	// Creation and loading happen under the stream's exclusive lock so a
 	// concurrent reshard cannot slip between resolving and persisting.
 	s.mu.Lock()
@@ -177,6 +182,11 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 			Shard: id, Other: ShardID(n.Shard), Sequence: n,
 			Msg: fmt.Sprintf("sequence number %s belongs to %s, not %s", n, ShardID(n.Shard), id)}
 	}
+	leave, err := c.db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	c.s.mu.RLock()
 	defer c.s.mu.RUnlock()
 	if c.s.deleted {
@@ -208,13 +218,12 @@ func (c *Consumer) CheckpointAt(id ShardID, n SequenceNumber) error {
 
 // Checkpoints returns the last checkpointed sequence number per shard.
 func (c *Consumer) Checkpoints() map[ShardID]SequenceNumber {
-	c.s.mu.RLock()
-	defer c.s.mu.RUnlock()
+	v := c.s.load() // no stream lock: reads never wait for a writer
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[ShardID]SequenceNumber, len(c.mu.checkpoint))
 	for id, cnt := range c.mu.checkpoint {
-		if l := c.s.logs[id]; l != nil {
+		if l := v.logs[id]; l != nil {
 			out[id] = l.Seq(cnt, 0)
 		}
 	}
@@ -233,9 +242,9 @@ type shardPlan struct {
 // checkpoint covers its last record; a parent that expired from the
 // catalog is finished.
 func (c *Consumer) plan() ([]shardPlan, bool) {
-	s := c.s
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// The stream's published view, not its lock: a consumer's reads never
+	// wait for a put or a control-plane commit.
+	s := c.s.load()
 	if s.deleted {
 		return nil, false
 	}
@@ -464,6 +473,11 @@ func (db *DB) DeleteConsumer(streamName, name string) error {
 	if err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	v, err := db.get(shard.ConsumerKey(s.id, name))
 	if err != nil {
 		return err

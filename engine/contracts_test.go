@@ -250,3 +250,169 @@ func TestReadsRacingClose(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// A control-plane change of a stream holds no lock its readers take
+// across its commit: while the commit of a reshard, a setting, an
+// attribute or the deletion of stream s is parked, s itself stays
+// describable, listable and readable, by GetRecords, iterators and a
+// durable consumer. Puts to s go on during a setting's commit, fail at
+// once during its deletion, and wait only for a reshard's commit.
+func TestStreamReadsNotBlockedByControlPlaneCommit(t *testing.T) {
+	ops := map[string]func(db *engine.DB) error{
+		"split":     func(db *engine.DB) error { return db.SplitShard("s", 0, "170141183460469231731687303715884105728") },
+		"retention": func(db *engine.DB) error { return db.SetRetention("s", 48*time.Hour) },
+		"attr":      func(db *engine.DB) error { return db.SetAttr("s", "k", []byte("v")) },
+		"delete":    func(db *engine.DB) error { return db.DeleteStream(context.Background(), "s") },
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			var hook func()
+			p := newParked()
+			db, _ := openHooked(t, nil, nil, func() {
+				if hook != nil {
+					hook()
+				}
+			})
+			ctx := context.Background()
+			require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+			put(t, db, "s", "k", "a")
+			c, err := db.Consumer("s", "c", nil)
+			require.NoError(t, err)
+			hook = p.hook
+
+			done := make(chan error, 1)
+			go func() { done <- op(db) }()
+			<-p.arrived // the change is about to commit
+			reads(t, db, "s")
+			_, err = db.Attrs("s", "")
+			require.NoError(t, err)
+			_ = c.Checkpoints()
+			_, err = c.Lag()
+			require.NoError(t, err)
+
+			putDone := make(chan error, 1)
+			go func() {
+				_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: "k", Data: []byte("b")})
+				putDone <- err
+			}()
+			switch name {
+			case "split":
+				for range 100 {
+					runtime.Gosched()
+				}
+				select {
+				case err := <-putDone:
+					t.Fatalf("a put returned during a reshard's commit: %v", err)
+				default:
+				}
+			case "delete":
+				require.ErrorIs(t, recvGuarded(t, putDone), engine.ErrStreamNotFound)
+			default:
+				require.NoError(t, recvGuarded(t, putDone), "a put does not wait for a setting's commit")
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the change returned while its commit was parked: %v", err)
+			default:
+			}
+			close(p.release)
+			require.NoError(t, <-done)
+			if name == "split" {
+				require.NoError(t, <-putDone)
+			}
+		})
+	}
+}
+
+// recvGuarded receives from ch; the deadline only guards against a hang
+// (a put stuck behind the parked commit), it times nothing.
+func recvGuarded(t *testing.T, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("blocked: still waiting after a minute")
+		return nil
+	}
+}
+
+// Writes racing Close (puts, catalog changes, attributes, checkpoints,
+// trims, durable consumers) succeed or fail with ErrClosed, never panic
+// and never reach a closed Pebble.
+func TestWritesRacingClose(t *testing.T) {
+	for round := range 10 {
+		clk := newStepClock()
+		db, err := engine.Open("db", memOpts(clk))
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
+		put(t, db, "s", "k", "first")
+		c, err := db.Consumer("s", "c", nil)
+		require.NoError(t, err)
+		rec := shardRecords(t, db, "s", 0)
+		if len(rec) == 0 {
+			rec = shardRecords(t, db, "s", 1)
+		}
+		require.NotEmpty(t, rec)
+
+		writes := []func(i int) error{
+			func(i int) error {
+				_, err := db.PutRecord(ctx, "s", engine.Entry{PartitionKey: itoa(i), Data: []byte("x")})
+				return err
+			},
+			func(i int) error {
+				res, err := db.PutRecords(ctx, "s", []engine.Entry{{PartitionKey: "a", Data: []byte("y")}, {PartitionKey: itoa(i), Data: []byte("z")}})
+				for _, r := range res {
+					if err == nil {
+						err = r.Err
+					}
+				}
+				return err
+			},
+			func(i int) error {
+				name := "t" + itoa(round) + "-" + itoa(i)
+				if err := db.CreateStream(name, engine.StreamConfig{ShardCount: 1}); err != nil {
+					return err
+				}
+				return db.DeleteStream(ctx, name)
+			},
+			func(i int) error {
+				if err := db.SetAttr("s", "k", []byte(itoa(i))); err != nil {
+					return err
+				}
+				if err := db.SetAttr("", "k", []byte(itoa(i))); err != nil {
+					return err
+				}
+				return db.SetRetention("s", time.Duration(24+i%2)*time.Hour)
+			},
+			func(int) error { return c.Checkpoint(rec[0]) },
+			func(int) error { return db.Trim(ctx, "s") },
+			func(i int) error {
+				if _, err := db.Consumer("s", "d"+itoa(i), nil); err != nil {
+					return err
+				}
+				return db.DeleteConsumer("s", "d"+itoa(i))
+			},
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g, w := range writes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; ; i++ {
+					if err := w(i); err != nil {
+						require.ErrorIs(t, err, engine.ErrClosed, "round %d, write %d: %v", round, g, err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		runtime.Gosched()
+		require.NoError(t, db.Close())
+		wg.Wait()
+	}
+}

@@ -40,22 +40,29 @@ type DB struct {
 	// previous session ended with Close (nil otherwise); set only while
 	// Open loads the catalog (loadShard).
 	openMarks map[shardKey]uint64
-	// gate ends reads at Close: every read of Pebble runs inside it, and
-	// iterators handed to callers are made by it (iterator.Gate).
+	// gate ends reads and writes at Close: every use of Pebble but the
+	// Writer's runs inside it (enterRead, enterWrite), and iterators
+	// handed to callers are made by it (iterator.Gate). It comes before
+	// every lock in the lock order.
 	gate iterator.Gate
 
 	closed atomic.Bool
 
-	// Locks. The order is trimMu, createMu, stream.mu, db.mu, Consumer.mu:
-	// a goroutine holding one may take only those after it. db.mu is
-	// never held across a commit or a wait; readers (DescribeStream,
-	// ListShards, GetShardIterator, GetRecords, iterators) take no stream
-	// lock at all (they read the stream's published view, view.go), and no
-	// lock is held while a put waits for throughput. The locks held across
-	// an fsync'd commit are a stream's own lock (shared by its puts,
-	// exclusive for its control-plane changes, so no record lands in a
-	// shard that a reshard is closing), createMu (only CreateStream takes
-	// it) and trimMu (only trims take it).
+	// Locks. The order is gate (entered, see enterWrite), trimMu,
+	// createMu, stream.ctl, stream.mu, db.mu, Consumer.mu: a goroutine
+	// holding one may take only those after it.
+	// Readers (DescribeStream, ListStreams, ListShards, GetShardIterator,
+	// GetRecords, iterators, attributes, a durable consumer's reads) take
+	// no stream lock at all (they read the stream's published view,
+	// view.go) and db.mu only shared and briefly; db.mu is never held
+	// across a commit or a wait, and no lock is held while a put waits for
+	// throughput. So no reader ever waits for an fsync. The locks held
+	// across an fsync'd commit are taken by writers only: stream.ctl
+	// (control-plane changes of one stream), createMu (only CreateStream
+	// takes it), trimMu (only trims), a stream's mu shared by its puts
+	// (and durable consumer checkpoints), and exclusively by a reshard
+	// across its commit, so no record lands in a shard being closed; a
+	// reshard's fsync is the one a stream's puts wait for.
 	trimMu   sync.Mutex // serializes trims (see trimStream)
 	createMu sync.Mutex // serializes CreateStream, so ids persist in order
 
@@ -78,16 +85,20 @@ type DB struct {
 
 // stream is the in-memory state of one stream.
 type stream struct {
+	// ctl serializes the stream's control-plane changes (changeMeta,
+	// DeleteStream) and is held across their commits; no reader and no
+	// put takes it.
+	ctl sync.Mutex
 	// mu is held shared by puts from routing until their commit returns,
-	// and exclusively by calls that change the shard table or delete the
-	// stream, so no record lands in a shard after it closes. Lock order:
-	// see DB.
+	// and exclusively by reshards across their commit (so no record lands
+	// in a shard after it closes) and briefly by other changes to install
+	// their result. Lock order: see DB.
 	mu      sync.RWMutex
 	meta    *streamMeta                  // guarded by mu
 	logs    map[shard.ShardID]*shard.Log // every shard with data; guarded by mu
 	open    []*shard.Log                 // open shards sorted by range start; guarded by mu
 	ranges  []shard.HashRange            // ranges of open, same order
-	deleted bool                         // guarded by mu
+	deleted bool                         // written under ctl and mu; read under either
 
 	id          uint32
 	retentionMs atomic.Int64
@@ -216,6 +227,8 @@ func (db *DB) loadExisting(v []byte) error {
 		return err
 	}
 	defer it.Close()
+	migration := db.pdb.NewBatch()
+	defer migration.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		val, err := it.ValueAndErr()
 		if err != nil {
@@ -225,6 +238,9 @@ func (db *DB) loadExisting(v []byte) error {
 		if err != nil {
 			return err
 		}
+		if _, err := db.migrateLegacy(migration, m); err != nil {
+			return err
+		}
 		s, err := db.newStreamState(m)
 		if err != nil {
 			return err
@@ -232,7 +248,13 @@ func (db *DB) loadExisting(v []byte) error {
 		db.mu.streams[m.Name] = s
 		db.mu.byID[m.ID] = s
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if migration.Empty() || db.opts.ReadOnly {
+		return nil
+	}
+	return db.fail.fuse.Commit(db.pdb, migration, pebble.Sync)
 }
 
 // newStreamState builds the in-memory state of m, recovering each shard's
@@ -407,10 +429,20 @@ func (db *DB) enterRead() (func(), error) {
 	return db.gate.Leave, nil
 }
 
-// Close stops background work, waits for in-flight puts and reads,
-// records in the sequence file that the session ended cleanly, and closes
-// the data directory. Reads after it, and iterators still open, fail with
-// ErrClosed. With NoSync it first flushes the memtables, so every
+// enterWrite starts a write that uses Pebble directly (a catalog change,
+// a checkpoint, a trim: everything but puts, which commit through the
+// Writer, whose Close ends them with ErrClosed), returning the function
+// that ends it, or ErrClosed during or after Close, which waits for the
+// writes in flight. It is the read gate (enterRead): a write enters it
+// before taking any engine lock (so a lock holder never waits for the
+// gate) and never enters it twice.
+func (db *DB) enterWrite() (func(), error) { return db.enterRead() }
+
+// Close stops background work, waits for in-flight puts, writes and
+// reads, records in the sequence file that the session ended cleanly, and
+// closes the data directory. Reads and writes racing it or after it, and
+// iterators still open, fail with ErrClosed (never with a Pebble error or
+// a panic). With NoSync it first flushes the memtables, so every
 // acknowledged put is durable; with the default durability every
 // acknowledged put already is. After a fatal failure (Options.OnFatal) it
 // returns the failure and leaves Pebble alone: the directory stays locked

@@ -45,7 +45,7 @@
 //     records, NextShardIterator, MillisBehindLatest, and ChildShards at the
 //     end of a closed shard.
 //
-// # Durable consumers and registered stream consumers
+// # Durable consumers
 //
 // A [Consumer] ([DB.Consumer]) is kvstream's own durable
 // cursor: a name with a checkpoint per shard, stored in the data directory.
@@ -56,13 +56,18 @@
 // once). [Consumer.Lag] says how far behind it is. This is what an
 // in-process reader of a stream normally wants.
 //
-// Registered stream consumers ([DB.RegisterStreamConsumer],
-// [DB.DescribeStreamConsumer], [DB.ListStreamConsumers],
-// [DB.DeregisterStreamConsumer]) are Kinesis' enhanced fan-out
-// registrations, kept so that kvstream serve can answer those calls and
-// SubscribeToShard for clients such as KCL. They hold no position (KCL
-// keeps its checkpoints elsewhere) and the engine's readers do not need
-// them.
+// # Stream attributes
+//
+// The engine keeps what it gives a meaning to. What only a layer above
+// it needs (the Kinesis server's capacity mode, encryption and
+// shard-level metrics settings, its enhanced fan-out consumer registry,
+// resource policies) is stored as stream attributes: small byte values
+// under string keys that the engine persists with the stream's catalog
+// entry, returns without reading disk, and deletes with the stream
+// ([DB.SetAttr], [DB.Attr], [DB.Attrs], [DB.UpdateAttrs] for an atomic
+// read-modify-write, StreamConfig.Attrs at creation). Data directories of
+// builds that kept those Kinesis settings in the engine are migrated to
+// attributes by the first Open.
 //
 // # Retention and size bounds
 //

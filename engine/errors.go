@@ -13,31 +13,27 @@ type Reason = shard.Reason
 
 // Reasons (see shard.Reason).
 const (
-	ReasonNone                  = shard.ReasonNone
-	ReasonStreamNotActive       = shard.ReasonStreamNotActive
-	ReasonShardClosed           = shard.ReasonShardClosed
-	ReasonConsumerExists        = shard.ReasonConsumerExists
-	ReasonIteratorStreamGone    = shard.ReasonIteratorStreamGone
-	ReasonShardLimit            = shard.ReasonShardLimit
-	ReasonShardCountRange       = shard.ReasonShardCountRange
-	ReasonConsumerLimit         = shard.ReasonConsumerLimit
-	ReasonCreatingConsumerLimit = shard.ReasonCreatingConsumerLimit
-	ReasonSplitHashKey          = shard.ReasonSplitHashKey
-	ReasonNotAdjacent           = shard.ReasonNotAdjacent
-	ReasonOrderingNumber        = shard.ReasonOrderingNumber
-	ReasonExplicitHashKey       = shard.ReasonExplicitHashKey
-	ReasonRetentionRange        = shard.ReasonRetentionRange
-	ReasonRetentionShorter      = shard.ReasonRetentionShorter
-	ReasonRetentionLonger       = shard.ReasonRetentionLonger
-	ReasonTagLimit              = shard.ReasonTagLimit
-	ReasonSequenceOtherShard    = shard.ReasonSequenceOtherShard
-	ReasonSequenceOtherStream   = shard.ReasonSequenceOtherStream
-	ReasonTimestampFuture       = shard.ReasonTimestampFuture
-	ReasonInvalidToken          = shard.ReasonInvalidToken
-	ReasonIteratorExpired       = shard.ReasonIteratorExpired
-	ReasonWriteRate             = shard.ReasonWriteRate
-	ReasonReadRate              = shard.ReasonReadRate
-	ReasonOnDemand              = shard.ReasonOnDemand
+	ReasonNone                = shard.ReasonNone
+	ReasonStreamNotActive     = shard.ReasonStreamNotActive
+	ReasonShardClosed         = shard.ReasonShardClosed
+	ReasonIteratorStreamGone  = shard.ReasonIteratorStreamGone
+	ReasonShardLimit          = shard.ReasonShardLimit
+	ReasonShardCountRange     = shard.ReasonShardCountRange
+	ReasonSplitHashKey        = shard.ReasonSplitHashKey
+	ReasonNotAdjacent         = shard.ReasonNotAdjacent
+	ReasonOrderingNumber      = shard.ReasonOrderingNumber
+	ReasonExplicitHashKey     = shard.ReasonExplicitHashKey
+	ReasonRetentionRange      = shard.ReasonRetentionRange
+	ReasonRetentionShorter    = shard.ReasonRetentionShorter
+	ReasonRetentionLonger     = shard.ReasonRetentionLonger
+	ReasonTagLimit            = shard.ReasonTagLimit
+	ReasonSequenceOtherShard  = shard.ReasonSequenceOtherShard
+	ReasonSequenceOtherStream = shard.ReasonSequenceOtherStream
+	ReasonTimestampFuture     = shard.ReasonTimestampFuture
+	ReasonInvalidToken        = shard.ReasonInvalidToken
+	ReasonIteratorExpired     = shard.ReasonIteratorExpired
+	ReasonWriteRate           = shard.ReasonWriteRate
+	ReasonReadRate            = shard.ReasonReadRate
 )
 
 // The engine's own error constructors, one per recurring condition.

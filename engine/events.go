@@ -180,7 +180,9 @@ func (e *storageEvents) backgroundError(err error) {
 
 // isEmptyFlush reports Pebble's "empty table" flush outcome, which
 // FlushEnd reports as an error but is a success (the memtable held
-// nothing to write).
+// nothing to write). Pebble keeps that sentinel unexported and sets no
+// other field for it, so its text is the only way to tell; this is the
+// one comparison of error text in the module, on Pebble's constant.
 func isEmptyFlush(err error) bool { return err.Error() == "pebble: empty table" }
 
 // health returns nil or why writes cannot proceed, after the DB-level

@@ -37,8 +37,7 @@ func catalogSeeds(tb testing.TB) [][]byte {
 	must(db.SplitShard("resharded", 0, "1000000"))
 	must(db.MergeShards("resharded", 1, 2))
 	must(db.UpdateShardCount("resharded", 5))
-	_, _, err = db.SetShardLevelMetrics("four", []string{"IncomingBytes"})
-	must(err)
+	must(db.SetAttr("four", "kinesis/shard-level-metrics", []byte(`["IncomingBytes"]`)))
 	var out [][]byte
 	for _, n := range []string{"one", "four", "resharded"} {
 		s, err := db.streamByName(n)

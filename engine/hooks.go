@@ -10,7 +10,9 @@ var hooks struct {
 	// beforePutCommit runs in a put just before its commit, with the
 	// stream's lock held shared.
 	beforePutCommit func()
-	// beforeCatalogCommit runs in CreateStream and DeleteStream just
-	// before their catalog commit.
+	// beforeCatalogCommit runs in CreateStream, DeleteStream and every
+	// control-plane change of a stream (changeMeta: reshards, settings,
+	// attributes) just before its catalog commit, with the locks the
+	// commit is made under held.
 	beforeCatalogCommit func()
 }

@@ -308,11 +308,10 @@ func TestReadOnly(t *testing.T) {
 		},
 		"Checkpoint":     func() error { return rc.Checkpoint(shardRecords(t, ro, "s", 0)[1]) },
 		"DeleteConsumer": func() error { return ro.DeleteConsumer("s", "c") },
-		"RegisterStreamConsumer": func() error {
-			_, err := ro.RegisterStreamConsumer("s", "efo", engine.StreamConsumerConfig{})
-			return err
+		"SetAttr":        func() error { return ro.SetAttr("s", "k", []byte("v")) },
+		"UpdateAttrs": func() error {
+			return ro.UpdateAttrs("s", func(a map[string][]byte) error { a["k"] = nil; return nil })
 		},
-		"DeregisterStreamConsumer": func() error { return ro.DeregisterStreamConsumer("s", "efo") },
 	}
 	for name, w := range writes {
 		err := w()

@@ -7,21 +7,17 @@ import (
 	"github.com/kvstream/kvstream/shard"
 )
 
-// reshard runs fn under the stream's exclusive lock (so no put is in
-// flight), then closes the shards fn closed and opens the ones it added.
+// reshard runs fn under the stream's exclusive lock (changeMeta with
+// exclusive: no put is in flight), then closes the shards fn closed and opens the ones it added.
 // Closing a shard records its last counter as EndCounter: nothing can land
 // in it afterwards.
 func (db *DB) reshard(name string, fn func(s *stream, m *streamMeta, now int64, secs func() uint64) error) error {
-	return db.updateMeta(name, func(s *stream, m *streamMeta) error {
+	return db.changeMeta(name, true, func(s *stream, m *streamMeta) error {
 		now := db.opts.nowMs()
 		switch st := s.statusLocked(now); st {
 		case StatusActive:
 		default:
 			return notActive(name, st)
-		}
-		if m.Mode == ModeOnDemand {
-			return &shard.Error{Kind: shard.ErrValidation, Reason: shard.ReasonOnDemand, Stream: name,
-				Msg: fmt.Sprintf("stream %s is in ON_DEMAND mode; resharding needs PROVISIONED mode", name)}
 		}
 		var secs uint64
 		alloc := func() uint64 {

@@ -30,6 +30,26 @@ func (db *DB) Trim(ctx context.Context, name string) error {
 }
 
 func (db *DB) trimStream(ctx context.Context, s *stream) error {
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	cutoff, err := db.trimRecords(ctx, s)
+	leave()
+	if err != nil || cutoff < 0 {
+		return err
+	}
+	// 3. Closed shards whose data is gone leave the catalog (a change
+	// of the catalog, which enters the gate itself).
+	return db.dropExpiredShards(s, cutoff)
+}
+
+// trimRecords deletes s's expired records and, with DiscardOld, its
+// oldest records while it is over MaxBytes (steps 1 and 2 of Trim). It
+// returns the cutoff it trimmed at, or -1 when step 3 is to be skipped
+// (s is deleted, or nothing is left to trim by size). The caller is inside
+// the gate.
+func (db *DB) trimRecords(ctx context.Context, s *stream) (cutoff int64, err error) {
 	// One trim at a time: trimTo counts what it deletes from the current
 	// trim point, so two trims of a shard at once would count twice.
 	db.trimMu.Lock()
@@ -37,7 +57,7 @@ func (db *DB) trimStream(ctx context.Context, s *stream) error {
 	s.mu.RLock()
 	if s.deleted {
 		s.mu.RUnlock()
-		return nil
+		return -1, nil
 	}
 	logs := make([]*shard.Log, 0, len(s.logs))
 	for _, l := range s.logs {
@@ -47,15 +67,15 @@ func (db *DB) trimStream(ctx context.Context, s *stream) error {
 	s.mu.RUnlock()
 
 	// 1. By age.
-	cutoff := s.cutoffMs(db.opts.nowMs())
+	cutoff = s.cutoffMs(db.opts.nowMs())
 	for _, l := range logs {
 		for {
 			if err := ctx.Err(); err != nil {
-				return err
+				return 0, err
 			}
 			to, err := l.SeekArrival(db.pdb, l.TrimPoint(), cutoff)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			// trimTo deletes at most trimChunk records per commit; the
 			// bound is on records, not counters, because counters can
@@ -64,14 +84,14 @@ func (db *DB) trimStream(ctx context.Context, s *stream) error {
 				break
 			}
 			if err := db.trimTo(l, to, -1); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
 	// 2. By size: drop the oldest records first.
 	for maxBytes > 0 && discard == DiscardOld {
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 		excess := s.bytesOf(logs) - maxBytes
 		if excess <= 0 {
@@ -79,14 +99,13 @@ func (db *DB) trimStream(ctx context.Context, s *stream) error {
 		}
 		l, err := db.oldestLog(logs)
 		if err != nil || l == nil {
-			return err
+			return -1, err
 		}
 		if err := db.trimTo(l, l.Published()+1, excess); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	// 3. Closed shards whose data is gone leave the catalog.
-	return db.dropExpiredShards(s, cutoff)
+	return cutoff, nil
 }
 
 func (s *stream) bytesOf(logs []*shard.Log) int64 {

@@ -43,11 +43,8 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if cfg.MaxBytes < 0 || cfg.Discard > DiscardNew {
 		return validationf("MaxBytes %d must be ≥ 0 and Discard one of DiscardOld, DiscardNew", cfg.MaxBytes)
 	}
-	if cfg.Mode == "" {
-		cfg.Mode = ModeProvisioned
-	}
-	if cfg.Mode != ModeProvisioned && cfg.Mode != ModeOnDemand {
-		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", cfg.Mode)
+	if err := validateAttrs(name, cfg.Attrs); err != nil {
+		return err
 	}
 	if err := validateTags(cfg.Tags, 0); err != nil {
 		return err
@@ -55,6 +52,11 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if err := validateMaxRecordBytes(cfg.MaxRecordBytes); err != nil {
 		return err
 	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
 
 	// createMu orders creations (stream ids and the time allocator are
 	// persisted in allocation order); db.mu is held only to check and
@@ -84,9 +86,8 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 		Limits:      cfg.Limits,
 		MaxBytes:    cfg.MaxBytes,
 		Discard:     cfg.Discard,
-		Mode:        cfg.Mode,
-		Encryption:  "NONE",
 		Tags:        maps.Clone(cfg.Tags),
+		Attrs:       cloneAttrs(cfg.Attrs),
 		NextShard:   uint32(cfg.ShardCount),
 
 		MaxRecordBytes: cfg.MaxRecordBytes,
@@ -110,7 +111,7 @@ func (db *DB) CreateStream(name string, cfg StreamConfig) error {
 	if hooks.beforeCatalogCommit != nil {
 		hooks.beforeCatalogCommit()
 	}
-	err := db.writer.CommitBatch(b, pebble.Sync)
+	err = db.writer.CommitBatch(b, pebble.Sync)
 	var s *stream
 	if err != nil {
 		err = writeFailed("CreateStream", name, err)
@@ -185,12 +186,29 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	// ctl orders the deletion with the stream's other control-plane
+	// changes. The stream's lock is taken only to mark it deleted, which
+	// waits for puts in flight and fails later ones (and durable consumer
+	// writes) with ErrStreamNotFound; it is not held across the commit.
+	// Readers keep seeing the stream (its published view) until the
+	// commit is done.
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
 	if s.deleted {
 		return notFound(name)
 	}
+	s.mu.Lock()
+	s.deleted = true
+	s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
+		s.mu.Lock()
+		s.deleted = false
+		s.mu.Unlock()
 		return err
 	}
 	b := db.pdb.NewBatch()
@@ -204,13 +222,17 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		hooks.beforeCatalogCommit()
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
+		s.mu.Lock()
+		s.deleted = false
+		s.mu.Unlock()
 		return writeFailed("DeleteStream", name, err)
 	}
-	s.deleted = true
+	s.mu.Lock()
 	s.publishLocked()
 	for _, l := range s.logs {
 		l.Close()
 	}
+	s.mu.Unlock()
 	db.mu.Lock()
 	delete(db.mu.streams, name)
 	delete(db.mu.byID, s.id)
@@ -257,20 +279,16 @@ func (db *DB) DescribeStream(name string) (StreamDescription, error) {
 	v := s.load()
 	m := v.meta
 	d := StreamDescription{
-		Name:              m.Name,
-		Status:            v.status(db.opts.nowMs()),
-		CreatedAt:         time.UnixMilli(m.CreatedMs),
-		Retention:         m.retention(),
-		Partitioner:       m.Partitioner,
-		Limits:            m.Limits,
-		MaxBytes:          m.MaxBytes,
-		Discard:           m.Discard,
-		Mode:              m.Mode,
-		EncryptionType:    m.Encryption,
-		KeyID:             m.KeyID,
-		ShardLevelMetrics: slices.Clone(m.Metrics),
-		OpenShardCount:    m.openShards(),
-		MaxRecordBytes:    db.recordLimit(m),
+		Name:           m.Name,
+		Status:         v.status(db.opts.nowMs()),
+		CreatedAt:      time.UnixMilli(m.CreatedMs),
+		Retention:      m.retention(),
+		Partitioner:    m.Partitioner,
+		Limits:         m.Limits,
+		MaxBytes:       m.MaxBytes,
+		Discard:        m.Discard,
+		OpenShardCount: m.openShards(),
+		MaxRecordBytes: db.recordLimit(m),
 	}
 	if d.Status != StatusCreating {
 		d.Shards = v.describeShards()
@@ -319,12 +337,23 @@ func (db *DB) ListShards(name string) ([]ShardDescription, error) {
 	return v.describeShards(), nil
 }
 
-// updateMeta applies fn to a copy of the stream's catalog entry under the
-// stream's exclusive lock and persists it; fn may return an error to
-// abort. It is the one path for control-plane changes. fn must change only
-// m (it may read s): the in-memory state follows m only after the commit
-// succeeded (syncLogsLocked), so a failed commit leaves memory as it was.
+// updateMeta applies fn to a copy of the stream's catalog entry and
+// persists it; fn may return an error to abort. With changeMeta it is the
+// one path for control-plane changes. fn runs under the stream's ctl lock
+// only, so the stream's puts go on during the change and its commit; fn
+// must change only m and may read s.meta (which only ctl holders change),
+// not the shard logs. The in-memory state follows m only after the commit
+// succeeded, so a failed commit leaves memory as it was.
 func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) error {
+	return db.changeMeta(name, false, fn)
+}
+
+// changeMeta is updateMeta; with exclusive (a change of the shard table)
+// fn runs, and the change commits, under the stream's exclusive lock as
+// well, so no put is in flight: none can land in a shard being closed,
+// and fn may read the shard logs. That is the one place a lock that puts
+// take is held across an fsync'd commit; readers take neither lock.
+func (db *DB) changeMeta(name string, exclusive bool, fn func(s *stream, m *streamMeta) error) error {
 	if err := db.writable(); err != nil {
 		return err
 	}
@@ -332,8 +361,17 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	leave, err := db.enterWrite()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
+	if exclusive {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	if s.deleted {
 		return notFound(name)
 	}
@@ -349,8 +387,15 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	if err != nil {
 		return err
 	}
+	if hooks.beforeCatalogCommit != nil {
+		hooks.beforeCatalogCommit()
+	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
 		return writeFailed("update", name, err)
+	}
+	if !exclusive {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 	}
 	limitsChanged := s.meta.Limits != m.Limits
 	s.meta = m
@@ -479,46 +524,6 @@ func (db *DB) SetMaxRecordBytes(name string, n int) error {
 	})
 }
 
-// SetEncryption records the stream's encryption type ("NONE" or "KMS")
-// and key id. kvstream does not encrypt; the setting is reported.
-func (db *DB) SetEncryption(name, encryptionType, keyID string) error {
-	if encryptionType != "NONE" && encryptionType != "KMS" {
-		return validationf("EncryptionType %q must be NONE or KMS", encryptionType)
-	}
-	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		m.Encryption, m.KeyID = encryptionType, keyID
-		if encryptionType == "NONE" {
-			m.KeyID = ""
-		}
-		return nil
-	})
-}
-
-// SetStreamMode records the stream's capacity mode.
-func (db *DB) SetStreamMode(name string, mode StreamMode) error {
-	if mode != ModeProvisioned && mode != ModeOnDemand {
-		return validationf("StreamMode %q must be PROVISIONED or ON_DEMAND", mode)
-	}
-	return db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		m.Mode = mode
-		return nil
-	})
-}
-
-// SetShardLevelMetrics records the enhanced-monitoring metric names and
-// returns the previous and new sets.
-func (db *DB) SetShardLevelMetrics(name string, metrics []string) (before, after []string, err error) {
-	err = db.updateMeta(name, func(_ *stream, m *streamMeta) error {
-		before = slices.Clone(m.Metrics)
-		m.Metrics = slices.Clone(metrics)
-		slices.Sort(m.Metrics)
-		m.Metrics = slices.Compact(m.Metrics)
-		after = slices.Clone(m.Metrics)
-		return nil
-	})
-	return before, after, err
-}
-
 const maxTags = 50
 
 func validateTags(tags map[string]string, existing int) error {
@@ -582,4 +587,20 @@ func validateLimits(l Limits) error {
 		return validationf("Limits %+v must not be negative (0 means unlimited)", l)
 	}
 	return nil
+}
+
+// ChildShards returns the shards created by closing shard id of stream
+// (none while it is open): what a reader reports at the end of a closed
+// shard. It fails with ErrStreamNotFound once the stream is gone, which
+// tells a shard that ended because its stream was deleted from one that
+// ended in a reshard.
+func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
+	s, err := db.streamByName(stream)
+	if err != nil {
+		return nil, err
+	}
+	if s.load().deleted {
+		return nil, notFound(stream)
+	}
+	return db.childShards(s, id), nil
 }

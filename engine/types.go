@@ -193,14 +193,6 @@ const (
 	DiscardNew
 )
 
-// StreamMode is Kinesis' capacity mode; it is recorded and reported.
-type StreamMode string
-
-const (
-	ModeProvisioned StreamMode = "PROVISIONED"
-	ModeOnDemand    StreamMode = "ON_DEMAND"
-)
-
 // StreamStatus is a stream's lifecycle state, as Kinesis names it.
 type StreamStatus string
 
@@ -228,13 +220,14 @@ type StreamConfig struct {
 	MaxBytes int64
 	// Discard says what happens at MaxBytes. Default DiscardOld.
 	Discard DiscardPolicy
-	// Mode is recorded and reported. Default PROVISIONED.
-	Mode StreamMode
 	// ActivationDelay keeps the stream CREATING for this long, to mimic
 	// AWS. Default 0: ACTIVE at once.
 	ActivationDelay time.Duration
 	// Tags are stored with the stream.
 	Tags map[string]string
+	// Attrs are the stream's first attributes (see DB.SetAttr), written
+	// in the commit that creates the stream. Default none.
+	Attrs map[string][]byte
 	// MaxRecordBytes caps data plus partition key of one record in this
 	// stream, up to 64 MiB (Kinesis streams allow up to 10 MiB). Default
 	// 0: Options.MaxRecordBytes. DB.SetMaxRecordBytes changes it later.
@@ -290,18 +283,14 @@ func (d ShardDescription) Open() bool { return d.EndingSequenceNumber.IsZero() }
 
 // StreamDescription describes a stream.
 type StreamDescription struct {
-	Name              string
-	Status            StreamStatus
-	CreatedAt         time.Time
-	Retention         time.Duration
-	Partitioner       Partitioner
-	Limits            Limits
-	MaxBytes          int64
-	Discard           DiscardPolicy
-	Mode              StreamMode
-	EncryptionType    string // "NONE" or "KMS"
-	KeyID             string
-	ShardLevelMetrics []string
+	Name        string
+	Status      StreamStatus
+	CreatedAt   time.Time
+	Retention   time.Duration
+	Partitioner Partitioner
+	Limits      Limits
+	MaxBytes    int64
+	Discard     DiscardPolicy
 	// MaxRecordBytes is the stream's record limit in effect (its own, or
 	// Options.MaxRecordBytes).
 	MaxRecordBytes int

@@ -31,8 +31,6 @@ func TestValidationErrors(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2}))
 	require.NoError(t, db.CreateStream("three", engine.StreamConfig{ShardCount: 3}))
-	require.NoError(t, db.CreateStream("demand", engine.StreamConfig{ShardCount: 2}))
-	require.NoError(t, db.SetStreamMode("demand", engine.ModeOnDemand))
 	require.NoError(t, db.CreateStream("closed", engine.StreamConfig{ShardCount: 1}))
 	require.NoError(t, db.SplitShard("closed", 0, "170141183460469231731687303715884105728"))
 	put(t, db, "s", "k", "before")
@@ -89,7 +87,6 @@ func TestValidationErrors(t *testing.T) {
 		{"partitioner", create("x", engine.StreamConfig{ShardCount: 1, Partitioner: 7}), engine.ErrValidation, []string{"Partitioner 7", "xxhash", "md5"}},
 		{"limits negative", create("x", engine.StreamConfig{ShardCount: 1, Limits: engine.Limits{WriteRecordsPerSec: -1}}), engine.ErrValidation, []string{"Limits", "negative"}},
 		{"max bytes negative", create("x", engine.StreamConfig{ShardCount: 1, MaxBytes: -1}), engine.ErrValidation, []string{"MaxBytes -1"}},
-		{"mode", create("x", engine.StreamConfig{ShardCount: 1, Mode: "FAST"}), engine.ErrValidation, []string{"StreamMode", "FAST", "PROVISIONED", "ON_DEMAND"}},
 		{"tags 51", create("x", engine.StreamConfig{ShardCount: 1, Tags: tags51}), engine.ErrInvalidArgument, []string{"50 tags", "51"}},
 		{"tag key empty", create("x", engine.StreamConfig{ShardCount: 1, Tags: map[string]string{"": "v"}}), engine.ErrValidation, []string{"tag key", "128"}},
 		{"tag value 257", create("x", engine.StreamConfig{ShardCount: 1, Tags: map[string]string{"k": strings.Repeat("v", 257)}}), engine.ErrValidation, []string{"tag value", "256"}},
@@ -136,7 +133,6 @@ func TestValidationErrors(t *testing.T) {
 		{"split closed", func() error { return db.SplitShard("closed", 0, "1000") }, engine.ErrResourceInUse, []string{"shardId-000000000000", "closed"}},
 		{"split missing shard", func() error { return db.SplitShard("s", 7, "1000") }, engine.ErrShardNotFound, []string{"shardId-000000000007"}},
 		{"split missing stream", func() error { return db.SplitShard("nope", 0, "1000") }, engine.ErrStreamNotFound, []string{"nope"}},
-		{"split on-demand", func() error { return db.SplitShard("demand", 0, "1000") }, engine.ErrValidation, []string{"ON_DEMAND"}},
 		// MergeShards: two open, adjacent shards.
 		{"merge not adjacent", func() error { return db.MergeShards("three", 0, 2) }, engine.ErrInvalidArgument, []string{"shardId-000000000000", "shardId-000000000002", "not an adjacent pair"}},
 		{"merge with itself", func() error { return db.MergeShards("three", 1, 1) }, engine.ErrInvalidArgument, []string{"not an adjacent pair"}},
@@ -146,12 +142,9 @@ func TestValidationErrors(t *testing.T) {
 		{"target 0", func() error { return db.UpdateShardCount("s", 0) }, engine.ErrValidation, []string{"TargetShardCount 0", "at least 1"}},
 		{"target over double", func() error { return db.UpdateShardCount("s", 5) }, engine.ErrLimitExceeded, []string{"target 5", "double (4)", "open shard count 2"}},
 		{"target under half", func() error { return db.UpdateShardCount("three", 1) }, engine.ErrLimitExceeded, []string{"target 1", "half (2)", "open shard count 3"}},
-		{"target on-demand", func() error { return db.UpdateShardCount("demand", 3) }, engine.ErrValidation, []string{"ON_DEMAND"}},
 		// Other settings.
 		{"max bytes", func() error { return db.SetMaxBytes("s", -5, engine.DiscardOld) }, engine.ErrValidation, []string{"MaxBytes -5"}},
 		{"discard", func() error { return db.SetMaxBytes("s", 5, 9) }, engine.ErrValidation, []string{"Discard"}},
-		{"encryption", func() error { return db.SetEncryption("s", "AES", "k") }, engine.ErrValidation, []string{"EncryptionType", "AES", "NONE", "KMS"}},
-		{"set mode", func() error { return db.SetStreamMode("s", "X") }, engine.ErrValidation, []string{"StreamMode"}},
 		{"set limits", func() error { return db.SetLimits("s", engine.Limits{ReadCallsPerSec: -1}) }, engine.ErrValidation, []string{"Limits"}},
 		{"add tags 51", func() error { return db.AddTags("s", tags51) }, engine.ErrInvalidArgument, []string{"50 tags"}},
 		{"delete missing", func() error { return db.DeleteStream(ctx, "nope") }, engine.ErrStreamNotFound, []string{"nope"}},

@@ -183,13 +183,24 @@ func cborKind(t string) string {
 	return "1"
 }
 
-// cborMessage words a CBOR decoding error without Go type names.
+// cborMessage words a CBOR decoding error without Go type names. It goes
+// by the error's type only: the kinds of malformed body the decoder
+// reports as typed errors get their own text (syntax and semantic errors
+// keep the decoder's detail, which is about the bytes, minus its "cbor: "
+// prefix), and every other error, whose text may name Go types (a value
+// that does not fit the request's shape), is "not a valid request".
 func cborMessage(err error) string {
 	var mae *cbor.MaxArrayElementsError
 	var mpe *cbor.MaxMapPairsError
 	var mne *cbor.MaxNestedLevelError
 	var syn *cbor.SyntaxError
 	var sem *cbor.SemanticError
+	var ext *cbor.ExtraneousDataError
+	var ind *cbor.IndefiniteLengthError
+	var tmd *cbor.TagsMdError
+	var odd *cbor.IndefiniteLengthMapOddItemCountError
+	var dup *cbor.DupMapKeyError
+	var unacc cbor.UnacceptableDataItemError
 	switch {
 	case errors.As(err, &mae):
 		return "a CBOR array has more than " + strconv.Itoa(maxCBORElements) + " elements"
@@ -201,15 +212,18 @@ func cborMessage(err error) string {
 		return strings.TrimPrefix(err.Error(), "cbor: ")
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "the body ends in the middle of a CBOR value"
-	}
-	var ext *cbor.ExtraneousDataError
-	if errors.As(err, &ext) {
+	case errors.As(err, &ext):
 		return "there is data after the CBOR value"
+	case errors.As(err, &ind), errors.As(err, &odd):
+		return "the body has a malformed indefinite-length CBOR value"
+	case errors.As(err, &tmd):
+		return "the body has CBOR tags where none are allowed"
+	case errors.As(err, &dup):
+		return "a CBOR map has a duplicate key at element " + strconv.Itoa(dup.Index)
+	case errors.As(err, &unacc):
+		return "the body has a CBOR " + unacc.CBORType + " where none is allowed"
 	}
-	if strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "server.") {
-		return "the body is not a valid request"
-	}
-	return strings.TrimPrefix(err.Error(), "cbor: ")
+	return "the body is not a valid request"
 }
 
 // javaTypeMessage mimics "class java.lang.String can not be converted to

@@ -16,7 +16,7 @@ import (
 
 // Enhanced fan-out: RegisterStreamConsumer, DescribeStreamConsumer,
 // ListStreamConsumers, DeregisterStreamConsumer and SubscribeToShard.
-// Consumers live in the engine (engine.RegisterStreamConsumer); the
+// Consumers are stream attributes the server keeps (kinesisattrs.go); the
 // server gives them Kinesis ARNs and pushes records to subscribers as
 // they commit (engine.Iterator.Wait, no polling).
 
@@ -80,45 +80,48 @@ func (c *check) consumerName(v *string, required bool) {
 // agree). An ARN whose creation second is not the current consumer's
 // names a consumer that no longer exists. Call it after the model
 // constraints were checked.
-func (s *Server) resolveConsumer(consumerARN, streamARN, consumerName *string) (engine.StreamConsumer, *apiError) {
+func (s *Server) resolveConsumer(consumerARN, streamARN, consumerName *string) (streamConsumer, *apiError) {
 	if consumerARN == nil {
 		if streamARN == nil || consumerName == nil {
-			return engine.StreamConsumer{}, newAPIError(errInvalidArgument,
+			return streamConsumer{}, newAPIError(errInvalidArgument,
 				"ConsumerARN or both ConsumerName and StreamARN are required for this request.")
 		}
 		stream, aerr := s.resolveStream(nil, streamARN)
 		if aerr != nil {
-			return engine.StreamConsumer{}, aerr
+			return streamConsumer{}, aerr
 		}
-		c, err := s.db.DescribeStreamConsumer(stream, *consumerName)
+		c, found, err := s.describeConsumer(stream, *consumerName)
 		if err != nil {
-			return engine.StreamConsumer{}, s.engineError(err, stream)
+			return streamConsumer{}, s.engineError(err, stream)
+		}
+		if !found {
+			return streamConsumer{}, s.consumerNotFound(stream, *consumerName)
 		}
 		return c, nil
 	}
 	arn := *consumerARN
 	region, account, stream, name, secs, ok := parseConsumerARN(arn)
 	if !ok {
-		return engine.StreamConsumer{}, newAPIError(errInvalidArgument, "ConsumerARN "+arn+" is not a valid Kinesis consumer ARN.")
+		return streamConsumer{}, newAPIError(errInvalidArgument, "ConsumerARN "+arn+" is not a valid Kinesis consumer ARN.")
 	}
 	if streamARN != nil {
 		if _, _, sn, ok := parseStreamARN(*streamARN); !ok || sn != stream {
-			return engine.StreamConsumer{}, newAPIError(errInvalidArgument, "StreamARN "+*streamARN+" and ConsumerARN "+arn+" do not name the same stream.")
+			return streamConsumer{}, newAPIError(errInvalidArgument, "StreamARN "+*streamARN+" and ConsumerARN "+arn+" do not name the same stream.")
 		}
 	}
 	if consumerName != nil && *consumerName != name {
-		return engine.StreamConsumer{}, newAPIError(errInvalidArgument, "ConsumerName "+*consumerName+" and ConsumerARN "+arn+" do not name the same consumer.")
+		return streamConsumer{}, newAPIError(errInvalidArgument, "ConsumerName "+*consumerName+" and ConsumerARN "+arn+" do not name the same consumer.")
 	}
 	notFound := newAPIError(errResourceNotFound, "Consumer "+arn+" not found.")
 	if region != s.cfg.Region || account != s.cfg.Account {
-		return engine.StreamConsumer{}, notFound
+		return streamConsumer{}, notFound
 	}
-	c, err := s.db.DescribeStreamConsumer(stream, name)
-	if errors.Is(err, engine.ErrConsumerNotFound) || (err == nil && c.CreatedAt.Unix() != secs) {
-		return engine.StreamConsumer{}, notFound
-	}
+	c, found, err := s.describeConsumer(stream, name)
 	if err != nil {
-		return engine.StreamConsumer{}, s.engineError(err, stream)
+		return streamConsumer{}, s.engineError(err, stream)
+	}
+	if !found || c.CreatedAt.Unix() != secs {
+		return streamConsumer{}, notFound
 	}
 	return c, nil
 }
@@ -133,17 +136,13 @@ type consumerOut struct {
 	StreamARN                 string     `json:"StreamARN,omitempty"`
 }
 
-func (s *Server) toConsumer(c engine.StreamConsumer) consumerOut {
+func (s *Server) toConsumer(c streamConsumer) consumerOut {
 	return consumerOut{
 		ConsumerName:              c.Name,
 		ConsumerARN:               s.consumerARN(c.Stream, c.Name, c.CreatedAt),
-		ConsumerStatus:            string(c.Status),
+		ConsumerStatus:            c.Status,
 		ConsumerCreationTimestamp: ts(c.CreatedAt),
 	}
-}
-
-func (s *Server) consumerConfig() engine.StreamConsumerConfig {
-	return engine.StreamConsumerConfig{ActivationDelay: s.cfg.CreateDelay, DeletionDelay: s.cfg.CreateDelay}
 }
 
 // registerStreamConsumerInput is RegisterStreamConsumer's request. Tags
@@ -181,9 +180,9 @@ func (s *Server) registerStreamConsumer(rq *request) (any, *apiError) {
 	if err := s.checkTagChars(stream, in.Tags); err != nil {
 		return nil, err
 	}
-	cons, err := s.db.RegisterStreamConsumer(stream, *in.ConsumerName, s.consumerConfig())
-	if err != nil {
-		return nil, s.engineError(err, stream)
+	cons, aerr := s.registerConsumer(stream, *in.ConsumerName)
+	if aerr != nil {
+		return nil, aerr
 	}
 	return registerStreamConsumerOutput{Consumer: s.toConsumer(cons)}, nil
 }
@@ -196,17 +195,17 @@ type consumerRefInput struct {
 }
 
 // decodeConsumerRef decodes and resolves a request naming one consumer.
-func (s *Server) decodeConsumerRef(rq *request) (engine.StreamConsumer, *apiError) {
+func (s *Server) decodeConsumerRef(rq *request) (streamConsumer, *apiError) {
 	var in consumerRefInput
 	if err := rq.codec.decode(rq.body, &in); err != nil {
-		return engine.StreamConsumer{}, err
+		return streamConsumer{}, err
 	}
 	var c check
 	c.streamARN(in.StreamARN)
 	c.consumerName(in.ConsumerName, false)
 	c.consumerARN(in.ConsumerARN, false)
 	if err := c.err(); err != nil {
-		return engine.StreamConsumer{}, err
+		return streamConsumer{}, err
 	}
 	return s.resolveConsumer(in.ConsumerARN, in.StreamARN, in.ConsumerName)
 }
@@ -230,8 +229,8 @@ func (s *Server) deregisterStreamConsumer(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if err := s.db.DeregisterStreamConsumer(cons.Stream, cons.Name); err != nil {
-		return nil, s.engineError(err, cons.Stream)
+	if aerr := s.deregisterConsumer(cons.Stream, cons.Name); aerr != nil {
+		return nil, aerr
 	}
 	s.forgetConsumerPolicy(cons)
 	arn := s.consumerARN(cons.Stream, cons.Name, cons.CreatedAt)
@@ -287,7 +286,7 @@ func (s *Server) listStreamConsumers(rq *request) (any, *apiError) {
 		}
 		after = t.After
 	}
-	consumers, err := s.db.ListStreamConsumers(stream)
+	consumers, err := s.listConsumers(stream)
 	if err != nil {
 		return nil, s.engineError(err, stream)
 	}
@@ -323,7 +322,7 @@ func (s *Server) listStreamConsumers(rq *request) (any, *apiError) {
 // consumerCount returns how many consumers are registered with stream
 // (DescribeStreamSummary's ConsumerCount).
 func (s *Server) consumerCount(stream string) int {
-	cs, err := s.db.ListStreamConsumers(stream)
+	cs, err := s.listConsumers(stream)
 	if err != nil {
 		return 0
 	}
@@ -392,8 +391,8 @@ func (s *Server) subscribeToShard(w http.ResponseWriter, rq *request, started fu
 		return aerr
 	}
 	arn := *in.ConsumerARN
-	if cons.Status != engine.StreamConsumerActive {
-		return newAPIError(errResourceInUse, "Consumer "+arn+" is not in ACTIVE state; it is "+string(cons.Status)+".")
+	if cons.Status != consumerActive {
+		return newAPIError(errResourceInUse, "Consumer "+arn+" is not in ACTIVE state; it is "+cons.Status+".")
 	}
 	stream := cons.Stream
 	id, aerr := s.parseShard(*in.ShardId, stream)
@@ -471,7 +470,7 @@ type pump struct {
 	sub          *subscription
 	ew           *eventWriter
 	it           *engine.Iterator
-	cons         engine.StreamConsumer
+	cons         streamConsumer
 	arn          string
 	shard        engine.ShardID
 	shardCreated uint64
@@ -635,14 +634,14 @@ func (p *pump) send(payload []byte, records, size int) bool {
 // checkConsumer reports the exception that ends the subscription if its
 // consumer was deregistered (or its stream deleted) meanwhile.
 func (p *pump) checkConsumer() *apiError {
-	c, err := p.s.db.DescribeStreamConsumer(p.cons.Stream, p.cons.Name)
+	c, found, err := p.s.describeConsumer(p.cons.Stream, p.cons.Name)
 	switch {
-	case errors.Is(err, engine.ErrConsumerNotFound), err == nil && !c.CreatedAt.Equal(p.cons.CreatedAt):
-		return newAPIError(errResourceNotFound, "Consumer "+p.arn+" not found.")
 	case err != nil:
 		return p.s.engineError(err, p.cons.Stream)
-	case c.Status != engine.StreamConsumerActive:
-		return newAPIError(errResourceInUse, "Consumer "+p.arn+" is not in ACTIVE state; it is "+string(c.Status)+".")
+	case !found, !c.CreatedAt.Equal(p.cons.CreatedAt):
+		return newAPIError(errResourceNotFound, "Consumer "+p.arn+" not found.")
+	case c.Status != consumerActive:
+		return newAPIError(errResourceInUse, "Consumer "+p.arn+" is not in ACTIVE state; it is "+c.Status+".")
 	}
 	return nil
 }

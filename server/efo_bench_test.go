@@ -193,9 +193,9 @@ func runFanOut(b *testing.B, k, rate int) fanOutResult {
 	var ready sync.WaitGroup
 	results := make(chan result, k)
 	for c := range k {
-		cons, err := env.db.RegisterStreamConsumer("fan", fmt.Sprintf("c%d", c), engine.StreamConsumerConfig{})
-		if err != nil {
-			b.Fatal(err)
+		cons, aerr := env.srv.registerConsumer("fan", fmt.Sprintf("c%d", c))
+		if aerr != nil {
+			b.Fatal(aerr)
 		}
 		arn := env.srv.consumerARN("fan", cons.Name, cons.CreatedAt)
 		ready.Add(1)

@@ -248,7 +248,11 @@ func (s *Server) updateStreamWarmThroughput(rq *request) (any, *apiError) {
 	if err != nil {
 		return nil, s.engineError(err, name)
 	}
-	if aerr := s.checkWarmThroughput(name, d.Mode, *in.WarmThroughputMiBps, true); aerr != nil {
+	mode, err := s.modeOfStream(name)
+	if err != nil {
+		return nil, s.engineError(err, name)
+	}
+	if aerr := s.checkWarmThroughput(name, mode, *in.WarmThroughputMiBps, true); aerr != nil {
 		return nil, aerr
 	}
 	if st := s.statusOf(name, d.Status); st != engine.StatusActive {
@@ -265,10 +269,10 @@ func (s *Server) updateStreamWarmThroughput(rq *request) (any, *apiError) {
 // checkWarmThroughput applies AWS's rules for a warm throughput of mibps
 // on a stream of the given mode; needCommitment also requires the
 // account's billing commitment (UpdateStreamWarmThroughput).
-func (s *Server) checkWarmThroughput(name string, mode engine.StreamMode, mibps int64, needCommitment bool) *apiError {
-	if mode != engine.ModeOnDemand {
+func (s *Server) checkWarmThroughput(name string, mode string, mibps int64, needCommitment bool) *apiError {
+	if mode != modeOnDemand {
 		return newAPIError(errInvalidArgument, "Warm throughput is only supported for streams in ON_DEMAND mode; stream "+name+
-			" under account "+s.cfg.Account+" is in "+string(mode)+" mode.")
+			" under account "+s.cfg.Account+" is in "+mode+" mode.")
 	}
 	if mibps > maxWarmThroughputMiBps {
 		return newAPIError(errLimitExceeded, "WarmThroughputMiBps "+strconv.FormatInt(mibps, 10)+" for stream "+name+" under account "+

@@ -362,7 +362,7 @@ func (s *Server) setEncryption(rq *request, start bool) (any, *apiError) {
 	if !start {
 		typ, key = "NONE", ""
 	}
-	err := s.db.SetEncryption(name, typ, key)
+	err := s.setEncryptionSetting(name, typ, key)
 	s.enc.forget(name)
 	if err != nil {
 		return nil, s.engineError(err, name)
@@ -426,29 +426,18 @@ func (s *Server) changeMonitoring(rq *request, enable bool) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	d, err := s.db.DescribeStream(name)
-	if err != nil {
-		return nil, s.engineError(err, name)
-	}
 	change := in.ShardLevelMetrics
 	if slices.Contains(change, "ALL") {
 		change = shardLevelMetrics
 	}
-	want := slices.Clone(d.ShardLevelMetrics)
-	if enable {
-		want = append(want, change...)
-	} else {
-		want = slices.DeleteFunc(want, func(m string) bool { return slices.Contains(change, m) })
-	}
-	before, after, err := s.db.SetShardLevelMetrics(name, want)
+	before, after, err := s.updateMetrics(name, func(want []string) []string {
+		if enable {
+			return append(want, change...)
+		}
+		return slices.DeleteFunc(want, func(m string) bool { return slices.Contains(change, m) })
+	})
 	if err != nil {
 		return nil, s.engineError(err, name)
-	}
-	if before == nil {
-		before = []string{}
-	}
-	if after == nil {
-		after = []string{}
 	}
 	return monitoringOutput{StreamName: name, StreamARN: s.streamARN(name), CurrentShardLevelMetrics: before, DesiredShardLevelMetrics: after}, nil
 }
@@ -478,7 +467,7 @@ func (s *Server) updateStreamMode(rq *request) (any, *apiError) {
 	if aerr := s.requireActive(name); aerr != nil {
 		return nil, aerr
 	}
-	if err := s.db.SetStreamMode(name, engine.StreamMode(*in.StreamModeDetails.StreamMode)); err != nil {
+	if err := s.setMode(name, *in.StreamModeDetails.StreamMode); err != nil {
 		return nil, s.engineError(err, name)
 	}
 	return nil, nil

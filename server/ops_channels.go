@@ -450,7 +450,9 @@ func (s *Server) createChannel(rq *request) (any, *apiError) {
 	if st := s.statusOf(d.Name, d.Status); st != engine.StatusActive {
 		return nil, newAPIError(errResourceInUse, "Stream "+stream+" under account "+s.cfg.Account+" is not ACTIVE (it is "+string(st)+").")
 	}
-	if *modeOf(d).StreamMode != string(engine.ModeOnDemand) {
+	if mode, err := s.modeOfStream(stream); err != nil {
+		return nil, s.engineError(err, stream)
+	} else if mode != modeOnDemand {
 		return nil, newAPIError(errInvalidArgument, "Channels are only supported for streams in ON_DEMAND capacity mode; stream "+
 			stream+" under account "+s.cfg.Account+" is PROVISIONED.")
 	}

@@ -3,8 +3,6 @@ package server
 import (
 	"math/big"
 	"math/rand/v2"
-
-	"github.com/kvstream/kvstream/engine"
 )
 
 // UpdateStreamRecordDistributionStrategy: a stream's record distribution
@@ -50,13 +48,14 @@ func (s *Server) updateRecordDistribution(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	d, err := s.db.DescribeStream(name)
-	if err != nil {
+	if _, err := s.db.DescribeStream(name); err != nil {
 		return nil, s.engineError(err, name)
 	}
 	var v []byte // USER_PARTITION_KEY: the default, stored as no attribute
 	if *in.RecordDistributionStrategy == "AUTO" {
-		if *modeOf(d).StreamMode != string(engine.ModeOnDemand) {
+		if mode, err := s.modeOfStream(name); err != nil {
+			return nil, s.engineError(err, name)
+		} else if mode != modeOnDemand {
 			return nil, newAPIError(errInvalidArgument, "The AUTO record distribution strategy is only supported for streams in ON_DEMAND capacity mode; stream "+
 				name+" under account "+s.cfg.Account+" is PROVISIONED.")
 		}

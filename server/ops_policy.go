@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-
-	"github.com/kvstream/kvstream/engine"
 )
 
 // Resource-based policies: PutResourcePolicy, GetResourcePolicy and
@@ -120,7 +118,7 @@ func (s *Server) deleteResourcePolicy(rq *request) (any, *apiError) {
 }
 
 // forgetConsumerPolicy drops a deregistered consumer's policy.
-func (s *Server) forgetConsumerPolicy(cons engine.StreamConsumer) {
+func (s *Server) forgetConsumerPolicy(cons streamConsumer) {
 	attr := policyAttrPrefix + "consumer/" + cons.Name + ":" + strconv.FormatInt(cons.CreatedAt.Unix(), 10)
 	_ = s.db.SetAttr(cons.Stream, attr, nil)
 }

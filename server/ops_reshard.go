@@ -69,8 +69,8 @@ func (s *Server) reshardable(name string) (engine.StreamDescription, *apiError) 
 	if st := s.statusOf(name, d.Status); st == engine.StatusCreating || st == engine.StatusDeleting {
 		return d, s.notActive(name, st)
 	}
-	if d.Mode == engine.ModeOnDemand {
-		return d, newAPIError(errValidation, "Stream "+name+" under account "+s.cfg.Account+" is in ON_DEMAND mode; resharding needs PROVISIONED mode")
+	if aerr := s.requireProvisioned(name); aerr != nil {
+		return d, aerr
 	}
 	return d, nil
 }
@@ -207,8 +207,8 @@ func (s *Server) updateShardCount(rq *request) (any, *apiError) {
 	if st := s.statusOf(name, d.Status); st != engine.StatusActive {
 		return nil, s.notActive(name, st)
 	}
-	if d.Mode == engine.ModeOnDemand {
-		return nil, newAPIError(errValidation, "Stream "+name+" under account "+s.cfg.Account+" is in ON_DEMAND mode; resharding needs PROVISIONED mode")
+	if aerr := s.requireProvisioned(name); aerr != nil {
+		return nil, aerr
 	}
 	cur, target := d.OpenShardCount, int(min(*in.TargetShardCount, 1<<30))
 	counts := " Current open shard count: " + strconv.Itoa(cur) + ", Target shard count: " + strconv.Itoa(target)
@@ -229,4 +229,16 @@ func (s *Server) updateShardCount(rq *request) (any, *apiError) {
 		return nil, aerr
 	}
 	return updateShardCountOutput{StreamName: name, StreamARN: s.streamARN(name), CurrentShardCount: cur, TargetShardCount: target}, nil
+}
+
+// requireProvisioned refuses a reshard of an ON_DEMAND stream.
+func (s *Server) requireProvisioned(name string) *apiError {
+	mode, err := s.modeOfStream(name)
+	if err != nil {
+		return s.engineError(err, name)
+	}
+	if mode == modeOnDemand {
+		return newAPIError(errValidation, "Stream "+name+" under account "+s.cfg.Account+" is in ON_DEMAND mode; resharding needs PROVISIONED mode")
+	}
+	return nil
 }

@@ -20,7 +20,7 @@ type createStreamInput struct {
 	MaxRecordSizeInKiB  *int64             `json:"MaxRecordSizeInKiB"`
 }
 
-var streamModes = []string{string(engine.ModeProvisioned), string(engine.ModeOnDemand)}
+var streamModes = []string{modeProvisioned, modeOnDemand}
 
 // onDemandShards is the shard count of a new ON_DEMAND stream (AWS starts
 // them at 4 MiB/s of write capacity).
@@ -43,11 +43,11 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 	// AWS's member order: shardCount (required for PROVISIONED
 	// streams), streamName, then the members added since.
 	var c check
-	mode := engine.ModeProvisioned
+	mode := modeProvisioned
 	if in.StreamModeDetails != nil && in.StreamModeDetails.StreamMode != nil {
-		mode = engine.StreamMode(*in.StreamModeDetails.StreamMode)
+		mode = *in.StreamModeDetails.StreamMode
 	}
-	if mode != engine.ModeProvisioned || c.required("shardCount", in.ShardCount != nil) {
+	if mode != modeProvisioned || c.required("shardCount", in.ShardCount != nil) {
 		c.intRange("shardCount", in.ShardCount, 1, maxShardCount)
 	}
 	c.reqStr("streamName", in.StreamName, 1, maxStreamNameLen, isName, namePatternText)
@@ -82,9 +82,17 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 	cfg := engine.StreamConfig{
 		ShardCount:      shards,
 		Partitioner:     engine.PartitionerMD5,
-		Mode:            mode,
 		ActivationDelay: s.cfg.CreateDelay,
 		Tags:            in.Tags,
+		// The Kinesis settings (kinesisattrs.go) are written with the
+		// stream, in its creating commit.
+		Attrs: map[string][]byte{},
+	}
+	if mode != modeProvisioned {
+		cfg.Attrs[modeAttr] = []byte(mode)
+	}
+	if in.WarmThroughputMiBps != nil && *in.WarmThroughputMiBps > 0 {
+		cfg.Attrs[warmThroughputAttr] = []byte(strconv.FormatInt(*in.WarmThroughputMiBps, 10))
 	}
 	if in.MaxRecordSizeInKiB != nil {
 		cfg.MaxRecordBytes = int(*in.MaxRecordSizeInKiB) * 1024
@@ -97,11 +105,6 @@ func (s *Server) createStream(rq *request) (any, *apiError) {
 		return nil, s.engineError(err, name)
 	}
 	s.enc.forget(name)
-	if in.WarmThroughputMiBps != nil && *in.WarmThroughputMiBps > 0 {
-		if err := s.db.SetAttr(name, warmThroughputAttr, []byte(strconv.FormatInt(*in.WarmThroughputMiBps, 10))); err != nil {
-			return nil, s.engineError(err, name)
-		}
-	}
 	return nil, nil
 }
 
@@ -206,6 +209,10 @@ func (s *Server) describeStream(rq *request) (any, *apiError) {
 	if err != nil {
 		return nil, s.engineError(err, name)
 	}
+	ks, err := s.settingsOf(name)
+	if err != nil {
+		return nil, s.engineError(err, name)
+	}
 	shards := d.Shards
 	if in.ExclusiveStartShardId != nil {
 		shards = shardsAfter(shards, *in.ExclusiveStartShardId)
@@ -222,14 +229,14 @@ func (s *Server) describeStream(rq *request) (any, *apiError) {
 		StreamName:              d.Name,
 		StreamARN:               s.streamARN(d.Name),
 		StreamStatus:            string(s.statusOf(d.Name, d.Status)),
-		StreamModeDetails:       modeOf(d),
+		StreamModeDetails:       modeOf(ks),
 		Shards:                  toShards(shards),
 		HasMoreShards:           more,
 		RetentionPeriodHours:    int64(d.Retention / time.Hour),
 		StreamCreationTimestamp: ts(d.CreatedAt),
-		EnhancedMonitoring:      metricsOf(d),
-		EncryptionType:          encryptionOf(d),
-		KeyId:                   d.KeyID,
+		EnhancedMonitoring:      metricsOf(ks),
+		EncryptionType:          ks.EncryptionType,
+		KeyId:                   ks.KeyID,
 	}}, nil
 }
 
@@ -279,16 +286,20 @@ func (s *Server) describeStreamSummary(rq *request) (any, *apiError) {
 	if err != nil {
 		return nil, s.engineError(err, name)
 	}
+	ks, err := s.settingsOf(name)
+	if err != nil {
+		return nil, s.engineError(err, name)
+	}
 	return describeStreamSummaryOutput{StreamDescriptionSummary: streamDescriptionSummary{
 		StreamName:              d.Name,
 		StreamARN:               s.streamARN(d.Name),
 		StreamStatus:            string(s.statusOf(d.Name, d.Status)),
-		StreamModeDetails:       modeOf(d),
+		StreamModeDetails:       modeOf(ks),
 		RetentionPeriodHours:    int64(d.Retention / time.Hour),
 		StreamCreationTimestamp: ts(d.CreatedAt),
-		EnhancedMonitoring:      metricsOf(d),
-		EncryptionType:          encryptionOf(d),
-		KeyId:                   d.KeyID,
+		EnhancedMonitoring:      metricsOf(ks),
+		EncryptionType:          ks.EncryptionType,
+		KeyId:                   ks.KeyID,
 		OpenShardCount:          d.OpenShardCount,
 		ConsumerCount:           s.consumerCount(name),
 		WarmThroughput:          s.warmThroughputOf(name),
@@ -369,12 +380,16 @@ func (s *Server) listStreams(rq *request) (any, *apiError) {
 		if err != nil {
 			continue // deleted meanwhile
 		}
+		ks, err := s.settingsOf(n)
+		if err != nil {
+			continue
+		}
 		out.StreamNames = append(out.StreamNames, n)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
 			StreamName:              n,
 			StreamARN:               s.streamARN(n),
 			StreamStatus:            string(s.statusOf(n, d.Status)),
-			StreamModeDetails:       modeOf(d),
+			StreamModeDetails:       modeOf(ks),
 			StreamCreationTimestamp: ts(d.CreatedAt),
 		})
 	}
@@ -584,7 +599,7 @@ func (s *Server) describeLimits(rq *request) (any, *apiError) {
 			continue
 		}
 		out.OpenShardCount += d.OpenShardCount
-		if d.Mode == engine.ModeOnDemand {
+		if mode, _ := s.modeOfStream(n); mode == modeOnDemand {
 			out.OnDemandStreamCount++
 		}
 	}

@@ -110,8 +110,6 @@ func (s *Server) kinesisText(e *engine.Error, c call) string {
 		return "Stream " + stream + " not ACTIVE, instead in state " + e.State
 	case engine.ReasonShardClosed:
 		return "Shard " + e.Shard.String() + " in stream " + stream + " is closed and cannot be resharded."
-	case engine.ReasonConsumerExists:
-		return "Consumer " + e.Consumer + " under stream " + stream + " already exists."
 	case engine.ReasonIteratorStreamGone:
 		if e.Stream != "" { // Kinesis names the shard of the stream that is gone
 			return "Shard " + e.Shard.String() + " in stream " + stream + " does not exist"
@@ -128,10 +126,6 @@ func (s *Server) kinesisText(e *engine.Error, c call) string {
 		n := e.Actual
 		return "UpdateShardCount target " + itoa(e.Requested) + " for stream " + stream + " must be at least half (" + itoa((n+1)/2) +
 			") and at most double (" + itoa(2*n) + ") the current open shard count " + itoa(n) + "."
-	case engine.ReasonConsumerLimit:
-		return "Stream " + stream + " already has " + itoa(e.Actual) + " registered consumers, the most a stream can have."
-	case engine.ReasonCreatingConsumerLimit:
-		return "Stream " + stream + " already has " + itoa(e.Actual) + " consumers in the CREATING state; wait until they are ACTIVE."
 	case engine.ReasonSplitHashKey:
 		return "NewStartingHashKey " + e.Value + " used in SplitShard() on shard " + e.Shard.String() + " in stream " + stream +
 			" is not both greater than one plus the shard's StartingHashKey " + e.Range.Start.String() +
@@ -176,8 +170,6 @@ func (s *Server) kinesisText(e *engine.Error, c call) string {
 		return "Rate exceeded for shard " + e.Shard.String() + " in stream " + stream + "."
 	case engine.ReasonReadRate:
 		return "Rate exceeded for Shard - " + s.cfg.Account + "/" + e.Stream + "/" + e.Shard.String() + "."
-	case engine.ReasonOnDemand:
-		return "Stream " + stream + " is in ON_DEMAND mode; resharding needs PROVISIONED mode"
 	}
 	return e.Msg
 }

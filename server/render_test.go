@@ -47,8 +47,6 @@ func TestRenderTable(t *testing.T) {
 			"Stream s under account 123456789012 not ACTIVE, instead in state CREATING"},
 		{engine.Error{Kind: engine.ErrResourceInUse, Reason: engine.ReasonShardClosed, Stream: "s", Shard: 0}, call{stream: "s"}, errResourceInUse,
 			"Shard shardId-000000000000 in stream s under account 123456789012 is closed and cannot be resharded."},
-		{engine.Error{Kind: engine.ErrResourceInUse, Reason: engine.ReasonConsumerExists, Stream: "s", Consumer: "c"}, call{stream: "s"}, errResourceInUse,
-			"Consumer c under stream s under account 123456789012 already exists."},
 		{engine.Error{Kind: engine.ErrStreamNotFound, Reason: engine.ReasonIteratorStreamGone}, call{}, errResourceNotFound,
 			"The stream of this shard iterator no longer exists."},
 		{engine.Error{Kind: engine.ErrStreamNotFound, Reason: engine.ReasonIteratorStreamGone, Stream: "s", Shard: 0}, call{stream: "s"}, errResourceNotFound,
@@ -59,10 +57,6 @@ func TestRenderTable(t *testing.T) {
 			"This request would exceed the shard limit for the account. Limit: 4; the DB would have 5 open shards."},
 		{engine.Error{Kind: engine.ErrLimitExceeded, Reason: engine.ReasonShardCountRange, Stream: "s", Actual: 3, Requested: 7}, call{stream: "s"}, errLimitExceeded,
 			"UpdateShardCount target 7 for stream s under account 123456789012 must be at least half (2) and at most double (6) the current open shard count 3."},
-		{engine.Error{Kind: engine.ErrLimitExceeded, Reason: engine.ReasonConsumerLimit, Stream: "s", Actual: 20, Limit: 20}, call{stream: "s"}, errLimitExceeded,
-			"Stream s under account 123456789012 already has 20 registered consumers, the most a stream can have."},
-		{engine.Error{Kind: engine.ErrLimitExceeded, Reason: engine.ReasonCreatingConsumerLimit, Stream: "s", Actual: 5, Limit: 5}, call{stream: "s"}, errLimitExceeded,
-			"Stream s under account 123456789012 already has 5 consumers in the CREATING state; wait until they are ACTIVE."},
 		{engine.Error{Kind: engine.ErrInvalidArgument, Reason: engine.ReasonSplitHashKey, Stream: "s", Shard: 0, Value: "1", Range: engine.HashRange{Start: lo, End: hi}}, call{stream: "s"}, errInvalidArgument,
 			"NewStartingHashKey 1 used in SplitShard() on shard shardId-000000000000 in stream s under account 123456789012 is not both greater than one plus the shard's StartingHashKey 0 and less than the shard's EndingHashKey 170141183460469231731687303715884105727."},
 		{engine.Error{Kind: engine.ErrInvalidArgument, Reason: engine.ReasonNotAdjacent, Stream: "s", Shard: 1, Other: 0}, call{stream: "s"}, errInvalidArgument,
@@ -95,8 +89,6 @@ func TestRenderTable(t *testing.T) {
 			"Rate exceeded for shard shardId-000000000000 in stream s under account 123456789012."},
 		{engine.Error{Kind: engine.ErrThroughputExceeded, Reason: engine.ReasonReadRate, Stream: "s", Shard: 0}, call{}, errThroughputExceeded,
 			"Rate exceeded for Shard - 123456789012/s/shardId-000000000000."},
-		{engine.Error{Kind: engine.ErrValidation, Reason: engine.ReasonOnDemand, Stream: "s"}, call{stream: "s"}, errValidation,
-			"Stream s under account 123456789012 is in ON_DEMAND mode; resharding needs PROVISIONED mode"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {

@@ -75,25 +75,15 @@ func toShards(ds []engine.ShardDescription) []shardOut {
 	return out
 }
 
-func modeOf(d engine.StreamDescription) *streamModeDetails {
-	m := string(d.Mode)
-	if m == "" {
-		m = string(engine.ModeProvisioned)
-	}
+func modeOf(ks kinesisSettings) *streamModeDetails {
+	m := ks.Mode
 	return &streamModeDetails{StreamMode: &m}
-}
-
-func encryptionOf(d engine.StreamDescription) string {
-	if d.EncryptionType == "" {
-		return "NONE"
-	}
-	return d.EncryptionType
 }
 
 // metricsOf returns the enhanced-monitoring list Kinesis reports: one
 // entry, whose metric list is empty when monitoring is off.
-func metricsOf(d engine.StreamDescription) []enhancedMetrics {
-	m := slices.Clone(d.ShardLevelMetrics)
+func metricsOf(ks kinesisSettings) []enhancedMetrics {
+	m := slices.Clone(ks.Metrics)
 	if m == nil {
 		m = []string{}
 	}

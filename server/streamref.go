@@ -96,14 +96,11 @@ func (c *encryptionCache) get(s *Server, name string) string {
 	if v, ok := c.m.Load(name); ok {
 		return v.(string)
 	}
-	d, err := s.db.DescribeStream(name)
+	ks, err := s.settingsOf(name)
 	if err != nil {
 		return "NONE"
 	}
-	t := d.EncryptionType
-	if t == "" {
-		t = "NONE"
-	}
+	t := ks.EncryptionType
 	c.m.Store(name, t)
 	return t
 }

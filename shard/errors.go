@@ -123,9 +123,6 @@ const (
 	// ReasonShardClosed (ErrResourceInUse): Shard of Stream is closed
 	// and cannot be resharded.
 	ReasonShardClosed
-	// ReasonConsumerExists (ErrResourceInUse): Consumer of Stream is
-	// registered already.
-	ReasonConsumerExists
 	// ReasonIteratorStreamGone (ErrStreamNotFound): the stream a shard
 	// iterator token was issued for (Stream, "" when the token does not
 	// say) was deleted; Shard is the token's shard.
@@ -139,12 +136,6 @@ const (
 	// (Requested) is not within half and double of the open shard count
 	// (Actual) of Stream.
 	ReasonShardCountRange
-	// ReasonConsumerLimit (ErrLimitExceeded): Stream has Actual
-	// registered consumers, the most it may have.
-	ReasonConsumerLimit
-	// ReasonCreatingConsumerLimit (ErrLimitExceeded): Stream has Actual
-	// consumers in the CREATING state.
-	ReasonCreatingConsumerLimit
 	// ReasonSplitHashKey (ErrInvalidArgument): the split point Value is
 	// not strictly inside Range, the range of Shard of Stream.
 	ReasonSplitHashKey
@@ -189,9 +180,6 @@ const (
 	// ReasonReadRate (ErrThroughputExceeded): Shard of Stream refused a
 	// read.
 	ReasonReadRate
-	// ReasonOnDemand (ErrValidation): Stream is in on-demand mode, which
-	// does not allow the reshard.
-	ReasonOnDemand
 )
 
 // Error implements error: the kind, then Msg, then the cause.

@@ -18,8 +18,10 @@ const (
 	PrefixRecords    byte = 0x03
 	PrefixConsumers  byte = 0x04
 	PrefixShardState byte = 0x05
-	// PrefixStreamConsumers holds registered stream consumers (Kinesis
-	// enhanced fan-out), keyed streamID(4) | name; see engine/streamconsumers.go.
+	// PrefixStreamConsumers held registered stream consumers (Kinesis
+	// enhanced fan-out), keyed streamID(4) | name, in builds before they
+	// became stream attributes of the server. Nothing writes it now; the
+	// engine's Open migrates what it finds (engine/migrate.go).
 	PrefixStreamConsumers byte = 0x06
 )
 

@@ -66,13 +66,13 @@ func (l *localStore) DescribeStream(_ context.Context, name string) (streamInfo,
 		return streamInfo{}, l.wrap(err, name)
 	}
 	info := streamInfo{
-		Name:        d.Name,
-		Status:      string(d.Status),
-		Created:     d.CreatedAt,
-		Retention:   d.Retention,
-		Mode:        string(d.Mode),
+		Name:      d.Name,
+		Status:    string(d.Status),
+		Created:   d.CreatedAt,
+		Retention: d.Retention,
+		// Mode and Encryption are Kinesis settings the server keeps;
+		// a local store shows what the engine knows.
 		Partitioner: d.Partitioner.String(),
-		Encryption:  d.EncryptionType,
 		OpenShards:  d.OpenShardCount,
 		HasStats:    true,
 		Records:     d.Records,
