@@ -197,11 +197,23 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// client identity.
 	// SubscribeToShard's stream holds its own share (efo.go), not this.
 	if sfn == nil {
-		reading = false
-		doneReading()
+		// A small request gives its reader back before admission; a bulk
+		// one keeps it until admitted, so bulk bodies are not read faster
+		// than admission takes them: a client's bodies read and waiting
+		// are bounded by its share of the reader gate, and a flood's
+		// further bodies wait unread (and cost nothing when throttled).
+		cost := s.admit.cost(body.Len())
+		if cost == 1 {
+			reading = false
+			doneReading()
+		}
 		// The two gates' waits together are bounded by admitWait, so a
 		// throttled request is answered within about that (plus its body).
-		done, ok := s.admit.acquireWithin(r.Context(), key, s.admit.cost(body.Len()), body.Len(), admitWait-gateWait)
+		done, ok := s.admit.acquireWithin(r.Context(), key, cost, body.Len(), admitWait-gateWait)
+		if reading {
+			reading = false
+			doneReading()
+		}
 		if !ok {
 			h.release()
 			s.finish(w, c, om, start, nil, s.throttleError(name))
