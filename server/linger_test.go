@@ -164,3 +164,57 @@ func TestConnectionCapReserve(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, "the reserve is taken")
 	require.Contains(t, body, "maximum of open connections")
 }
+
+// TestBulkKeepsReaderUntilAdmitted: a bulk request waiting for admission
+// still holds its reader, so bodies are not read faster than admission
+// takes them.
+func TestBulkKeepsReaderUntilAdmitted(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	a, readers := env.srv.admit, env.srv.readers
+	a.mu.Lock()
+	a.used = a.capacity - a.reserve // no room for bulk requests
+	a.mu.Unlock()
+	body := []byte(`{"StreamName":"s","Records":[{"PartitionKey":"k","Data":"` + strings.Repeat("A", 200<<10) + `"}]}`)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // one bulk request after another, each throttled after admitWait
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, err := http.NewRequest(http.MethodPost, env.url+"/", bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("X-Amz-Target", targetPrefix+"PutRecords")
+			req.Header.Set("Content-Type", contentTypeJSON)
+			fakeSign(req)
+			if resp, err := env.hs.Client().Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	readersHeld := -1
+	waitFor(t, "a bulk request waiting for admission", func() bool {
+		// While a.mu is held, a waiter is still inside acquire: its
+		// reader, if kept, cannot have been given back.
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if len(a.ring) == 0 {
+			return false
+		}
+		readers.mu.Lock()
+		readersHeld = readers.used
+		readers.mu.Unlock()
+		return true
+	})
+	close(stop)
+	<-done
+	a.mu.Lock()
+	a.used = 0
+	a.mu.Unlock()
+	require.Equal(t, readerCost(&http.Request{ContentLength: int64(len(body))}), readersHeld, "its reader is held while it waits")
+}
