@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -536,27 +537,70 @@ func (r *running) stop() error {
 	return r.wait()
 }
 
-// waitFor polls cond every few milliseconds until it holds or timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// hangGuard bounds a wait during which the Forwarder reports no event at
+// all (f.changed): only a hang gets there, as even a hung call ends after
+// RequestTimeout (30s by default) with a failure event. Waits are
+// otherwise not timed: on a loaded machine a drain may take long, and
+// go test's -timeout ends a wait whose condition never holds.
+const hangGuard = 2 * time.Minute
+
+// waitFor checks cond each time f reports an event (a batch
+// acknowledged, a call failed or answered, Run started or returned) until
+// it holds. cond must become true through such events, or while they go
+// on (e.g. calls failing while the reader fills its queues). It fails,
+// with f's Stats and every goroutine's stack, if f reports nothing for
+// hangGuard.
+func waitFor(t testing.TB, f *Forwarder, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		select {
+		case <-f.changed:
+			guard.Reset(hangGuard)
+		case <-guard.C:
+			st, err := f.Stats()
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("waiting for %s: no forwarder event for %v; stats %+v (err %v)\n%s", what, hangGuard, st, err, buf)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// waitDrained waits until f has no lag.
+// waitDrained waits until f has no lag. Stats reads up to ExactLagRecords
+// records per shard, so it is called only once every shard's acknowledged
+// position has reached the shard's last record.
 func waitDrained(t testing.TB, f *Forwarder) Stats {
 	t.Helper()
 	var st Stats
-	waitFor(t, 30*time.Second, "the forwarder to drain", func() bool {
+	waitFor(t, f, "the forwarder to drain", func() bool {
+		if !ackedAll(t, f) {
+			return false
+		}
 		var err error
 		st, err = f.Stats()
 		require.NoError(t, err)
 		return st.LagRecords == 0
 	})
 	return st
+}
+
+// ackedAll reports whether every shard of f's stream has been
+// acknowledged up to its last visible record (or trimmed past it).
+func ackedAll(t testing.TB, f *Forwarder) bool {
+	t.Helper()
+	descs, err := f.db.ListShards(f.cfg.Stream)
+	require.NoError(t, err)
+	for _, d := range descs {
+		first, last, err := f.bounds(d.ShardID)
+		require.NoError(t, err)
+		p := f.position(d.ShardID)
+		p.mu.Lock()
+		acked := p.acked
+		p.mu.Unlock()
+		if max(acked+1, first) <= last {
+			return false
+		}
+	}
+	return true
 }
