@@ -594,10 +594,15 @@ func ackedAll(t testing.TB, f *Forwarder) bool {
 	for _, d := range descs {
 		first, last, err := f.bounds(d.ShardID)
 		require.NoError(t, err)
-		p := f.position(d.ShardID)
-		p.mu.Lock()
-		acked := p.acked
-		p.mu.Unlock()
+		f.mu.Lock()
+		p := f.mu.pos[d.ShardID]
+		f.mu.Unlock()
+		var acked uint64
+		if p != nil {
+			p.mu.Lock()
+			acked = p.acked
+			p.mu.Unlock()
+		}
 		if max(acked+1, first) <= last {
 			return false
 		}
