@@ -41,7 +41,7 @@ func TestForward(t *testing.T) {
 	require.NoError(t, r.stop())
 
 	d := check(t, p.n, up.records(), bothCopies, nil)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 	require.EqualValues(t, p.total(), st.ForwardedRecords)
 	require.Zero(t, st.DroppedRecords)
 	require.Zero(t, st.FailedRequests)
@@ -153,7 +153,7 @@ func TestForwardFaults(t *testing.T) {
 			if tc.name != "slow upstream" {
 				require.Positive(t, injected, "faults were injected")
 			}
-			require.LessOrEqual(t, d.duplicates, tc.maxDup(st, injected))
+			require.LessOrEqual(t, d.duplicates, tc.maxDup(st, injected), "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 			require.EqualValues(t, p.total(), st.ForwardedRecords)
 		})
 	}
@@ -307,10 +307,10 @@ func TestForwardReshard(t *testing.T) {
 		require.NoError(t, db.UpdateShardCount(localStream, n))
 	}
 	p.put(1000)
-	waitDrained(t, f)
+	st := waitDrained(t, f)
 	require.NoError(t, r.stop())
 	d := check(t, p.n, up.records(), bothCopies, nil)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 }
 
 // TestForwardRetention keeps the upstream down while far more than the
@@ -360,7 +360,7 @@ func TestForwardRetention(t *testing.T) {
 		}
 	}
 	d := check(t, p.n, up.records(), bothCopies, dropped)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 	require.EqualValues(t, p.total(), int64(d.distinct)+st.DroppedRecords, "every record is forwarded or counted as dropped")
 	require.EqualValues(t, d.distinct, st.ForwardedRecords)
 
