@@ -157,19 +157,7 @@ func BenchmarkHandlerPutRecords(b *testing.B) {
 	if err := env.db.CreateStream("bench", engine.StreamConfig{ShardCount: benchShards, Partitioner: engine.PartitionerMD5}); err != nil {
 		b.Fatal(err)
 	}
-	batch := benchBatches(1)[0]
-	body := []byte(`{"StreamName":"bench","Records":[`)
-	for i, e := range batch {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, `{"Data":"`...)
-		body = base64.StdEncoding.AppendEncode(body, e.Data)
-		body = append(body, `","PartitionKey":"`...)
-		body = append(body, e.PartitionKey...)
-		body = append(body, `"}`...)
-	}
-	body = append(body, "]}"...)
+	body := benchPutRecordsBody()
 	w := &discardWriter{h: make(http.Header)}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
@@ -188,6 +176,57 @@ func BenchmarkHandlerPutRecords(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
+}
+
+// benchPutRecordsBody is a 500 × 100 B PutRecords JSON body for stream
+// "bench", as the SDKs write it.
+func benchPutRecordsBody() []byte {
+	batch := benchBatches(1)[0]
+	body := []byte(`{"StreamName":"bench","Records":[`)
+	for i, e := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"Data":"`...)
+		body = base64.StdEncoding.AppendEncode(body, e.Data)
+		body = append(body, `","PartitionKey":"`...)
+		body = append(body, e.PartitionKey...)
+		body = append(body, `"}`...)
+	}
+	return append(body, "]}"...)
+}
+
+// BenchmarkDecodePutRecordsJSON measures the fast decoder alone on a
+// 500 × 100 B PutRecords body, reusing one batch as the server's pool does.
+func BenchmarkDecodePutRecordsJSON(b *testing.B) {
+	body := benchPutRecordsBody()
+	var batch putBatch
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !decodePutRecordsJSON(body, &batch) || len(batch.entries) != benchBatch {
+			b.Fatal("not decoded")
+		}
+		clear(batch.entries)
+	}
+}
+
+// BenchmarkAppendPutRecordsJSON measures encoding a 500-record
+// PutRecords response.
+func BenchmarkAppendPutRecordsJSON(b *testing.B) {
+	results := make([]engine.PutResult, benchBatch)
+	for i := range results {
+		results[i].ShardID = engine.ShardID(i % benchShards)
+		results[i].SequenceNumber.ShardCreated = 1_700_000_000
+		results[i].SequenceNumber.Shard = uint32(i % benchShards)
+		results[i].SequenceNumber.Counter = uint64(1_000_000 + i)
+		results[i].SequenceNumber.Written = 1_700_000_100
+	}
+	var dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = appendPutRecordsJSON(dst[:0], 0, results, nil, "NONE")
+	}
 }
 
 // discardWriter is a ResponseWriter that keeps only the status.

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -77,4 +80,47 @@ func TestAppendPutRecordsJSON(t *testing.T) {
 	want, err := json.Marshal(generic)
 	require.NoError(t, err)
 	require.JSONEq(t, string(want), string(appendPutRecordsJSON(nil, 1, results, failures, "NONE")))
+}
+
+// decodeBase64 agrees with strictBase64.Decode (count, bytes, and whether
+// it fails), except that it fails on a raw '\r' or '\n', on valid base64 of every length up to 200 bytes and on the
+// same text with one character replaced by padding, a newline, a
+// character outside the alphabet or one that leaves unused bits set.
+func TestDecodeBase64MatchesStrict(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	check := func(src []byte) {
+		t.Helper()
+		want := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+		got := make([]byte, len(want))
+		wn, werr := strictBase64.Decode(want, src)
+		if bytes.ContainsAny(src, "\r\n") {
+			wn, werr = 0, errRawNewline // JSON forbids them raw
+		}
+		gn, gerr := decodeBase64(got, src)
+		if (werr != nil) != (gerr != nil) || (werr == nil && (wn != gn || !bytes.Equal(want[:wn], got[:gn]))) {
+			t.Fatalf("decodeBase64(%q) = %d, %v (%x); strict: %d, %v (%x)", src, gn, gerr, got[:max(gn, 0)], wn, werr, want[:max(wn, 0)])
+		}
+	}
+	for n := range 200 {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		enc := base64.StdEncoding.AppendEncode(nil, data)
+		check(enc)
+		for _, c := range []byte("=\n\r -_.AQgw/+\x00\xff") {
+			for range 4 {
+				if len(enc) == 0 {
+					break
+				}
+				bad := bytes.Clone(enc)
+				bad[rng.IntN(len(bad))] = c
+				check(bad)
+			}
+		}
+		if len(enc) > 1 {
+			check(enc[:len(enc)-1])
+			check(append(bytes.Clone(enc), "===="...))
+		}
+	}
 }
