@@ -238,3 +238,31 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkDecodePutRecordJSON compares the fast PutRecord decoder with
+// the generic one (codecJSON: AWS's type checks, then encoding/json) on
+// an SDK-shaped body of one 100 B record.
+func BenchmarkDecodePutRecordJSON(b *testing.B) {
+	e := benchBatches(1)[0][0]
+	body := []byte(`{"Data":"`)
+	body = base64.StdEncoding.AppendEncode(body, e.Data)
+	body = append(body, `","PartitionKey":"`+e.PartitionKey+`","StreamName":"bench"}`...)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in putRecordInput
+			if !decodePutRecordJSON(body, &in) {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in putRecordInput
+			if err := codecJSON.decode(body, &in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -11,8 +11,8 @@ import (
 	"github.com/kvstream/kvstream/engine"
 )
 
-// Reflection-free JSON for the hot paths: decoding PutRecords requests and
-// encoding PutRecords and GetRecords responses. The decoder handles the
+// Reflection-free JSON for the hot paths: decoding PutRecords and
+// PutRecord requests and encoding PutRecords and GetRecords responses. The decoder handles the
 // shape every SDK sends; anything else (escapes, unknown or duplicate
 // members, nulls, bad base64, …) makes it give up, and the caller falls
 // back to encoding/json, which also words the errors. FuzzDecodeRequest
@@ -232,6 +232,68 @@ func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 		b.entries[i].ExplicitHashKey = all[ehk.off : ehk.off+ehk.n]
 	}
 	return true
+}
+
+// decodePutRecordJSON decodes a PutRecord body into in exactly as
+// codecJSON.decode would, for the shape every SDK sends: one object of
+// PutRecord's members, each at most once, each a string without escapes,
+// Data strict base64. It returns false for anything else (in is then
+// garbage), and the caller decodes with codecJSON, which also words the
+// errors. FuzzDecodeRequest checks that both agree whenever this one
+// succeeds.
+func decodePutRecordJSON(body []byte, in *putRecordInput) bool {
+	*in = putRecordInput{}
+	s := jsonScanner{b: body}
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return s.end()
+	}
+	for {
+		key, ok := s.str()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		if string(key) == "Data" {
+			v, ok := s.base64Str()
+			if !ok || in.Data != nil {
+				return false
+			}
+			d := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
+			n, err := decodeBase64(d, v)
+			if err != nil {
+				return false
+			}
+			in.Data = d[:n:n]
+		} else {
+			var dst **string
+			switch string(key) {
+			case "StreamName":
+				dst = &in.StreamName
+			case "PartitionKey":
+				dst = &in.PartitionKey
+			case "ExplicitHashKey":
+				dst = &in.ExplicitHashKey
+			case "SequenceNumberForOrdering":
+				dst = &in.SequenceNumberForOrdering
+			case "StreamARN":
+				dst = &in.StreamARN
+			default:
+				return false
+			}
+			v, ok := s.str()
+			if !ok || *dst != nil {
+				return false
+			}
+			str := string(v)
+			*dst = &str
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume('}') && s.end()
+	}
 }
 
 // end reports whether only whitespace is left.

@@ -124,3 +124,40 @@ func TestDecodeBase64MatchesStrict(t *testing.T) {
 		}
 	}
 }
+
+// decodePutRecordJSON takes the SDKs' PutRecord bodies (every member
+// once, no escapes) and gives up on the rest, which codecJSON decodes
+// and words; what it takes it decodes as codecJSON does.
+func TestDecodePutRecordJSON(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"Data":"aGVsbG8=","PartitionKey":"k","StreamName":"s"}`, true},
+		{` { "StreamARN" : "arn:aws:kinesis:us-east-1:000000000000:stream/s" , "Data":"","PartitionKey":"ü",` +
+			`"ExplicitHashKey":"7","SequenceNumberForOrdering":"1"} `, true},
+		{`{}`, true},
+		{`{"Data":"aGVsbG8=","Data":"aGVsbG8="}`, false}, // duplicate: encoding/json keeps the last
+		{`{"PartitionKey":"a","PartitionKey":"b"}`, false},
+		{`{"PartitionKey":"a\u0062"}`, false}, // escape
+		{`{"PartitionKey":null}`, false},
+		{`{"Data":"aGVsbG9=","PartitionKey":"k"}`, false}, // unused bits set: the slow path words it
+		{`{"Data":"aGVs\nbG8=","PartitionKey":"k"}`, false},
+		{`{"Other":"x"}`, false},
+		{`{"PartitionKey":1}`, false},
+		{`{"PartitionKey":"k"} x`, false},
+		{``, false},
+	} {
+		var fast putRecordInput
+		if got := decodePutRecordJSON([]byte(tc.body), &fast); got != tc.ok {
+			t.Fatalf("decodePutRecordJSON(%q) = %v, want %v", tc.body, got, tc.ok)
+		}
+		if !tc.ok {
+			continue
+		}
+		var slow putRecordInput
+		require.Nil(t, codecJSON.decode([]byte(tc.body), &slow), tc.body)
+		require.Equal(t, slow, fast, tc.body)
+		require.Equal(t, slow.Data == nil, fast.Data == nil, tc.body)
+	}
+}
