@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -110,13 +111,8 @@ func TestLoadShards(t *testing.T) {
 // the guess fails and it searches).
 func TestRouteMatchesSearch(t *testing.T) {
 	search := func(ranges []shard.HashRange, h shard.HashKey) int {
-		i := 0
-		for j, r := range ranges {
-			if r.Start.Cmp(h) <= 0 {
-				i = j
-			}
-		}
-		return i
+		// The first range starting above h, less one.
+		return sort.Search(len(ranges), func(j int) bool { return ranges[j].Start.Cmp(h) > 0 }) - 1
 	}
 	check := func(ranges []shard.HashRange, keys []shard.HashKey) {
 		t.Helper()
