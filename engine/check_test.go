@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/dirtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -118,10 +119,10 @@ func ssts(t *testing.T, dir string) []string {
 // was (names, sizes, modes, times, contents).
 func checkUnchanged(t *testing.T, dir string) *engine.CheckReport {
 	t.Helper()
-	before := treeHash(t, dir)
+	before := dirtest.Hash(t, dir)
 	rep, err := engine.Check(dir, nil)
 	require.NoError(t, err)
-	require.Equal(t, before, treeHash(t, dir), "Check modified the directory")
+	require.Equal(t, before, dirtest.Hash(t, dir), "Check modified the directory")
 	return rep
 }
 
@@ -313,13 +314,13 @@ func TestCheckMissingSSTable(t *testing.T) {
 	// Open says the directory is damaged, not an OS error, and names the
 	// table; it changes nothing (but the lock's time: a writable open
 	// locks by truncating LOCK).
-	before := treeHashExcept(t, f.dir, "LOCK")
+	before := dirtest.HashExcept(t, f.dir, "LOCK")
 	_, err := engine.Open(f.dir, nil)
 	require.ErrorIs(t, err, engine.ErrCorruption)
 	require.NotErrorIs(t, err, engine.ErrStorage)
 	require.Contains(t, err.Error(), strings.TrimSuffix(name, ".sst"))
 	require.Contains(t, err.Error(), "missing")
-	require.Equal(t, before, treeHashExcept(t, f.dir, "LOCK"))
+	require.Equal(t, before, dirtest.HashExcept(t, f.dir, "LOCK"))
 }
 
 // manifestRecords returns the offsets at which the MANIFEST's records
@@ -359,9 +360,9 @@ func TestCheckDamagedManifest(t *testing.T) {
 	b[mid] ^= 0xff
 	require.NoError(t, os.WriteFile(m[0], b, 0o644))
 
-	before := treeHash(t, f.dir)
+	before := dirtest.Hash(t, f.dir)
 	rep, err := engine.Check(f.dir, nil)
-	require.Equal(t, before, treeHash(t, f.dir))
+	require.Equal(t, before, dirtest.Hash(t, f.dir))
 	require.NoError(t, err)
 	require.False(t, rep.OK())
 	require.True(t, slices.ContainsFunc(rep.Problems, func(p engine.CheckProblem) bool {
@@ -389,11 +390,11 @@ func TestCheckRefusesWhatItCannotCheck(t *testing.T) {
 	t.Run("foreign", func(t *testing.T) {
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644))
-		before := treeHash(t, dir)
+		before := dirtest.Hash(t, dir)
 		_, err := engine.Check(dir, nil)
 		require.ErrorIs(t, err, engine.ErrNotDataDir)
 		require.Contains(t, err.Error(), "notes.txt")
-		require.Equal(t, before, treeHash(t, dir))
+		require.Equal(t, before, dirtest.Hash(t, dir))
 	})
 	t.Run("file", func(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "f")

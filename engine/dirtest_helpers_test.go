@@ -2,15 +2,11 @@ package engine_test
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,54 +14,6 @@ import (
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
-
-// treeHash hashes everything about a directory tree that a write could
-// change: every entry's path, type, mode, size, modification time and
-// content. Equal hashes before and after a call mean the call wrote
-// nothing (not even an empty LOCK file truncated in place).
-func treeHash(t testing.TB, dir string) string {
-	t.Helper()
-	return treeHashExcept(t, dir, "")
-}
-
-// treeHashExcept is treeHash ignoring the modification time of the file
-// named skipTime (a writable open truncates LOCK in place to lock it).
-func treeHashExcept(t testing.TB, dir, skipTime string) string {
-	t.Helper()
-	h := sha256.New()
-	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		mtime := fi.ModTime().UnixNano()
-		if rel == skipTime {
-			mtime = 0
-		}
-		line := fmt.Sprintf("%s %v %d %d", rel, fi.Mode(), fi.Size(), mtime)
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			line += " " + hex.EncodeToString(sum[:])
-		}
-		lines = append(lines, line)
-		return nil
-	})
-	require.NoError(t, err)
-	sort.Strings(lines)
-	for _, l := range lines {
-		_, _ = io.WriteString(h, l+"\n")
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // dirNames lists a directory's entries (nil if it does not exist).
 func dirNames(t testing.TB, dir string) []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/dirtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -197,7 +198,7 @@ func TestOpenRefusesForeignDirectories(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644))
 		}
 		require.NoError(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
-		before := treeHash(t, dir)
+		before := dirtest.Hash(t, dir)
 		for _, ro := range []bool{false, true} {
 			_, err := engine.Open(dir, &engine.Options{ReadOnly: ro})
 			require.ErrorIs(t, err, engine.ErrNotDataDir)
@@ -205,7 +206,7 @@ func TestOpenRefusesForeignDirectories(t *testing.T) {
 			msg := engine.Message(err)
 			require.Contains(t, msg, dir)
 			require.Contains(t, msg, "a.txt, b.txt, c.jpg, d and 2 more")
-			require.Equal(t, before, treeHash(t, dir), "nothing written")
+			require.Equal(t, before, dirtest.Hash(t, dir), "nothing written")
 		}
 	})
 	t.Run("another program's Pebble database", func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestReadOnly(t *testing.T) {
 	require.NoError(t, c.Checkpoint(shardRecords(t, db, "s", 0)[0]))
 	require.NoError(t, db.Close()) // the records stay in the WAL: read-only replays it
 
-	before := treeHash(t, dir)
+	before := dirtest.Hash(t, dir)
 	ro, err := engine.Open(dir, &engine.Options{ReadOnly: true, Clock: clk.Now})
 	require.NoError(t, err)
 	require.True(t, ro.Options().ReadOnly)
@@ -322,7 +323,7 @@ func TestReadOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"s"}, names)
 	require.NoError(t, ro.Close())
-	require.Equal(t, before, treeHash(t, dir), "a read-only DB wrote to its directory")
+	require.Equal(t, before, dirtest.Hash(t, dir), "a read-only DB wrote to its directory")
 
 	// After it, the directory opens for writing as before.
 	db = openDB(t, dir, &engine.Options{Clock: clk.Now})

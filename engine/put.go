@@ -16,6 +16,8 @@ import (
 // it ends first, PutRecord returns an error wrapping ctx.Err(). Such a put
 // is not acknowledged; if its commit had already begun, the record may
 // still be written (with a sequence number the caller never learns).
+// Either way the engine no longer reads e.Data once PutRecord returns: the
+// caller may reuse its memory.
 // While the disk is below Options.MinFreeBytes, puts fail at once with
 // ErrDiskFull, which is retryable.
 func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {

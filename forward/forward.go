@@ -314,6 +314,12 @@ type Forwarder struct {
 
 	running atomic.Bool
 
+	// changed is kicked (buffered 1, never blocking) after each event that
+	// moves what Stats reports on its own: a batch acknowledged, a call
+	// failed or answered, Run started or returned. Tests wait on it
+	// (one waiter) instead of polling Stats against the wall clock.
+	changed chan struct{}
+
 	// createMu serializes creating the target stream (CreateTarget)
 	// between the shards' senders.
 	createMu sync.Mutex
@@ -415,7 +421,7 @@ func New(db *engine.DB, client Client, cfg Config) (*Forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("forward: consumer %s of stream %s: %w", cfg.Consumer, cfg.Stream, err)
 	}
-	f := &Forwarder{db: db, client: client, cfg: cfg}
+	f := &Forwarder{db: db, client: client, cfg: cfg, changed: make(chan struct{}, 1)}
 	f.mu.pos = make(map[engine.ShardID]*position)
 	f.loadPositions(c)
 	return f, nil
@@ -513,7 +519,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	if !f.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	defer f.running.Store(false)
+	kick(f.changed)
+	defer func() {
+		f.running.Store(false)
+		kick(f.changed)
+	}()
 	// A fresh consumer each Run: a consumer remembers how far it read in
 	// this process, and the next Run must start at the checkpoints.
 	c, err := f.db.Consumer(f.cfg.Stream, f.cfg.Consumer, &engine.ConsumerConfig{Start: f.cfg.Start})

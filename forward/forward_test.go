@@ -41,7 +41,7 @@ func TestForward(t *testing.T) {
 	require.NoError(t, r.stop())
 
 	d := check(t, p.n, up.records(), bothCopies, nil)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 	require.EqualValues(t, p.total(), st.ForwardedRecords)
 	require.Zero(t, st.DroppedRecords)
 	require.Zero(t, st.FailedRequests)
@@ -77,7 +77,7 @@ func TestForwardUpstreamDown(t *testing.T) {
 	// While the reader fills its queues a record may be counted twice
 	// (on disk and in memory); once it waits on the dead upstream the
 	// count is exact.
-	waitFor(t, 10*time.Second, "failed calls and a settled lag", func() bool {
+	waitFor(t, f, "failed calls and a settled lag", func() bool {
 		st, err = f.Stats()
 		require.NoError(t, err)
 		return st.Failing && st.FailedRequests >= 3 && st.LagRecords == int64(p.total())
@@ -153,7 +153,7 @@ func TestForwardFaults(t *testing.T) {
 			if tc.name != "slow upstream" {
 				require.Positive(t, injected, "faults were injected")
 			}
-			require.LessOrEqual(t, d.duplicates, tc.maxDup(st, injected))
+			require.LessOrEqual(t, d.duplicates, tc.maxDup(st, injected), "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 			require.EqualValues(t, p.total(), st.ForwardedRecords)
 		})
 	}
@@ -175,7 +175,7 @@ func TestForwardHungUpstream(t *testing.T) {
 	r := runForwarder(t, f)
 	p := newProducer(t, db, 10)
 	p.put(2000)
-	waitFor(t, 10*time.Second, "timed-out calls", func() bool {
+	waitFor(t, f, "timed-out calls", func() bool {
 		st, err := f.Stats()
 		require.NoError(t, err)
 		return st.Failing && st.FailedRequests >= 4
@@ -210,14 +210,14 @@ func TestForwardServerRestart(t *testing.T) {
 	p := newProducer(t, db, 20)
 	for range 3 {
 		p.put(3000)
-		waitFor(t, 10*time.Second, "some records forwarded", func() bool {
+		waitFor(t, f, "some records forwarded", func() bool {
 			st, err := f.Stats()
 			require.NoError(t, err)
 			return st.ForwardedRecords > 0
 		})
 		up.stop()
 		p.put(1000)
-		waitFor(t, 10*time.Second, "failed calls", func() bool {
+		waitFor(t, f, "failed calls", func() bool {
 			st, err := f.Stats()
 			require.NoError(t, err)
 			return st.Failing
@@ -307,10 +307,10 @@ func TestForwardReshard(t *testing.T) {
 		require.NoError(t, db.UpdateShardCount(localStream, n))
 	}
 	p.put(1000)
-	waitDrained(t, f)
+	st := waitDrained(t, f)
 	require.NoError(t, r.stop())
 	d := check(t, p.n, up.records(), bothCopies, nil)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 }
 
 // TestForwardRetention keeps the upstream down while far more than the
@@ -339,7 +339,7 @@ func TestForwardRetention(t *testing.T) {
 		require.LessOrEqual(t, d.Bytes, int64(maxBytes))
 	}
 	var st Stats
-	waitFor(t, 10*time.Second, "stable accounting", func() bool {
+	waitFor(t, f, "stable accounting", func() bool {
 		st, err = f.Stats()
 		require.NoError(t, err)
 		return st.ForwardedRecords+st.LagRecords+st.DroppedRecords == int64(p.total())
@@ -360,7 +360,7 @@ func TestForwardRetention(t *testing.T) {
 		}
 	}
 	d := check(t, p.n, up.records(), bothCopies, dropped)
-	require.Zero(t, d.duplicates)
+	require.Zero(t, d.duplicates, "last failure: %v (%d failed calls)", st.LastError, st.FailedRequests)
 	require.EqualValues(t, p.total(), int64(d.distinct)+st.DroppedRecords, "every record is forwarded or counted as dropped")
 	require.EqualValues(t, d.distinct, st.ForwardedRecords)
 
@@ -375,7 +375,7 @@ func TestForwardRetention(t *testing.T) {
 	require.LessOrEqual(t, st2.DroppedRecords, st.DroppedRecords)
 	// ...but once it has run, the checkpoints are past them for good.
 	r = runForwarder(t, f2)
-	waitFor(t, 5*time.Second, "Run to start", func() bool { return f2.running.Load() })
+	waitFor(t, f2, "Run to start", func() bool { return f2.running.Load() })
 	require.NoError(t, r.stop())
 	f3, err := New(db, up.client(), cfg)
 	require.NoError(t, err)
@@ -417,7 +417,7 @@ func TestForwardDropsCountedOnce(t *testing.T) {
 	require.NoError(t, db.Trim(context.Background(), localStream))
 	for range 2 { // two Runs against a dead upstream
 		r := runForwarder(t, f)
-		waitFor(t, 10*time.Second, "failed calls", func() bool {
+		waitFor(t, f, "failed calls", func() bool {
 			st, err := f.Stats()
 			require.NoError(t, err)
 			return st.FailedRequests > 0 && st.BufferedRecords > 0
@@ -472,7 +472,7 @@ func TestForwardRunOnce(t *testing.T) {
 	f, err := New(db, up.client(), testConfig())
 	require.NoError(t, err)
 	r := runForwarder(t, f)
-	waitFor(t, 5*time.Second, "Run to start", func() bool { return f.running.Load() })
+	waitFor(t, f, "Run to start", func() bool { return f.running.Load() })
 	require.ErrorIs(t, f.Run(context.Background()), ErrRunning)
 	require.NoError(t, r.stop())
 	p := newProducer(t, db, 3)

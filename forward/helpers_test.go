@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/sdkbody"
 	"github.com/kvstream/kvstream/server"
 	"github.com/stretchr/testify/require"
 )
@@ -167,12 +169,19 @@ func streamData(t testing.TB, db *engine.DB, stream string) []string {
 }
 
 // client returns a Kinesis client for the upstream without SDK retries.
+// Its request bodies go to net/http as in-memory readers
+// (internal/sdkbody): with the SDK's own, a loaded machine now and then
+// loses the answer to an applied call ("deserialization failed ... use
+// of closed network connection" on a 200), the Forwarder sends the batch
+// again, and a test that counts duplicates sees one that its faults did
+// not cause.
 func (u *upstream) client() *kinesis.Client {
 	return kinesis.New(kinesis.Options{
 		BaseEndpoint: aws.String(u.url()),
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
 		Retryer:      aws.NopRetryer{},
+		HTTPClient:   &http.Client{Transport: sdkbody.Transport(nil)},
 	})
 }
 
@@ -536,27 +545,75 @@ func (r *running) stop() error {
 	return r.wait()
 }
 
-// waitFor polls cond every few milliseconds until it holds or timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// hangGuard bounds a wait during which the Forwarder reports no event at
+// all (f.changed): only a hang gets there, as even a hung call ends after
+// RequestTimeout (30s by default) with a failure event. Waits are
+// otherwise not timed: on a loaded machine a drain may take long, and
+// go test's -timeout ends a wait whose condition never holds.
+const hangGuard = 2 * time.Minute
+
+// waitFor checks cond each time f reports an event (a batch
+// acknowledged, a call failed or answered, Run started or returned) until
+// it holds. cond must become true through such events, or while they go
+// on (e.g. calls failing while the reader fills its queues). It fails,
+// with f's Stats and every goroutine's stack, if f reports nothing for
+// hangGuard.
+func waitFor(t testing.TB, f *Forwarder, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		select {
+		case <-f.changed:
+			guard.Reset(hangGuard)
+		case <-guard.C:
+			st, err := f.Stats()
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("waiting for %s: no forwarder event for %v; stats %+v (err %v)\n%s", what, hangGuard, st, err, buf)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// waitDrained waits until f has no lag.
+// waitDrained waits until f has no lag. Stats reads up to ExactLagRecords
+// records per shard, so it is called only once every shard's acknowledged
+// position has reached the shard's last record.
 func waitDrained(t testing.TB, f *Forwarder) Stats {
 	t.Helper()
 	var st Stats
-	waitFor(t, 30*time.Second, "the forwarder to drain", func() bool {
+	waitFor(t, f, "the forwarder to drain", func() bool {
+		if !ackedAll(t, f) {
+			return false
+		}
 		var err error
 		st, err = f.Stats()
 		require.NoError(t, err)
 		return st.LagRecords == 0
 	})
 	return st
+}
+
+// ackedAll reports whether every shard of f's stream has been
+// acknowledged up to its last visible record (or trimmed past it).
+func ackedAll(t testing.TB, f *Forwarder) bool {
+	t.Helper()
+	descs, err := f.db.ListShards(f.cfg.Stream)
+	require.NoError(t, err)
+	for _, d := range descs {
+		first, last, err := f.bounds(d.ShardID)
+		require.NoError(t, err)
+		f.mu.Lock()
+		p := f.mu.pos[d.ShardID]
+		f.mu.Unlock()
+		var acked uint64
+		if p != nil {
+			p.mu.Lock()
+			acked = p.acked
+			p.mu.Unlock()
+		}
+		if max(acked+1, first) <= last {
+			return false
+		}
+	}
+	return true
 }

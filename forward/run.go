@@ -212,6 +212,7 @@ func (s *sender) loop(ctx context.Context) error {
 		s.f.forwardedRecords.Add(int64(len(batch)))
 		s.f.forwardedBytes.Add(int64(bytes))
 		s.q.acked()
+		kick(s.f.changed)
 	}
 }
 
@@ -472,6 +473,7 @@ func (f *Forwarder) noteFailure(err error) {
 	}
 	f.mu.failing = true
 	f.mu.lastErr, f.mu.lastErrAt = err, time.Now()
+	kick(f.changed)
 }
 
 // noteAnswer records a call the upstream answered (fully or partly
@@ -485,4 +487,5 @@ func (f *Forwarder) noteAnswer() {
 	f.mu.failing = false
 	f.mu.failingSince = time.Time{}
 	f.mu.lastOK = time.Now()
+	kick(f.changed)
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
@@ -128,13 +127,13 @@ func TestForwardStatsSteady(t *testing.T) {
 
 	r := runForwarder(t, f)
 	var first Stats
-	waitFor(t, 10*time.Second, "failing", func() bool {
+	waitFor(t, f, "failing", func() bool {
 		first, err = f.Stats()
 		require.NoError(t, err)
 		return first.Failing && first.FailedRequests >= 2
 	})
 	var later Stats
-	waitFor(t, 10*time.Second, "more failures", func() bool {
+	waitFor(t, f, "more failures", func() bool {
 		later, err = f.Stats()
 		require.NoError(t, err)
 		return later.FailedRequests > first.FailedRequests+2

@@ -79,6 +79,10 @@ func efoClient(env *testEnv, optFns ...func(*kinesis.Options)) *kinesis.Client {
 // ownCodec gives one operation an event-stream codec of its own.
 func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
 
+// efoHangGuard bounds a wait for events that a loaded machine may delay
+// for long (the read limit, CPU-bound encoding): only a hang reaches it.
+const efoHangGuard = 2 * time.Minute
+
 // subReader reads one subscription's events.
 type subReader struct {
 	t      testing.TB
@@ -639,10 +643,10 @@ func TestStreamConsumerStatesThroughServer(t *testing.T) {
 }
 
 // TestSubscribeToShardReadLimit: with Kinesis limits on, a subscriber
-// reads at most 2 MiB/s per shard, and may call SubscribeToShard once a
-// second per shard.
+// may call SubscribeToShard once a second per consumer and shard (on the
+// server's clock, a fake one here), and reads at most 2 MiB/s per shard.
 func TestSubscribeToShardReadLimit(t *testing.T) {
-	env := newEnv(t, Config{KinesisLimits: true, SubscriptionTakeover: time.Millisecond, SubscriptionHeartbeat: time.Minute}, nil)
+	env, advance := clockedEnv(t, Config{KinesisLimits: true, SubscriptionTakeover: time.Millisecond, SubscriptionHeartbeat: time.Minute})
 	t.Cleanup(env.srv.Close)
 	// Created through the library, the stream has no write limits: the
 	// test can write 5 MiB at once.
@@ -660,21 +664,25 @@ func TestSubscribeToShardReadLimit(t *testing.T) {
 		return *reg.Consumer.ConsumerARN
 	}
 
-	// 1 call/s per consumer and shard (checked only if the machine made
-	// the two calls within the second).
+	// 1 call/s per consumer and shard: a call 999 ms after the previous
+	// one (past the takeover time) is refused, one a second after it is
+	// accepted.
 	calls := register("calls")
-	first := time.Now()
-	subscribe(t, kc, calls, shard0, latest()).next(5 * time.Second)
+	subscribe(t, kc, calls, shard0, latest()).next(efoHangGuard)
+	advance(999 * time.Millisecond)
 	_, err := trySubscribe(t, kc, calls, shard0, latest())
-	if time.Since(first) < 900*time.Millisecond {
-		var le *types.LimitExceededException
-		require.ErrorAs(t, err, &le, "1 call/s per consumer and shard")
-	}
+	var le *types.LimitExceededException
+	require.ErrorAs(t, err, &le, "1 call/s per consumer and shard")
+	advance(time.Second)
+	subscribe(t, kc, calls, shard0, latest()).next(efoHangGuard)
 
+	// The read limit runs on the wall clock (golang.org/x/time/rate):
+	// 5 MiB at 2 MiB/s with a 2 MiB burst take at least 1.5 s, however
+	// fast the machine. Load only makes it slower, so there is no upper
+	// bound but the hang guard.
 	start := time.Now()
 	sub := subscribe(t, kc, register("reader"), shard0, trimHorizon())
-	sub.records(10, 10*time.Second)
-	// 5 MiB at 2 MiB/s with a 2 MiB burst: at least 1.5 s.
+	sub.records(10, efoHangGuard)
 	require.GreaterOrEqual(t, time.Since(start), 1400*time.Millisecond)
 }
 

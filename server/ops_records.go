@@ -33,8 +33,11 @@ type putRecordOutput struct {
 
 func (s *Server) putRecord(rq *request) (any, *apiError) {
 	var in putRecordInput
-	if err := rq.codec.decode(rq.body, &in); err != nil {
-		return nil, err
+	if rq.codec != codecJSON || !decodePutRecordJSON(rq.body, &in) {
+		in = putRecordInput{}
+		if err := rq.codec.decode(rq.body, &in); err != nil {
+			return nil, err
+		}
 	}
 	// AWS's member order: sequenceNumberForOrdering, partitionKey,
 	// explicitHashKey, data, streamName (then streamARN).

@@ -39,13 +39,18 @@ type Request struct {
 	Trims   []Trim
 	err     error
 	done    chan struct{}
+	// encoded gets one send once the committer no longer reads the
+	// Appends' data (copied into its batch, or the commit failed first):
+	// CommitContext waits for it before leaving a commit in flight, so
+	// the caller may reuse the data's memory once it returns.
+	encoded chan struct{}
 	// abandoned is set by Commit when it returned because the DB failed
 	// while the Writer still held the request; such a request is never
 	// reused (the stuck committer may still touch it).
 	abandoned bool
 }
 
-var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan struct{}, 1)} }}
+var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan struct{}, 1), encoded: make(chan struct{}, 1)} }}
 
 // GetRequest returns an empty Request from a pool; PutRequest returns it.
 func GetRequest() *Request { return requestPool.Get().(*Request) }
@@ -59,6 +64,10 @@ func PutRequest(r *Request) {
 	r.Appends = r.Appends[:0]
 	r.Trims = nil
 	r.err = nil
+	select {
+	case <-r.encoded: // sent, and nobody waited for it
+	default:
+	}
 	requestPool.Put(r)
 }
 
@@ -282,7 +291,21 @@ func (w *Writer) find(l *Log) *touched {
 }
 
 func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
+	released := false
+	release := func() { // the requests' data is no longer read
+		if released {
+			return
+		}
+		released = true
+		for _, r := range reqs {
+			select {
+			case r.encoded <- struct{}{}:
+			default:
+			}
+		}
+	}
 	finish := func(err error) {
+		release()
 		for _, r := range reqs {
 			r.err = err
 			r.done <- struct{}{}
@@ -376,6 +399,7 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		t.bytes += int64(vlen)
 		t.records++
 	}
+	release()
 	// The shard's counts are rewritten when the commit trims it, and
 	// otherwise once StatsEvery records have arrived since the last
 	// rewrite: not at every commit, which would add a key per shard

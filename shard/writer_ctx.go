@@ -13,10 +13,13 @@ import (
 //
 // If ctx ends after r's commit has begun, the commit cannot be called
 // back: it completes (or fails) in the background. CommitContext then
-// returns (true, ctx.Err()) at once, and r still belongs to the Writer:
-// the caller must not reuse r, nor release anything the commit depends on
-// (locks that keep its shards open), until r.Wait returns. Such a request
-// must never be reported to a client as acknowledged.
+// returns (true, ctx.Err()) as soon as the committer has copied r's
+// records into its batch (CPU work, no I/O; at worst it waits for one
+// earlier commit of the same group), so the memory of the Appends' Data
+// is the caller's again; r itself still belongs to the Writer: the caller
+// must not reuse r, nor release anything the commit depends on (locks
+// that keep its shards open), until r.Wait returns. Such a request must
+// never be reported to a client as acknowledged.
 //
 // If the commit finished before ctx ended, its result is returned as
 // Commit would, even if ctx has ended by then.
@@ -56,6 +59,15 @@ func (w *Writer) CommitContext(ctx context.Context, r *Request) (inFlight bool, 
 		return false, ctx.Err()
 	}
 	w.mu.Unlock()
+	// The committer has r: wait until it no longer reads r's data (the
+	// caller may reuse that memory, e.g. a pooled request body, once this
+	// returns).
+	select {
+	case <-r.encoded:
+	case <-w.fuse.Blown():
+		r.abandoned = true
+		return false, w.fuse.Err()
+	}
 	select {
 	case <-r.done:
 		return false, r.err // it finished meanwhile: the caller gets the outcome

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -131,4 +133,109 @@ func TestCommitContext(t *testing.T) {
 	}
 	require.NoError(t, it.Close())
 	require.Equal(t, []string{"first", "a", "c"}, got)
+}
+
+// TestCommitContextReleasesData: a request abandoned in flight before the
+// committer copied its records into a batch makes CommitContext wait for
+// that copy, so the caller may reuse the records' memory once it returns
+// (the server recycles request bodies). Without the wait, the bytes
+// changed after the return are what gets stored, and -race reports the
+// committer's read.
+func TestCommitContextReleasesData(t *testing.T) {
+	st := &stallFS{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	db, err := pebble.Open("db", &pebble.Options{FS: errorfs.Wrap(vfs.NewMem(), st), FormatMajorVersion: pebble.FormatNewest, Logger: quietLog{}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	w := NewWriter(db, WriterConfig{Sync: true, Now: func() int64 { return 1000 }})
+	defer w.Close()
+	w.maxBatchBytes = 1 // one request per commit: a group commits request by request
+	var unstall sync.Once
+	defer unstall.Do(func() { // before w.Close, also when the test fails
+		st.armed.Store(false)
+		close(st.release)
+	})
+	l := NewLog(1, 0, 1, 0, 0, 0)
+	req := func(data []byte) *Request {
+		r := GetRequest()
+		r.Appends = append(r.Appends, Append{Log: l, PartitionKey: "k", Data: data})
+		return r
+	}
+	commit := func(ctx context.Context, r *Request) (done chan struct{}, inFlight *bool, err *error) {
+		done, inFlight, err = make(chan struct{}), new(bool), new(error)
+		go func() {
+			*inFlight, *err = w.CommitContext(ctx, r)
+			close(done)
+		}()
+		return done, inFlight, err
+	}
+
+	// Z holds the committer in its WAL sync while A and R queue up.
+	st.armed.Store(true)
+	zDone, _, zErr := commit(context.Background(), req([]byte("z")))
+	<-st.entered
+	aDone, _, aErr := commit(context.Background(), req([]byte("a")))
+	for w.queued() < 1 {
+		runtime.Gosched()
+	}
+	data := []byte("original")
+	ctx, cancel := context.WithCancel(context.Background())
+	r := req(data)
+	rDone, rInFlight, rErr := commit(ctx, r)
+	for w.queued() < 2 {
+		runtime.Gosched()
+	}
+	// Z completes; the committer takes A and R as one group and commits
+	// A first, stuck in its sync: R is the committer's, not yet encoded.
+	st.release <- struct{}{}
+	<-zDone
+	require.NoError(t, *zErr)
+	<-st.entered
+	require.Zero(t, w.queued())
+
+	cancel()
+	// R's records are still to be copied: CommitContext must not return
+	// yet. (A wrong return is caught whenever it comes before A's sync is
+	// released; the wait only gives it the time to show.)
+	select {
+	case <-rDone:
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.False(t, isClosed(rDone), "CommitContext returned before the committer copied the request's data")
+	// A completes; R is copied into its batch and stuck in its sync.
+	st.release <- struct{}{}
+	<-aDone
+	require.NoError(t, *aErr)
+	<-st.entered
+	<-rDone
+	require.True(t, *rInFlight)
+	require.ErrorIs(t, *rErr, context.Canceled)
+	copy(data, "CHANGED!") // the caller reuses its buffer
+	unstall.Do(func() {
+		st.armed.Store(false)
+		close(st.release)
+	})
+	require.NoError(t, w.Wait(r))
+
+	lower, upper := l.Span(1, 4)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	require.NoError(t, err)
+	var got []string
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		require.NoError(t, err)
+		d, ok := DecodeValue(v)
+		require.True(t, ok)
+		got = append(got, string(d.Data))
+	}
+	require.NoError(t, it.Close())
+	require.Equal(t, []string{"z", "a", "original"}, got)
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -2,14 +2,10 @@ package command
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -17,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/dirtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -42,44 +39,16 @@ func checkDir(t *testing.T) string {
 	return dir
 }
 
-// dirHash hashes every entry's name, mode, size, time and content.
-func dirHash(t *testing.T, dir string) string {
-	t.Helper()
-	var lines []string
-	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		line := fmt.Sprintf("%s %v %d %d", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			line += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		lines = append(lines, line)
-		return nil
-	}))
-	sort.Strings(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return hex.EncodeToString(sum[:])
-}
-
 // runCheck runs kvstream check and requires it to leave dir unchanged.
 func runCheck(t *testing.T, dir string, args ...string) result {
 	t.Helper()
 	var before string
 	if _, err := os.Stat(dir); err == nil {
-		before = dirHash(t, dir)
+		before = dirtest.Hash(t, dir)
 	}
 	r := runCtx(t.Context(), t, dir, "", append([]string{"check"}, args...)...)
 	if before != "" {
-		require.Equal(t, before, dirHash(t, dir), "kvstream check modified %s", dir)
+		require.Equal(t, before, dirtest.Hash(t, dir), "kvstream check modified %s", dir)
 	}
 	return r
 }

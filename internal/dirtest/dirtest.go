@@ -1,0 +1,67 @@
+// Package dirtest holds the repository's test helpers for data
+// directories: a hash of a directory tree, to check that a call wrote
+// nothing (kvstream check, read-only opens, refused opens). Tests only.
+package dirtest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Hash hashes everything about the tree under dir that a write could
+// change: every entry's path (relative to dir), type, mode, size,
+// modification time and content. Equal hashes before and after a call
+// mean the call wrote nothing (not even an empty LOCK file truncated in
+// place). It fails t if the tree cannot be read.
+func Hash(t testing.TB, dir string) string {
+	t.Helper()
+	return HashExcept(t, dir, "")
+}
+
+// HashExcept is Hash ignoring the modification time of the entry at
+// path skipTime (relative to dir): a writable open truncates LOCK in
+// place to lock it.
+func HashExcept(t testing.TB, dir, skipTime string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		mtime := fi.ModTime().UnixNano()
+		if skipTime != "" && rel == skipTime {
+			mtime = 0
+		}
+		line := fmt.Sprintf("%s %v %d %d", rel, fi.Mode(), fi.Size(), mtime)
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			line += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	require.NoError(t, err, "hashing %s", dir)
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:])
+}
