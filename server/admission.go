@@ -27,7 +27,9 @@ import (
 // larger ones leave admitSmallReserve units free, so an ordinary call
 // finds room at once even while bulk writers fill the rest. A request not
 // admitted within admitWait gets the retryable throttling error
-// (Server.throttleError), never a dropped connection.
+// (Server.throttleError), never a dropped connection; the wait at the
+// reader gate counts against it (acquireWithin), and a bulk request keeps
+// its reader until admitted (handler.go).
 
 //
 // Bulk requests (more than one unit) are also held to a rate of body

@@ -218,3 +218,27 @@ func TestBulkKeepsReaderUntilAdmitted(t *testing.T) {
 	a.mu.Unlock()
 	require.Equal(t, readerCost(&http.Request{ContentLength: int64(len(body))}), readersHeld, "its reader is held while it waits")
 }
+
+// TestConnectionCapClosesTLSAtOnce: a TLS handshake over the cap (the
+// refuser speaks no TLS) is closed at once, not held until refuseTimeout.
+func TestConnectionCapClosesTLSAtOnce(t *testing.T) {
+	addr := serveForTest(t, Config{MaxConns: 1})
+	c1, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c1.Close()
+	_, err = io.WriteString(c1, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c1), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	c2, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c2.Close()
+	hello := append([]byte{0x16, 0x03, 0x01, 0x02, 0x00}, bytes.Repeat([]byte{0}, 40)...) // a ClientHello's start
+	_, err = c2.Write(hello)
+	require.NoError(t, err)
+	require.NoError(t, c2.SetReadDeadline(time.Now().Add(refuseTimeout-time.Second)))
+	_, err = c2.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "closed before refuseTimeout")
+}

@@ -261,7 +261,8 @@ func (s *Server) throttleError(op string) *apiError {
 // client gets an answer its SDK retries rather than a reset. A small body
 // (declared at most drainAtOnce) is read before the answer; a larger one
 // is answered first and lingered on (linger.go), within refuseTimeout.
-// HTTP/2 prior-knowledge connections over the cap are closed at once.
+// HTTP/2 prior-knowledge and TLS connections over the cap are closed at
+// once.
 //
 // Connections are shared out by client identity (connKey: the access key
 // ID and host of the first request's signature, or the host): the last
@@ -549,7 +550,9 @@ func (l *connLimitListener) refuse(c net.Conn) {
 	defer release()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	br := bufio.NewReaderSize(c, refuseHeadBuf)
-	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface {
+	// HTTP/2 prior knowledge, and a TLS handshake (a record of type 22:
+	// the refuser speaks no TLS), are closed at once.
+	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface || p[0] == 0x16 {
 		_ = c.Close()
 		return
 	}
