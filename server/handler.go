@@ -195,8 +195,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fair admission (admission.go): bounded work at once, shared out by
 	// client identity.
-	// SubscribeToShard's stream holds its own share (efo.go), not this.
-	if sfn == nil {
+	// SubscribeToShard's stream holds its own share (efo.go), not this,
+	// and gives its reader back now: a subscription runs for minutes.
+	if sfn != nil {
+		reading = false
+		doneReading()
+	} else {
 		// A small request gives its reader back before admission; a bulk
 		// one keeps it until admitted, so bulk bodies are not read faster
 		// than admission takes them: a client's bodies read and waiting

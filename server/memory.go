@@ -240,7 +240,8 @@ func (b *memBudget) releaseSubscription() {
 // mib renders a byte count in MiB for messages.
 func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
 
-// throttleError is the answer to a request the budget has no room for:
+// throttleError is the answer to a request the memory budget, the reader
+// or admission gate (admission.go) or the connection cap has no room for:
 // a throttling error every AWS SDK retries with backoff.
 // ProvisionedThroughputExceededException for the data plane (what KCL and
 // the KPL back off on), LimitExceededException for the rest.
@@ -250,8 +251,8 @@ func (s *Server) throttleError(op string) *apiError {
 	case "PutRecord", "PutRecords", "GetRecords", "GetShardIterator":
 		typ = errThroughputExceeded
 	}
-	return newAPIError(typ, "Rate exceeded: the server's memory budget for requests in flight ("+mib(s.budget.total)+
-		") is in use; retry with backoff.")
+	return newAPIError(typ, "Rate exceeded: the server is at its limit of requests in flight (memory budget "+mib(s.budget.total)+
+		", fair shares per client); retry with backoff.")
 }
 
 // connLimitListener caps open connections at max. A connection beyond it
