@@ -202,13 +202,14 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if s.deleted {
 		return notFound(name)
 	}
-	s.mu.Lock()
-	s.deleted = true
-	s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
+	setDeleted := func(v bool) {
 		s.mu.Lock()
-		s.deleted = false
+		s.deleted = v
 		s.mu.Unlock()
+	}
+	setDeleted(true)
+	if err := ctx.Err(); err != nil {
+		setDeleted(false)
 		return err
 	}
 	b := db.pdb.NewBatch()
@@ -222,9 +223,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		hooks.beforeCatalogCommit()
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		s.mu.Lock()
-		s.deleted = false
-		s.mu.Unlock()
+		setDeleted(false)
 		return writeFailed("DeleteStream", name, err)
 	}
 	s.mu.Lock()
