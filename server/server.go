@@ -7,7 +7,8 @@
 // directory, listens and serves until its context is cancelled.
 //
 // Enhanced fan-out is served too: registered stream consumers
-// (RegisterStreamConsumer and friends, kept by the engine) and
+// (RegisterStreamConsumer and friends, kept by the server as stream
+// attributes with its other Kinesis-only settings, kinesisattrs.go) and
 // SubscribeToShard, whose response is an application/vnd.amazon.eventstream
 // stream of events pushed as records commit (efo.go, eventstream.go).
 package server
