@@ -592,7 +592,8 @@ func validateLimits(l Limits) error {
 // (none while it is open): what a reader reports at the end of a closed
 // shard. It fails with ErrStreamNotFound once the stream is gone, which
 // tells a shard that ended because its stream was deleted from one that
-// ended in a reshard.
+// ended in a reshard. It reads the catalog in memory, not the disk; safe
+// for concurrent use.
 func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
 	s, err := db.streamByName(stream)
 	if err != nil {

@@ -170,8 +170,10 @@ type Config struct {
 	// (and so locked by this process) and the Server is built, before
 	// ready. It may serve the Server on more listeners, such as the
 	// kvstream command's Unix socket inside the data directory (through
-	// Trusted). The detach function it returns is called when Serve
-	// returns, before the engine is closed. Default nil.
+	// Trusted). It runs on Serve's goroutine, so it must not block. The
+	// detach function it returns (nil: none) is called when Serve
+	// returns, before the engine is closed; the db and Server must not
+	// be used after it. Default nil.
 	Attach func(db *engine.DB, s *Server) (detach func())
 }
 
@@ -429,7 +431,8 @@ type trustedKey struct{}
 // permissions are the access control. Everything else (validation,
 // limits, the memory budget, and that a call carries some signature, as
 // without verification) is as ServeHTTP. Never use it on a network
-// listener.
+// listener. The handler is safe for concurrent use and lives as long as
+// s: after s.Close it answers as ServeHTTP does then.
 func (s *Server) Trusted() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trustedKey{}, true)))
