@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -70,4 +71,16 @@ func TestListenSocketPrivate(t *testing.T) {
 	fi, err = os.Lstat(p)
 	require.NoError(t, err)
 	require.NotZero(t, fi.Mode()&fs.ModeSymlink)
+}
+
+// TestEncodeStoreErrorKind: an error matching several engine sentinels
+// carries the most specific one, every time.
+func TestEncodeStoreErrorKind(t *testing.T) {
+	err := &engine.Error{Kind: engine.ErrWriteFailed, Msg: "commit", Cause: &engine.Error{Kind: engine.ErrDiskFull, Msg: "full"}}
+	for range 50 {
+		require.Equal(t, "DiskFull", encodeStoreError(err).Kind)
+	}
+	require.Equal(t, "WriteFailed", encodeStoreError(&engine.Error{Kind: engine.ErrWriteFailed, Msg: "commit"}).Kind)
+	require.Equal(t, engine.ErrDiskFull, errorKind("DiskFull"))
+	require.Nil(t, errorKind("Nope"))
 }
