@@ -240,8 +240,10 @@ type resourceInput struct {
 	TagKeys     []string `json:"TagKeys"`
 }
 
+// resourceARN checks a ResourceARN: a stream's or consumer's (the
+// model's pattern, which its text shows) or a channel's.
 func (c *check) resourceARN(v *string) {
-	c.reqStr("resourceARN", v, 1, maxARNLen, isResourceARN, resourceARNText)
+	c.reqStr("resourceARN", v, 1, maxARNLen, func(s string) bool { return isResourceARN(s) || isChannelARN(s) }, resourceARNText)
 }
 
 func (s *Server) tagResource(rq *request) (any, *apiError) {
@@ -254,6 +256,9 @@ func (s *Server) tagResource(rq *request) (any, *apiError) {
 	c.resourceARN(in.ResourceARN)
 	if err := c.err(); err != nil {
 		return nil, err
+	}
+	if isChannelARN(*in.ResourceARN) {
+		return nil, s.tagChannel(*in.ResourceARN, in.Tags)
 	}
 	name, aerr := s.resolveResource(*in.ResourceARN)
 	if aerr != nil {
@@ -272,6 +277,9 @@ func (s *Server) untagResource(rq *request) (any, *apiError) {
 	c.resourceARN(in.ResourceARN)
 	if err := c.err(); err != nil {
 		return nil, err
+	}
+	if isChannelARN(*in.ResourceARN) {
+		return nil, s.untagChannel(*in.ResourceARN, in.TagKeys)
 	}
 	name, aerr := s.resolveResource(*in.ResourceARN)
 	if aerr != nil {
@@ -293,6 +301,13 @@ func (s *Server) listTagsForResource(rq *request) (any, *apiError) {
 	c.resourceARN(in.ResourceARN)
 	if err := c.err(); err != nil {
 		return nil, err
+	}
+	if isChannelARN(*in.ResourceARN) {
+		tags, aerr := s.channelTags(*in.ResourceARN)
+		if aerr != nil {
+			return nil, aerr
+		}
+		return listTagsForResourceOutput{Tags: tags}, nil
 	}
 	name, aerr := s.resolveResource(*in.ResourceARN)
 	if aerr != nil {

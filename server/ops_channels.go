@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -723,4 +724,121 @@ func tagsCharsOK(tags map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Tags of a channel: TagResource, UntagResource and ListTagsForResource
+// take a channel ARN as well as a stream's. The tags live in the channel's
+// record (so they persist and go with it), with the limits and the order
+// of checks of a stream's tags (addTags, removeTags): the channel exists,
+// the characters, at most maxStreamTags tags. Each change is one
+// read-modify-write of the record under the stream's attribute lock
+// (DB.UpdateAttrs), and under accountMu, which orders it with
+// UpdateChannel and DeleteChannel (they rewrite the whole record).
+
+// channelTagsError is AWS's InvalidArgumentException for a channel's tags,
+// worded as for a stream's (illegalTags, tooManyTags).
+func (s *Server) channelTagsError(channel string, remove, tooMany bool) *apiError {
+	if tooMany {
+		return newAPIError(errInvalidArgument, "Failed to add tags to channel "+channel+" under account "+s.cfg.Account+
+			" because a given channel cannot have more than "+strconv.Itoa(maxStreamTags)+" tags associated with it.")
+	}
+	verb := "add tags to"
+	if remove {
+		verb = "remove tags from"
+	}
+	return newAPIError(errInvalidArgument, "Failed to "+verb+" channel "+channel+" under account "+s.cfg.Account+
+		" because some tags contained illegal characters. "+tagAllowedText)
+}
+
+// updateChannelRecord applies change to the channel arn names, atomically:
+// the record is read again under the stream's attribute lock, and is not
+// found if it went meanwhile. An *apiError from change aborts the update
+// and is returned.
+func (s *Server) updateChannelRecord(arn string, change func(r *channelRecord) *apiError) *apiError {
+	ch, aerr := s.findChannel(arn)
+	if aerr != nil {
+		return aerr
+	}
+	key := channelAttrPrefix + ch.rec.ID
+	var changeErr *apiError
+	err := s.db.UpdateAttrs(ch.stream, func(a map[string][]byte) error {
+		var r channelRecord
+		v, ok := a[key]
+		if !ok || json.Unmarshal(v, &r) != nil {
+			changeErr = newAPIError(errResourceNotFound, "Channel "+arn+" under account "+s.cfg.Account+" not found.")
+			return changeErr
+		}
+		if _, gone := r.status(s.now().UnixMilli()); gone {
+			changeErr = newAPIError(errResourceNotFound, "Channel "+arn+" under account "+s.cfg.Account+" not found.")
+			return changeErr
+		}
+		if changeErr = change(&r); changeErr != nil {
+			return changeErr
+		}
+		a[key], _ = json.Marshal(&r)
+		return nil
+	})
+	if changeErr != nil {
+		return changeErr
+	}
+	if err != nil {
+		return s.engineError(err, ch.stream)
+	}
+	return nil
+}
+
+// tagChannel adds tags to the channel arn names (TagResource).
+func (s *Server) tagChannel(arn string, tags map[string]string) *apiError {
+	s.accountMu.Lock()
+	defer s.accountMu.Unlock()
+	return s.updateChannelRecord(arn, func(r *channelRecord) *apiError {
+		if !tagsCharsOK(tags) {
+			return s.channelTagsError(r.Name, false, false)
+		}
+		n := len(r.Tags)
+		for k := range tags {
+			if _, ok := r.Tags[k]; !ok {
+				n++
+			}
+		}
+		if n > maxStreamTags {
+			return s.channelTagsError(r.Name, false, true)
+		}
+		if r.Tags == nil {
+			r.Tags = make(map[string]string, len(tags))
+		}
+		maps.Copy(r.Tags, tags)
+		return nil
+	})
+}
+
+// untagChannel removes tag keys from the channel arn names
+// (UntagResource); keys it does not have are ignored, as for streams.
+func (s *Server) untagChannel(arn string, keys []string) *apiError {
+	s.accountMu.Lock()
+	defer s.accountMu.Unlock()
+	return s.updateChannelRecord(arn, func(r *channelRecord) *apiError {
+		for _, k := range keys {
+			if !tagCharsOK(k) {
+				return s.channelTagsError(r.Name, true, false)
+			}
+		}
+		for _, k := range keys {
+			delete(r.Tags, k)
+		}
+		if len(r.Tags) == 0 {
+			r.Tags = nil
+		}
+		return nil
+	})
+}
+
+// channelTags returns the tags of the channel arn names
+// (ListTagsForResource), sorted by key.
+func (s *Server) channelTags(arn string) ([]tagOut, *apiError) {
+	ch, aerr := s.findChannel(arn)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return sortedTags(ch.rec.Tags, ""), nil
 }
