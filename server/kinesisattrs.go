@@ -112,13 +112,18 @@ func (s *Server) modeOfStream(name string) (string, error) {
 	return string(v), nil
 }
 
-// setMode sets stream name's capacity mode.
+// setMode sets stream name's capacity mode, and in the same step resets
+// settings the new mode does not support (leavingOnDemand).
 func (s *Server) setMode(name, mode string) error {
-	var v []byte
-	if mode != modeProvisioned {
-		v = []byte(mode)
-	}
-	return s.db.SetAttr(name, modeAttr, v)
+	return s.db.UpdateAttrs(name, func(a map[string][]byte) error {
+		if mode == modeProvisioned {
+			delete(a, modeAttr)
+		} else {
+			a[modeAttr] = []byte(mode)
+		}
+		leavingOnDemand(a, mode)
+		return nil
+	})
 }
 
 // setEncryptionSetting records encryption typ ("NONE" or "KMS") with key.

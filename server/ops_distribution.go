@@ -48,23 +48,48 @@ func (s *Server) updateRecordDistribution(rq *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if _, err := s.db.DescribeStream(name); err != nil {
-		return nil, s.engineError(err, name)
-	}
-	var v []byte // USER_PARTITION_KEY: the default, stored as no attribute
-	if *in.RecordDistributionStrategy == "AUTO" {
-		if mode, err := s.modeOfStream(name); err != nil {
-			return nil, s.engineError(err, name)
-		} else if mode != modeOnDemand {
-			return nil, newAPIError(errInvalidArgument, "The AUTO record distribution strategy is only supported for streams in ON_DEMAND capacity mode; stream "+
-				name+" under account "+s.cfg.Account+" is PROVISIONED.")
+	// The mode check and the change are one step (UpdateAttrs), so an
+	// UpdateStreamMode to PROVISIONED cannot slip in between and leave a
+	// provisioned stream with AUTO.
+	auto := *in.RecordDistributionStrategy == "AUTO"
+	var refused *apiError
+	err := s.db.UpdateAttrs(name, func(a map[string][]byte) error {
+		if !auto { // USER_PARTITION_KEY: the default, stored as no attribute
+			delete(a, distributionAttr)
+			return nil
 		}
-		v = []byte("AUTO")
+		if mode, ok := a[modeAttr]; !ok || string(mode) != modeOnDemand {
+			refused = newAPIError(errInvalidArgument, "The AUTO record distribution strategy is only supported for streams in ON_DEMAND capacity mode; stream "+
+				name+" under account "+s.cfg.Account+" is PROVISIONED.")
+			return refused
+		}
+		a[distributionAttr] = []byte("AUTO")
+		return nil
+	})
+	if refused != nil {
+		return nil, refused
 	}
-	if err := s.db.SetAttr(name, distributionAttr, v); err != nil {
+	if err != nil {
 		return nil, s.engineError(err, name)
 	}
 	return nil, nil
+}
+
+// leavingOnDemand resets, in a stream's attributes a, the settings that
+// only an ON_DEMAND stream has, when its mode becomes mode; setMode calls
+// it in the same step as the mode change.
+//
+// The record distribution strategy goes back to USER_PARTITION_KEY on a
+// change to PROVISIONED. AWS documents that provisioned streams do not
+// support the setting and refuse AUTO on them, but not what a change of
+// mode does to a stream that has it; resetting keeps the invariant (no
+// provisioned stream places records with AUTO) without refusing a mode
+// change AWS may allow, and the strategy is never silently lost on a
+// stream that stays on-demand. Records already written keep their shards.
+func leavingOnDemand(a map[string][]byte, mode string) {
+	if mode != modeOnDemand {
+		delete(a, distributionAttr)
+	}
 }
 
 // autoDistributed reports whether stream uses the AUTO strategy.
