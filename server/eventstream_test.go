@@ -104,12 +104,13 @@ func TestEventStreamJSONWire(t *testing.T) {
 	require.Equal(t, *put.SequenceNumber, r.SequenceNumber)
 	require.Equal(t, "hello\x00world", string(r.Data))
 	require.Equal(t, "k", r.PartitionKey)
-	require.InDelta(t, float64(time.Now().UnixMilli())/1000, r.ApproximateArrivalTimestamp, 10)
+	require.InDelta(t, float64(e.now().UnixMilli())/1000, r.ApproximateArrivalTimestamp, 0.001)
 	require.Equal(t, *put.SequenceNumber, *ev.ContinuationSequenceNumber)
 	require.Equal(t, int64(0), *ev.MillisBehindLatest)
 	require.NotContains(t, string(p), "ChildShards")
 
 	// A takeover ends this stream with an exception message.
+	e.advance(time.Millisecond) // the takeover interval
 	rawSubscribe(t, e.testEnv, contentTypeJSON, []byte(body)).next()
 	h, p = rs.next()
 	require.Equal(t, map[string]string{":message-type": "exception", ":exception-type": "ResourceInUseException", ":content-type": contentTypeJSON}, h)
@@ -253,10 +254,11 @@ func TestSubscribeToShardPlainSDKClient(t *testing.T) {
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute, SubscriptionTakeover: time.Millisecond}, 1)
 	kc := e.plainClient() // no efoClient workarounds but a codec per subscription
 	for i := range 60 {
+		e.advance(time.Millisecond) // the previous one may still run: take over
 		sub := subscribe(t, kc, e.consumerARN, shard0, latest())
-		sub.next(5 * time.Second)
+		sub.next(efoHangGuard)
 		e.put("k", "r")
-		recs, _ := sub.records(1, 5*time.Second)
+		recs, _ := sub.records(1, efoHangGuard)
 		require.Equal(t, "r", string(recs[0].Data), "subscription %d", i)
 		sub.close()
 	}
@@ -298,7 +300,7 @@ func TestSubscribeToShardThroughServe(t *testing.T) {
 	start := time.Now()
 	sub := subscribe(t, kc, arn, shard0, latest())
 	events := 0
-	for sub.next(5*time.Second) != nil {
+	for sub.next(efoHangGuard) != nil {
 		events++
 	}
 	require.NoError(t, sub.es.Err(), "the timeouts did not cut the stream")
@@ -306,7 +308,7 @@ func TestSubscribeToShardThroughServe(t *testing.T) {
 	require.GreaterOrEqual(t, events, 5, "heartbeats every 100 ms")
 
 	sub = subscribe(t, kc, arn, shard0, latest())
-	sub.next(5 * time.Second)
+	sub.next(efoHangGuard)
 	stopped := time.Now()
 	cancel()
 	select {
@@ -316,7 +318,7 @@ func TestSubscribeToShardThroughServe(t *testing.T) {
 		t.Fatal("Serve did not shut down")
 	}
 	require.Less(t, time.Since(stopped), 3*time.Second, "shutdown does not wait for subscriptions")
-	err = sub.ended(5 * time.Second)
+	err = sub.ended(efoHangGuard)
 	if err != nil {
 		// The connection may be cut rather than ended cleanly.
 		require.False(t, errors.As(err, new(*types.ResourceInUseException)), "%v", err)
@@ -328,9 +330,9 @@ func TestSubscribeToShardThroughServe(t *testing.T) {
 func TestSubscribeToShardMetrics(t *testing.T) {
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute}, 1)
 	sub := subscribe(t, e.kc, e.consumerARN, shard0, latest())
-	sub.next(5 * time.Second)
+	sub.next(efoHangGuard)
 	e.put("k", "abc")
-	sub.records(1, 5*time.Second)
+	sub.records(1, efoHangGuard)
 	metrics := func() string {
 		resp, err := e.hs.Client().Get(e.url + "/metrics")
 		require.NoError(t, err)
