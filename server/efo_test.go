@@ -554,8 +554,7 @@ func TestStreamConsumerOperations(t *testing.T) {
 	c := reg.Consumer
 	require.Equal(t, "c0", *c.ConsumerName)
 	require.Equal(t, types.ConsumerStatusActive, c.ConsumerStatus)
-	require.False(t, c.ConsumerCreationTimestamp.Before(before) || c.ConsumerCreationTimestamp.After(after),
-		"created %v, during the call [%v, %v]", *c.ConsumerCreationTimestamp, before, after)
+	requireDuring(t, before, after, *c.ConsumerCreationTimestamp)
 	require.Equal(t, fmt.Sprintf("arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c0:%d", c.ConsumerCreationTimestamp.Unix()), *c.ConsumerARN)
 
 	// Describe by ARN and by stream ARN + name.
@@ -720,12 +719,12 @@ func TestSubscribeToShardReadLimit(t *testing.T) {
 // TestBoto3EnhancedFanOut runs testdata/efo.py: boto3's
 // register_stream_consumer, subscribe_to_shard (reading events as they
 // are pushed, resuming from ContinuationSequenceNumber, a takeover) and
-// deregister_stream_consumer, with SigV4 verification and CREATING delays.
+// deregister_stream_consumer, with SigV4 verification and CREATING delays
+// (on a clock the script's calls move: steppedEnv).
 func TestBoto3EnhancedFanOut(t *testing.T) {
 	requireBoto3(t)
-	env := newEnv(t, Config{AccessKey: testAccessKey, SecretKey: testSecretKey, CreateDelay: 300 * time.Millisecond,
-		SubscriptionHeartbeat: 200 * time.Millisecond, SubscriptionTakeover: 10 * time.Millisecond}, nil)
-	t.Cleanup(env.srv.Close)
+	env := steppedEnv(t, Config{AccessKey: testAccessKey, SecretKey: testSecretKey, CreateDelay: scriptCreateDelay,
+		SubscriptionHeartbeat: 200 * time.Millisecond, SubscriptionTakeover: scriptStep})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "python3", "testdata/efo.py", env.url, "25")
