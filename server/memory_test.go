@@ -214,7 +214,7 @@ func TestConnectionCap(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(efoHangGuard)))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		return err == nil && strings.HasPrefix(line, "HTTP/1.1 200")
 	}
@@ -240,7 +240,7 @@ func TestH2Settings(t *testing.T) {
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	require.NoError(t, c.SetDeadline(time.Now().Add(efoHangGuard)))
 	_, err = c.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0))
 	require.NoError(t, err)
 	settings := map[uint16]uint32{}
