@@ -91,8 +91,10 @@ func efoClient(env *testEnv, optFns ...func(*kinesis.Options)) *kinesis.Client {
 // ownCodec gives one operation an event-stream codec of its own.
 func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
 
-// efoHangGuard bounds a wait for events that a loaded machine may delay
-// for long (the read limit, CPU-bound encoding): only a hang reaches it.
+// efoHangGuard bounds a wait for something a loaded machine may delay for
+// long (events behind the read limit or CPU-bound encoding, a server's
+// answer): only a hang reaches it. The server tests use it for every such
+// wait, so no test depends on how fast the machine is.
 const efoHangGuard = 2 * time.Minute
 
 // subReader reads one subscription's events.
