@@ -88,7 +88,9 @@ func (db *DB) SetAttr(streamName, key string, value []byte) error {
 // An error from fn aborts the change and is returned as is. Nothing else
 // changes the stream in between, so fn can check and update in one step
 // (count entries under a prefix, refuse a duplicate). fn runs under the
-// stream's exclusive lock: it must be quick and must not call the DB.
+// stream's control-plane lock, which orders it with the stream's other
+// settings changes (puts and reads go on meanwhile): it must be quick and
+// must not call the DB.
 // The limits of SetAttr apply to the result (ErrValidation); the stream
 // must exist (ErrStreamNotFound). DB-wide attributes (stream "") are not
 // supported here.

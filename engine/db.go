@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -374,12 +375,22 @@ func (s *stream) rebuildRoutingLocked() {
 // s.mu (shared is enough). Open ranges tile the whole space.
 func (s *stream) route(h shard.HashKey) *shard.Log {
 	// The last open range whose start is ≤ h; the ranges are sorted and
-	// tile the space, so that range contains h. A plain loop: this runs
-	// once per record.
-	lo, hi := 0, len(s.ranges)-1
+	// tile the space, so that range contains h. This runs once per record.
+	// A stream's ranges are usually CreateStream's (or UpdateShardCount's)
+	// equal split, where that range is h.Hi·n/2^64 or the next one: try
+	// those first, checked, then search (a lookup instead of log2(n)
+	// unpredictable branches, which showed at 2048 shards).
+	n := len(s.ranges)
+	g, _ := bits.Mul64(h.Hi, uint64(n))
+	for j := int(g); j <= int(g)+1 && j < n; j++ {
+		if hashLE(s.ranges[j].Start, h) && (j == n-1 || !hashLE(s.ranges[j+1].Start, h)) {
+			return s.open[j]
+		}
+	}
+	lo, hi := 0, n-1
 	for lo < hi {
 		mid := int(uint(lo+hi+1) >> 1)
-		if st := s.ranges[mid].Start; st.Hi < h.Hi || (st.Hi == h.Hi && st.Lo <= h.Lo) {
+		if hashLE(s.ranges[mid].Start, h) {
 			lo = mid
 		} else {
 			hi = mid - 1
@@ -387,6 +398,9 @@ func (s *stream) route(h shard.HashKey) *shard.Log {
 	}
 	return s.open[lo]
 }
+
+// hashLE reports whether a ≤ b.
+func hashLE(a, b shard.HashKey) bool { return a.Hi < b.Hi || (a.Hi == b.Hi && a.Lo <= b.Lo) }
 
 func (db *DB) get(key []byte) ([]byte, error) {
 	v, closer, err := db.pdb.Get(key)

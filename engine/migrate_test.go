@@ -3,13 +3,18 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/kvstream/kvstream/shard"
 	"github.com/stretchr/testify/require"
 )
@@ -136,4 +141,69 @@ func TestMigrateLegacyLayout(t *testing.T) {
 	got, err := db.Attrs("orders", "")
 	require.NoError(t, err)
 	require.Empty(t, got)
+}
+
+// migrateCrashEnv names the fault of TestMigrateCrashChild, and
+// migrateCrashDir its data directory.
+const (
+	migrateCrashEnv = "KVSTREAM_MIGRATE_CRASH"
+	migrateCrashDir = "KVSTREAM_MIGRATE_CRASH_DIR"
+)
+
+// TestMigrateCrash: a process that dies while the first Open migrates a
+// legacy data directory (its WAL write or fsync fails: the engine stops
+// the process, as it would crash) loses nothing; the next Open migrates
+// everything.
+func TestMigrateCrash(t *testing.T) {
+	want := legacyAttrs(t)
+	now := func() time.Time { return time.UnixMilli(1764578000000 + 2000) }
+	for _, fault := range []string{"wal-write", "wal-fsync"} {
+		t.Run(fault, func(t *testing.T) {
+			dir := copyLegacyDir(t)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestMigrateCrashChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), migrateCrashEnv+"="+fault, migrateCrashDir+"="+dir)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the child must die in the migration: %s", out)
+			require.Equal(t, FatalExitCode, exit.ExitCode(), "%s", out)
+
+			db, err := Open(dir, &Options{BallastBytes: -1, Clock: now})
+			require.NoError(t, err)
+			defer db.Close()
+			requireAttrs(t, db, want)
+			require.Zero(t, legacyConsumerKeys(t, db))
+		})
+	}
+}
+
+// TestMigrateCrashChild is the child side of TestMigrateCrash: it opens
+// the directory with its WAL failing. It does nothing in a normal run.
+func TestMigrateCrashChild(t *testing.T) {
+	fault := os.Getenv(migrateCrashEnv)
+	if fault == "" {
+		t.Skip("the child process of TestMigrateCrash")
+	}
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !strings.HasSuffix(op.Path, ".log") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt:
+			if fault == "wal-write" {
+				return errorfs.ErrInjected
+			}
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if fault == "wal-fsync" {
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	}))
+	db, err := Open(os.Getenv(migrateCrashDir), &Options{FS: fs, BallastBytes: -1})
+	// The default OnFatal exits the process with FatalExitCode, before or
+	// after Open returns the failure.
+	if errors.Is(err, ErrFailed) {
+		os.Exit(FatalExitCode)
+	}
+	t.Fatalf("Open returned (%v, %v) with its WAL failing", db, err)
 }

@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -99,5 +102,53 @@ func TestLoadShards(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// route finds the last open range starting at or below the hash key,
+// as a search over the ranges does, both for CreateStream's equal splits
+// (where it guesses the range from the key) and for uneven ranges (where
+// the guess fails and it searches).
+func TestRouteMatchesSearch(t *testing.T) {
+	search := func(ranges []shard.HashRange, h shard.HashKey) int {
+		// The first range starting above h, less one.
+		return sort.Search(len(ranges), func(j int) bool { return ranges[j].Start.Cmp(h) > 0 }) - 1
+	}
+	check := func(ranges []shard.HashRange, keys []shard.HashKey) {
+		t.Helper()
+		s := &stream{ranges: ranges}
+		for i := range ranges {
+			s.open = append(s.open, shard.NewLog(1, shard.ShardID(i), 1, 0, 0, 0))
+		}
+		for _, h := range keys {
+			require.Equal(t, s.open[search(ranges, h)], s.route(h), "key %+v, %d ranges", h, len(ranges))
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	var keys []shard.HashKey
+	for range 2000 {
+		keys = append(keys, shard.HashKey{Hi: rng.Uint64(), Lo: rng.Uint64()})
+	}
+	keys = append(keys, shard.HashKey{}, shard.HashKey{Hi: ^uint64(0), Lo: ^uint64(0)})
+	for _, n := range []int{1, 2, 3, 4, 7, 100, 256, 2047, 2048, 10000} {
+		ranges := shard.SplitHashSpace(n)
+		edges := slices.Clone(keys)
+		for _, r := range ranges { // every boundary and its neighbours
+			edges = append(edges, r.Start, r.End)
+			if r.Start.Lo > 0 {
+				edges = append(edges, shard.HashKey{Hi: r.Start.Hi, Lo: r.Start.Lo - 1})
+			}
+		}
+		check(ranges, edges)
+		// Uneven: split one range of the equal split in two.
+		if n > 1 {
+			k := rng.IntN(n)
+			mid := shard.HashKey{Hi: ranges[k].Start.Hi + (ranges[k].End.Hi-ranges[k].Start.Hi)/3, Lo: 0}
+			if mid.Cmp(ranges[k].Start) > 0 {
+				uneven := slices.Insert(slices.Clone(ranges), k+1, shard.HashRange{Start: mid, End: ranges[k].End})
+				uneven[k].End = mid
+				check(uneven, append(edges, mid))
+			}
+		}
 	}
 }

@@ -202,13 +202,14 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if s.deleted {
 		return notFound(name)
 	}
-	s.mu.Lock()
-	s.deleted = true
-	s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
+	setDeleted := func(v bool) {
 		s.mu.Lock()
-		s.deleted = false
+		s.deleted = v
 		s.mu.Unlock()
+	}
+	setDeleted(true)
+	if err := ctx.Err(); err != nil {
+		setDeleted(false)
 		return err
 	}
 	b := db.pdb.NewBatch()
@@ -222,9 +223,7 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		hooks.beforeCatalogCommit()
 	}
 	if err := db.writer.CommitBatch(b, pebble.Sync); err != nil {
-		s.mu.Lock()
-		s.deleted = false
-		s.mu.Unlock()
+		setDeleted(false)
 		return writeFailed("DeleteStream", name, err)
 	}
 	s.mu.Lock()
@@ -593,7 +592,8 @@ func validateLimits(l Limits) error {
 // (none while it is open): what a reader reports at the end of a closed
 // shard. It fails with ErrStreamNotFound once the stream is gone, which
 // tells a shard that ended because its stream was deleted from one that
-// ended in a reshard.
+// ended in a reshard. It reads the catalog in memory, not the disk; safe
+// for concurrent use.
 func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
 	s, err := db.streamByName(stream)
 	if err != nil {

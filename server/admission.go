@@ -27,7 +27,9 @@ import (
 // larger ones leave admitSmallReserve units free, so an ordinary call
 // finds room at once even while bulk writers fill the rest. A request not
 // admitted within admitWait gets the retryable throttling error
-// (Server.throttleError), never a dropped connection.
+// (Server.throttleError), never a dropped connection; the wait at the
+// reader gate counts against it (acquireWithin), and a bulk request keeps
+// its reader until admitted (handler.go).
 
 //
 // Bulk requests (more than one unit) are also held to a rate of body
@@ -234,6 +236,11 @@ func (a *admission) forget(c *admitClient) {
 // n-byte body, waiting up to admitWait (or until ctx ends). It returns
 // the release func, or false if the request was not admitted.
 func (a *admission) acquire(ctx context.Context, key string, cost, n int) (func(), bool) {
+	return a.acquireWithin(ctx, key, cost, n, admitWait)
+}
+
+// acquireWithin is acquire waiting up to wait.
+func (a *admission) acquireWithin(ctx context.Context, key string, cost, n int, wait time.Duration) (func(), bool) {
 	a.mu.Lock()
 	if cost > 1 {
 		a.adapt(time.Now())
@@ -252,7 +259,7 @@ func (a *admission) acquire(ctx context.Context, key string, cost, n int) (func(
 	a.dispatch() // it may fit now if only other clients' large requests wait
 	a.mu.Unlock()
 
-	t := time.NewTimer(admitWait)
+	t := time.NewTimer(max(wait, 0))
 	defer t.Stop()
 	select {
 	case <-w.granted:

@@ -157,19 +157,7 @@ func BenchmarkHandlerPutRecords(b *testing.B) {
 	if err := env.db.CreateStream("bench", engine.StreamConfig{ShardCount: benchShards, Partitioner: engine.PartitionerMD5}); err != nil {
 		b.Fatal(err)
 	}
-	batch := benchBatches(1)[0]
-	body := []byte(`{"StreamName":"bench","Records":[`)
-	for i, e := range batch {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, `{"Data":"`...)
-		body = base64.StdEncoding.AppendEncode(body, e.Data)
-		body = append(body, `","PartitionKey":"`...)
-		body = append(body, e.PartitionKey...)
-		body = append(body, `"}`...)
-	}
-	body = append(body, "]}"...)
+	body := benchPutRecordsBody()
 	w := &discardWriter{h: make(http.Header)}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
@@ -190,6 +178,57 @@ func BenchmarkHandlerPutRecords(b *testing.B) {
 	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
 }
 
+// benchPutRecordsBody is a 500 × 100 B PutRecords JSON body for stream
+// "bench", as the SDKs write it.
+func benchPutRecordsBody() []byte {
+	batch := benchBatches(1)[0]
+	body := []byte(`{"StreamName":"bench","Records":[`)
+	for i, e := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"Data":"`...)
+		body = base64.StdEncoding.AppendEncode(body, e.Data)
+		body = append(body, `","PartitionKey":"`...)
+		body = append(body, e.PartitionKey...)
+		body = append(body, `"}`...)
+	}
+	return append(body, "]}"...)
+}
+
+// BenchmarkDecodePutRecordsJSON measures the fast decoder alone on a
+// 500 × 100 B PutRecords body, reusing one batch as the server's pool does.
+func BenchmarkDecodePutRecordsJSON(b *testing.B) {
+	body := benchPutRecordsBody()
+	var batch putBatch
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !decodePutRecordsJSON(body, &batch) || len(batch.entries) != benchBatch {
+			b.Fatal("not decoded")
+		}
+		clear(batch.entries)
+	}
+}
+
+// BenchmarkAppendPutRecordsJSON measures encoding a 500-record
+// PutRecords response.
+func BenchmarkAppendPutRecordsJSON(b *testing.B) {
+	results := make([]engine.PutResult, benchBatch)
+	for i := range results {
+		results[i].ShardID = engine.ShardID(i % benchShards)
+		results[i].SequenceNumber.ShardCreated = 1_700_000_000
+		results[i].SequenceNumber.Shard = uint32(i % benchShards)
+		results[i].SequenceNumber.Counter = uint64(1_000_000 + i)
+		results[i].SequenceNumber.Written = 1_700_000_100
+	}
+	var dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = appendPutRecordsJSON(dst[:0], 0, results, nil, "NONE")
+	}
+}
+
 // discardWriter is a ResponseWriter that keeps only the status.
 type discardWriter struct {
 	h    http.Header
@@ -199,3 +238,31 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkDecodePutRecordJSON compares the fast PutRecord decoder with
+// the generic one (codecJSON: AWS's type checks, then encoding/json) on
+// an SDK-shaped body of one 100 B record.
+func BenchmarkDecodePutRecordJSON(b *testing.B) {
+	e := benchBatches(1)[0][0]
+	body := []byte(`{"Data":"`)
+	body = base64.StdEncoding.AppendEncode(body, e.Data)
+	body = append(body, `","PartitionKey":"`+e.PartitionKey+`","StreamName":"bench"}`...)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in putRecordInput
+			if !decodePutRecordJSON(body, &in) {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in putRecordInput
+			if err := codecJSON.decode(body, &in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -3,14 +3,16 @@ package server
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/kvstream/kvstream/engine"
 )
 
-// Reflection-free JSON for the hot paths: decoding PutRecords requests and
-// encoding PutRecords and GetRecords responses. The decoder handles the
+// Reflection-free JSON for the hot paths: decoding PutRecords and
+// PutRecord requests and encoding PutRecords and GetRecords responses. The decoder handles the
 // shape every SDK sends; anything else (escapes, unknown or duplicate
 // members, nulls, bad base64, …) makes it give up, and the caller falls
 // back to encoding/json, which also words the errors. FuzzDecodeRequest
@@ -25,8 +27,9 @@ type putBatch struct {
 	hasRecords                  bool
 	entries                     []engine.Entry
 	flags                       []entryFlags
-	arena                       []byte // decoded Data bytes
-	keys                        []byte // partition keys and hash keys, back to back
+	arena                       []byte    // decoded Data bytes
+	keys                        []byte    // partition keys and hash keys, back to back
+	spans                       []keySpan // partition key, explicit hash key per entry, in keys
 	// size is the data and partition-key bytes decoded so far, and
 	// limitErr, when set, the PutRecords limit (500 entries, 5 MiB) that
 	// stopped the decoding: the request is answered with it.
@@ -51,7 +54,7 @@ type keySpan struct{ off, n int32 }
 
 // reset empties b, keeping its memory.
 func (b *putBatch) reset() {
-	*b = putBatch{entries: b.entries[:0], flags: b.flags[:0], arena: b.arena[:0], keys: b.keys[:0]}
+	*b = putBatch{entries: b.entries[:0], flags: b.flags[:0], arena: b.arena[:0], keys: b.keys[:0], spans: b.spans[:0]}
 }
 
 // PutRecords' request limits, enforced while decoding.
@@ -147,8 +150,8 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 
 // base64Str reads a string that must hold base64 text, finding its end
 // with a fast byte search. Characters outside the base64 alphabet make
-// the decode that follows fail, except '\r' and '\n', which base64
-// skips but JSON forbids raw; ok is false if those occur.
+// the decodeBase64 that follows fail (raw '\r' and '\n' too, which
+// base64 would skip but JSON forbids).
 func (s *jsonScanner) base64Str() (v []byte, ok bool) {
 	if !s.consume('"') {
 		return nil, false
@@ -158,9 +161,6 @@ func (s *jsonScanner) base64Str() (v []byte, ok bool) {
 		return nil, false
 	}
 	v = s.b[s.i : s.i+n]
-	if bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
-		return nil, false
-	}
 	s.i += n + 1
 	return v, true
 }
@@ -178,7 +178,7 @@ func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 	if s.consume('}') {
 		return s.end()
 	}
-	var spans []keySpan // partition key, explicit hash key per entry
+	spans := b.spans
 	for {
 		key, ok := s.str()
 		if !ok || !s.consume(':') {
@@ -224,6 +224,7 @@ func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 		}
 		break
 	}
+	b.spans = spans
 	// Freeze the keys into one string and point the entries at it.
 	all := string(b.keys)
 	for i := range b.entries {
@@ -232,6 +233,68 @@ func decodePutRecordsJSON(body []byte, b *putBatch) bool {
 		b.entries[i].ExplicitHashKey = all[ehk.off : ehk.off+ehk.n]
 	}
 	return true
+}
+
+// decodePutRecordJSON decodes a PutRecord body into in exactly as
+// codecJSON.decode would, for the shape every SDK sends: one object of
+// PutRecord's members, each at most once, each a string without escapes,
+// Data strict base64. It returns false for anything else (in is then
+// garbage), and the caller decodes with codecJSON, which also words the
+// errors. FuzzDecodeRequest checks that both agree whenever this one
+// succeeds.
+func decodePutRecordJSON(body []byte, in *putRecordInput) bool {
+	*in = putRecordInput{}
+	s := jsonScanner{b: body}
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return s.end()
+	}
+	for {
+		key, ok := s.str()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		if string(key) == "Data" {
+			v, ok := s.base64Str()
+			if !ok || in.Data != nil {
+				return false
+			}
+			d := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
+			n, err := decodeBase64(d, v)
+			if err != nil {
+				return false
+			}
+			in.Data = d[:n:n]
+		} else {
+			var dst **string
+			switch string(key) {
+			case "StreamName":
+				dst = &in.StreamName
+			case "PartitionKey":
+				dst = &in.PartitionKey
+			case "ExplicitHashKey":
+				dst = &in.ExplicitHashKey
+			case "SequenceNumberForOrdering":
+				dst = &in.SequenceNumberForOrdering
+			case "StreamARN":
+				dst = &in.StreamARN
+			default:
+				return false
+			}
+			v, ok := s.str()
+			if !ok || *dst != nil {
+				return false
+			}
+			str := string(v)
+			*dst = &str
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume('}') && s.end()
+	}
 }
 
 // end reports whether only whitespace is left.
@@ -263,12 +326,12 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		var pk, ehk keySpan
 		if !s.consume('}') {
 			for {
-				key, ok := s.str()
-				if !ok || !s.consume(':') {
+				key, ok := s.entryMember()
+				if !ok {
 					return nil, false
 				}
 				var v []byte
-				if string(key) == "Data" {
+				if key == memberData {
 					v, ok = s.base64Str()
 				} else {
 					v, ok = s.str()
@@ -276,8 +339,8 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 				if !ok {
 					return nil, false
 				}
-				switch string(key) {
-				case "Data":
+				switch key {
+				case memberData:
 					if f&hasData != 0 {
 						return nil, false
 					}
@@ -289,20 +352,20 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 					}
 					// Strict, as AWS: non-canonical base64 ("+/+=") is
 					// left to the slow path, which words the error.
-					n, err := strictBase64.Decode(b.arena[off:off+need], v)
+					n, err := decodeBase64(b.arena[off:off+need], v)
 					if err != nil {
 						return nil, false
 					}
 					b.arena = b.arena[:off+n]
 					e.Data = b.arena[off : off+n : off+n]
-				case "PartitionKey":
+				case memberPartitionKey:
 					if f&hasPartitionKey != 0 {
 						return nil, false
 					}
 					f |= hasPartitionKey
 					pk = keySpan{int32(len(b.keys)), int32(len(v))}
 					b.keys = append(b.keys, v...)
-				case "ExplicitHashKey":
+				case memberExplicitHashKey:
 					if f&hasExplicitHashKey != 0 {
 						return nil, false
 					}
@@ -335,6 +398,120 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		}
 		return spans, true
 	}
+}
+
+// The members of a PutRecords entry, as entryMember reports them.
+const (
+	memberOther = iota
+	memberData
+	memberPartitionKey
+	memberExplicitHashKey
+)
+
+// entryMember reads a member name and its colon, reporting which entry
+// member it names (memberOther for any other name). The names as every
+// SDK writes them ("Data": and so on, no whitespace before the colon)
+// are matched as literals; anything else goes through str.
+func (s *jsonScanner) entryMember() (int, bool) {
+	s.ws()
+	rest := s.b[s.i:]
+	switch {
+	case bytes.HasPrefix(rest, []byte(`"Data":`)):
+		s.i += len(`"Data":`)
+		return memberData, true
+	case bytes.HasPrefix(rest, []byte(`"PartitionKey":`)):
+		s.i += len(`"PartitionKey":`)
+		return memberPartitionKey, true
+	case bytes.HasPrefix(rest, []byte(`"ExplicitHashKey":`)):
+		s.i += len(`"ExplicitHashKey":`)
+		return memberExplicitHashKey, true
+	}
+	key, ok := s.str()
+	if !ok || !s.consume(':') {
+		return memberOther, false
+	}
+	switch string(key) {
+	case "Data":
+		return memberData, true
+	case "PartitionKey":
+		return memberPartitionKey, true
+	case "ExplicitHashKey":
+		return memberExplicitHashKey, true
+	}
+	return memberOther, true
+}
+
+// base64Quad[j][c] is the base64 alphabet's value of character c at
+// position j of a 4-character group, already shifted into place in the
+// group's 24 bits, or invalidQuad for a character outside the alphabet
+// (padding included).
+var base64Quad = func() (t [4][256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for j := range t {
+		for c := range t[j] {
+			t[j][c] = invalidQuad
+		}
+		for v, c := range []byte(alphabet) {
+			t[j][c] = uint32(v) << (18 - 6*j)
+		}
+	}
+	return t
+}()
+
+const invalidQuad = 1 << 24
+
+// decodeBase64 decodes the raw text of a JSON string, src, into dst (at
+// least DecodedLen(len(src)) bytes) as strictBase64.Decode does, returning
+// the same byte count and failing on the same input, and also on a raw
+// '\r' or '\n', which base64 skips but JSON forbids in a string. All but
+// the last 4-character group are decoded 8 characters at a time through
+// base64Quad; the last group, which may hold padding, and any input with
+// a character outside the alphabet go to strictBase64.Decode.
+func decodeBase64(dst, src []byte) (int, error) {
+	if len(src)%4 != 0 || len(src) <= 4 {
+		return slowBase64(dst, src)
+	}
+	t0, t1, t2, t3 := &base64Quad[0], &base64Quad[1], &base64Quad[2], &base64Quad[3]
+	bulk := len(src) - 4
+	i, o := 0, 0
+	// Each step stores 8 bytes of which 6 are decoded: at least 3 bytes
+	// of dst (the last group's) follow, so the extra 2 stay inside dst
+	// and are overwritten later.
+	for ; i+8 <= bulk; i, o = i+8, o+6 {
+		s := src[i : i+8 : i+8]
+		x := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		y := t0[s[4]] | t1[s[5]] | t2[s[6]] | t3[s[7]]
+		if (x|y)&invalidQuad != 0 {
+			return slowBase64(dst, src)
+		}
+		binary.BigEndian.PutUint64(dst[o:o+8], uint64(x)<<40|uint64(y)<<16)
+	}
+	if i < bulk { // one group of 4 left before the last
+		s := src[i : i+4 : i+4]
+		x := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		if x&invalidQuad != 0 {
+			return slowBase64(dst, src)
+		}
+		d := dst[o : o+3 : o+3]
+		d[0], d[1], d[2] = byte(x>>16), byte(x>>8), byte(x)
+		i, o = i+4, o+3
+	}
+	n, err := slowBase64(dst[o:], src[i:])
+	if err != nil {
+		return slowBase64(dst, src) // the whole input's error
+	}
+	return o + n, nil
+}
+
+// errRawNewline is decodeBase64's error for a raw '\r' or '\n'.
+var errRawNewline = errors.New("raw newline in a JSON string")
+
+// slowBase64 is strictBase64.Decode, failing on a raw '\r' or '\n'.
+func slowBase64(dst, src []byte) (int, error) {
+	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
+		return 0, errRawNewline
+	}
+	return strictBase64.Decode(dst, src)
 }
 
 // appendJSONString appends s as a JSON string, escaping as encoding/json

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -77,4 +80,84 @@ func TestAppendPutRecordsJSON(t *testing.T) {
 	want, err := json.Marshal(generic)
 	require.NoError(t, err)
 	require.JSONEq(t, string(want), string(appendPutRecordsJSON(nil, 1, results, failures, "NONE")))
+}
+
+// decodeBase64 agrees with strictBase64.Decode (count, bytes, and whether
+// it fails), except that it fails on a raw '\r' or '\n', on valid base64 of every length up to 200 bytes and on the
+// same text with one character replaced by padding, a newline, a
+// character outside the alphabet or one that leaves unused bits set.
+func TestDecodeBase64MatchesStrict(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	check := func(src []byte) {
+		t.Helper()
+		want := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+		got := make([]byte, len(want))
+		wn, werr := strictBase64.Decode(want, src)
+		if bytes.ContainsAny(src, "\r\n") {
+			wn, werr = 0, errRawNewline // JSON forbids them raw
+		}
+		gn, gerr := decodeBase64(got, src)
+		if (werr != nil) != (gerr != nil) || (werr == nil && (wn != gn || !bytes.Equal(want[:wn], got[:gn]))) {
+			t.Fatalf("decodeBase64(%q) = %d, %v (%x); strict: %d, %v (%x)", src, gn, gerr, got[:max(gn, 0)], wn, werr, want[:max(wn, 0)])
+		}
+	}
+	for n := range 200 {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		enc := base64.StdEncoding.AppendEncode(nil, data)
+		check(enc)
+		for _, c := range []byte("=\n\r -_.AQgw/+\x00\xff") {
+			for range 4 {
+				if len(enc) == 0 {
+					break
+				}
+				bad := bytes.Clone(enc)
+				bad[rng.IntN(len(bad))] = c
+				check(bad)
+			}
+		}
+		if len(enc) > 1 {
+			check(enc[:len(enc)-1])
+			check(append(bytes.Clone(enc), "===="...))
+		}
+	}
+}
+
+// decodePutRecordJSON takes the SDKs' PutRecord bodies (every member
+// once, no escapes) and gives up on the rest, which codecJSON decodes
+// and words; what it takes it decodes as codecJSON does.
+func TestDecodePutRecordJSON(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"Data":"aGVsbG8=","PartitionKey":"k","StreamName":"s"}`, true},
+		{` { "StreamARN" : "arn:aws:kinesis:us-east-1:000000000000:stream/s" , "Data":"","PartitionKey":"ü",` +
+			`"ExplicitHashKey":"7","SequenceNumberForOrdering":"1"} `, true},
+		{`{}`, true},
+		{`{"Data":"aGVsbG8=","Data":"aGVsbG8="}`, false}, // duplicate: encoding/json keeps the last
+		{`{"PartitionKey":"a","PartitionKey":"b"}`, false},
+		{`{"PartitionKey":"a\u0062"}`, false}, // escape
+		{`{"PartitionKey":null}`, false},
+		{`{"Data":"aGVsbG9=","PartitionKey":"k"}`, false}, // unused bits set: the slow path words it
+		{`{"Data":"aGVs\nbG8=","PartitionKey":"k"}`, false},
+		{`{"Other":"x"}`, false},
+		{`{"PartitionKey":1}`, false},
+		{`{"PartitionKey":"k"} x`, false},
+		{``, false},
+	} {
+		var fast putRecordInput
+		if got := decodePutRecordJSON([]byte(tc.body), &fast); got != tc.ok {
+			t.Fatalf("decodePutRecordJSON(%q) = %v, want %v", tc.body, got, tc.ok)
+		}
+		if !tc.ok {
+			continue
+		}
+		var slow putRecordInput
+		require.Nil(t, codecJSON.decode([]byte(tc.body), &slow), tc.body)
+		require.Equal(t, slow, fast, tc.body)
+		require.Equal(t, slow.Data == nil, fast.Data == nil, tc.body)
+	}
 }

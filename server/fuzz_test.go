@@ -5,6 +5,7 @@ import (
 	"flag"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -72,6 +73,18 @@ func FuzzDecodeRequest(f *testing.F) {
 		c := codecJSON
 		if useCBOR {
 			c = codecCBOR
+		}
+
+		// The fast PutRecord decoder must agree with the generic one.
+		var fastRecord putRecordInput
+		if decodePutRecordJSON(body, &fastRecord) {
+			var slow putRecordInput
+			if aerr := codecJSON.decode(body, &slow); aerr != nil {
+				t.Fatalf("fast PutRecord decoder accepted a body codecJSON rejects (%v): %q", aerr, body)
+			}
+			if !reflect.DeepEqual(fastRecord, slow) {
+				t.Fatalf("fast and generic PutRecord decoders disagree on %q:\nfast %+v\nslow %+v", body, fastRecord, slow)
+			}
 		}
 
 		// The fast PutRecords decoder must agree with the generic one.

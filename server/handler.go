@@ -144,10 +144,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// The reader gate (admission.go): a bounded number of bodies are read
 	// at once, shared out by client identity; the rest wait parked.
 	key := clientKey(r)
+	identifyConn(r) // the connection's identity, for the connection cap (memory.go)
+	gated := time.Now()
 	doneReading, ok := s.readers.acquire(r.Context(), key, readerCost(r), 0)
+	gateWait := time.Since(gated)
 	if !ok {
-		drainBody(r, s.cfg.MaxBodyBytes)
-		s.finish(w, c, om, start, nil, s.throttleError(name))
+		s.answerUnread(w, r, c, om, start, s.throttleError(name)) // linger.go
 		return
 	}
 	reading := true
@@ -168,10 +170,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		// Over HTTP/1.x, a body left unread (throttled, too large) makes
 		// net/http close the connection after the answer; a client still
 		// sending may see the connection reset instead, which the SDKs
-		// retry as they retry the throttle.
+		// retry as they retry the throttle. A throttled body is lingered
+		// on (linger.go).
 		h.release()
 		if aerr.Type != errRequestEntityTooLarge {
-			drainBody(r, s.cfg.MaxBodyBytes)
+			s.answerUnread(w, r, c, om, start, aerr)
+			return
 		}
 		s.finish(w, c, om, start, nil, aerr)
 		return
@@ -191,11 +195,29 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fair admission (admission.go): bounded work at once, shared out by
 	// client identity.
-	// SubscribeToShard's stream holds its own share (efo.go), not this.
-	if sfn == nil {
+	// SubscribeToShard's stream holds its own share (efo.go), not this,
+	// and gives its reader back now: a subscription runs for minutes.
+	if sfn != nil {
 		reading = false
 		doneReading()
-		done, ok := s.admit.acquire(r.Context(), key, s.admit.cost(body.Len()), body.Len())
+	} else {
+		// A small request gives its reader back before admission; a bulk
+		// one keeps it until admitted, so bulk bodies are not read faster
+		// than admission takes them: a client's bodies read and waiting
+		// are bounded by its share of the reader gate, and a flood's
+		// further bodies wait unread (and cost nothing when throttled).
+		cost := s.admit.cost(body.Len())
+		if cost == 1 {
+			reading = false
+			doneReading()
+		}
+		// The two gates' waits together are bounded by admitWait, so a
+		// throttled request is answered within about that (plus its body).
+		done, ok := s.admit.acquireWithin(r.Context(), key, cost, body.Len(), admitWait-gateWait)
+		if reading {
+			reading = false
+			doneReading()
+		}
 		if !ok {
 			h.release()
 			s.finish(w, c, om, start, nil, s.throttleError(name))
@@ -295,19 +317,6 @@ func (s *Server) refuseUnsigned(w http.ResponseWriter, r *http.Request, c codec,
 	w.Header().Set("Connection", "close")
 	s.finish(w, c, om, start, nil, newAPIError(typ, msg))
 	return true
-}
-
-// drainBody reads and discards what is left of r's body, at most limit
-// bytes, before an HTTP/1.x request is answered with its body unread (a
-// throttle): net/http would otherwise close the connection under a client
-// still sending, which then sees a reset instead of the answer. It costs a
-// copy into a small buffer, no memory budget; the server's ReadTimeout
-// bounds its time.
-func drainBody(r *http.Request, limit int64) {
-	if r.ProtoMajor != 1 {
-		return // HTTP/2 resets the stream cleanly
-	}
-	_, _ = io.CopyN(io.Discard, r.Body, limit)
 }
 
 // readSome reads into dst until it is full, the body ends (io.EOF) or

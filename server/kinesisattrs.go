@@ -37,12 +37,14 @@ const (
 	modeOnDemand    = "ON_DEMAND"
 )
 
-// kinesisSettings are a stream's Kinesis-only settings.
-type kinesisSettings struct {
-	Mode           string // modeProvisioned or modeOnDemand
-	EncryptionType string // "NONE" or "KMS"
-	KeyID          string
-	Metrics        []string // sorted
+// StreamSettings are a stream's Kinesis-only settings as the server keeps
+// them (DescribeStream and DescribeStreamSummary report them). A
+// StreamSettings is a plain value; nothing in it is shared.
+type StreamSettings struct {
+	Mode           string   // capacity mode: "PROVISIONED" (the default) or "ON_DEMAND"
+	EncryptionType string   // "NONE" (the default) or "KMS"
+	KeyID          string   // the KMS key ID with EncryptionType "KMS", else ""
+	Metrics        []string // enabled shard-level metrics, sorted; nil: none
 }
 
 // encryptionSetting is the encoding of encryptionAttr.
@@ -51,14 +53,24 @@ type encryptionSetting struct {
 	KeyID string `json:"key_id,omitempty"`
 }
 
-// settingsOf returns stream name's Kinesis settings. A value that does
-// not decode reads as the default (and is logged): these are reported
-// settings, nothing depends on them.
-func (s *Server) settingsOf(name string) (kinesisSettings, error) {
-	st := kinesisSettings{Mode: modeProvisioned, EncryptionType: "NONE"}
-	attrs, err := s.db.Attrs(name, "kinesis/")
+// ReadStreamSettings returns the Kinesis-only settings of stream name in
+// db, for a program that holds a data directory without running a Server
+// over it (the kvstream command's streams describe, say). A setting whose
+// stored value does not decode reads as its default. It reads no disk
+// (engine.DB.Attrs); it fails as Attrs does (engine.ErrStreamNotFound for
+// an unknown stream). Safe for concurrent use.
+func ReadStreamSettings(db *engine.DB, name string) (StreamSettings, error) {
+	st, _, err := readStreamSettings(db, name)
+	return st, err
+}
+
+// readStreamSettings is ReadStreamSettings, also returning the keys of
+// the attributes that did not decode.
+func readStreamSettings(db *engine.DB, name string) (st StreamSettings, bad []string, err error) {
+	st = StreamSettings{Mode: modeProvisioned, EncryptionType: "NONE"}
+	attrs, err := db.Attrs(name, "kinesis/")
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	if v, ok := attrs[modeAttr]; ok {
 		st.Mode = string(v)
@@ -68,16 +80,27 @@ func (s *Server) settingsOf(name string) (kinesisSettings, error) {
 		if json.Unmarshal(v, &e) == nil && e.Type != "" {
 			st.EncryptionType, st.KeyID = e.Type, e.KeyID
 		} else {
-			s.cfg.Logger.Error("kvstream server: ignoring an undecodable encryption setting", "stream", name)
+			bad = append(bad, encryptionAttr)
 		}
 	}
 	if v, ok := attrs[metricsAttr]; ok {
 		if json.Unmarshal(v, &st.Metrics) != nil {
-			s.cfg.Logger.Error("kvstream server: ignoring undecodable shard-level metrics", "stream", name)
+			bad = append(bad, metricsAttr)
 			st.Metrics = nil
 		}
 	}
-	return st, nil
+	return st, bad, nil
+}
+
+// settingsOf returns stream name's Kinesis settings. A value that does
+// not decode reads as the default (and is logged): these are reported
+// settings, nothing depends on them.
+func (s *Server) settingsOf(name string) (StreamSettings, error) {
+	st, bad, err := readStreamSettings(s.db, name)
+	for _, k := range bad {
+		s.cfg.Logger.Error("kvstream server: ignoring an undecodable stream setting", "stream", name, "attribute", k)
+	}
+	return st, err
 }
 
 // modeOfStream returns stream name's capacity mode.

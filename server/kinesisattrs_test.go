@@ -90,3 +90,31 @@ func TestConsumerRegistryStates(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, cs, "a stream's consumers are deleted with it")
 }
+
+// TestReadStreamSettings: the settings read without a Server are those
+// the server set; a stored value that does not decode reads as the
+// default; an unknown stream is ErrStreamNotFound.
+func TestReadStreamSettings(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	require.NoError(t, env.db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	st, err := ReadStreamSettings(env.db, "s")
+	require.NoError(t, err)
+	require.Equal(t, StreamSettings{Mode: "PROVISIONED", EncryptionType: "NONE"}, st)
+
+	require.NoError(t, env.srv.setMode("s", modeOnDemand))
+	require.NoError(t, env.srv.setEncryptionSetting("s", "KMS", "alias/k"))
+	_, _, err = env.srv.updateMetrics("s", func([]string) []string { return []string{"IncomingBytes", "ALL"} })
+	require.NoError(t, err)
+	st, err = ReadStreamSettings(env.db, "s")
+	require.NoError(t, err)
+	require.Equal(t, StreamSettings{Mode: "ON_DEMAND", EncryptionType: "KMS", KeyID: "alias/k", Metrics: []string{"ALL", "IncomingBytes"}}, st)
+
+	require.NoError(t, env.db.SetAttr("s", encryptionAttr, []byte("{")))
+	require.NoError(t, env.db.SetAttr("s", metricsAttr, []byte("7")))
+	st, err = ReadStreamSettings(env.db, "s")
+	require.NoError(t, err)
+	require.Equal(t, StreamSettings{Mode: "ON_DEMAND", EncryptionType: "NONE"}, st)
+
+	_, err = ReadStreamSettings(env.db, "nope")
+	require.ErrorIs(t, err, engine.ErrStreamNotFound)
+}

@@ -201,3 +201,54 @@ func TestGetRecordsChecksStreamARN(t *testing.T) {
 	_, err = kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, StreamARN: aws.String(env.srv.streamARN("a"))})
 	require.NoError(t, err)
 }
+
+// BenchmarkPutRecordsHugeBodies measures the answer to issue 13's attack 2
+// bodies: 2.3 M JSON `{}` entries (6.9 MB) and 1,048,576 CBOR maps (1 MiB).
+func BenchmarkPutRecordsHugeBodies(b *testing.B) {
+	env := newEnv(b, Config{}, nil)
+	cb := append(appendCBORHead(nil, 5, 2), appendCBORText(nil, "StreamName")...)
+	cb = append(cb, appendCBORText(nil, "s")...)
+	cb = append(cb, appendCBORText(nil, "Records")...)
+	cb = append(append(cb, appendCBORHead(nil, 4, 1<<20)...), bytes.Repeat([]byte{0xa0}, 1<<20)...)
+	for _, bc := range []struct {
+		name string
+		c    codec
+		body []byte
+	}{
+		{"json 2.3M {}", codecJSON, []byte(`{"StreamName":"s","Records":[` + strings.Repeat("{},", 2_300_000) + `{}]}`)},
+		{"cbor 1M maps", codecCBOR, cb},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				rec, _ := serveDirect(env.srv, "PutRecords", bc.c, bc.body)
+				if rec.Code != http.StatusBadRequest {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
+}
+
+// TestCountRecordsBounded: a too-long Records list is counted only as far
+// as its printed form can tell (entriesCounted), so a list of millions of
+// entries is answered as fast as one of a thousand, with the same text.
+func TestCountRecordsBounded(t *testing.T) {
+	require.Equal(t, printEntries(2_300_000), printEntries(entriesCounted), "longer lists print the same")
+	require.NotEqual(t, printEntries(entriesCounted), printEntries(entriesCounted/2))
+	body := []byte(`{"StreamName":"s","Records":[` + strings.Repeat("{},", 5000) + `{}]}`)
+	n, ok := countRecords(body, entriesCounted)
+	require.True(t, ok)
+	require.Equal(t, entriesCounted, n)
+	n, ok = countRecords(body, 10_000)
+	require.True(t, ok)
+	require.Equal(t, 5001, n)
+
+	env := newEnv(t, Config{}, nil)
+	msg := func(entries int) string {
+		body := []byte(`{"StreamName":"s","Records":[` + strings.Repeat("{},", entries-1) + `{}]}`)
+		rec, _ := serveDirect(env.srv, "PutRecords", codecJSON, body)
+		return errOf(t, codecJSON, rec).Message
+	}
+	require.Equal(t, msg(entriesCounted+1), msg(2_300_000))
+}

@@ -2,7 +2,10 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -237,7 +240,8 @@ func (b *memBudget) releaseSubscription() {
 // mib renders a byte count in MiB for messages.
 func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
 
-// throttleError is the answer to a request the budget has no room for:
+// throttleError is the answer to a request the memory budget, the reader
+// or admission gate (admission.go) or the connection cap has no room for:
 // a throttling error every AWS SDK retries with backoff.
 // ProvisionedThroughputExceededException for the data plane (what KCL and
 // the KPL back off on), LimitExceededException for the rest.
@@ -247,90 +251,370 @@ func (s *Server) throttleError(op string) *apiError {
 	case "PutRecord", "PutRecords", "GetRecords", "GetShardIterator":
 		typ = errThroughputExceeded
 	}
-	return newAPIError(typ, "Rate exceeded: the server's memory budget for requests in flight ("+mib(s.budget.total)+
-		") is in use; retry with backoff.")
+	return newAPIError(typ, "Rate exceeded: the server is at its limit of requests in flight (memory budget "+mib(s.budget.total)+
+		", fair shares per client); retry with backoff.")
 }
 
 // connLimitListener caps open connections at max. A connection beyond it
 // is not queued (it would wait behind the ones holding the slots) but
-// refused: its first HTTP/1.1 request is read (the body discarded, within
-// refuseTimeout) and answered with the throttling error refusal renders,
-// then the connection is closed, so the client gets an answer its SDK
-// retries rather than a reset. At most max connections are being refused
-// at once (each holds a small buffer and a goroutine); beyond that, and
-// for HTTP/2 prior-knowledge connections, a connection is closed at once.
+// refused: its first HTTP/1.1 request is read and answered with the
+// throttling error refusal renders, then the connection is closed, so the
+// client gets an answer its SDK retries rather than a reset. A small body
+// (declared at most drainAtOnce) is read before the answer; a larger one
+// is answered first and lingered on (linger.go), within refuseTimeout.
+// HTTP/2 prior-knowledge and TLS connections over the cap are closed at
+// once.
+//
+// Connections are shared out by client identity (connKey: the access key
+// ID and host of the first request's signature, or the host): the last
+// eighth of the slots (the reserve) is kept for identities holding fewer
+// than lightConns connections. A connection that finds only the reserve
+// free has its first request's head read; it is served if its identity is
+// light, refused otherwise. So a client whose connection was closed (an
+// SDK drops one whenever it is slow to finish writing a request) gets a
+// new one while a flood of connections from another identity holds the
+// rest, instead of queueing behind the flood for a slot.
+//
+// At most 4×max connections are being refused (read to tell their
+// identity, then waiting refuseDelay for a slot) at once, each holding a
+// small buffer and a goroutine: enough that a flood of connections over
+// the cap leaves refusers free to tell a light client's new connection at
+// once. Lingering after a refusal holds no refuser; it is bounded by the
+// refusals refusers can make (4×max per refuseDelay, each lingering
+// lingerTime at most). While all refusers are busy, accepting
+// waits for one: further connections wait in the kernel's listen backlog,
+// which costs the server nothing, rather than being accepted and closed at
+// once, which a client retrying at once would turn into a loop of
+// connections the server spends its CPU on and answers none of.
 type connLimitListener struct {
 	net.Listener
-	max      int64
-	active   atomic.Int64
-	refusing atomic.Int64
-	onOpen   func(delta int) // the connections gauge
+	max    int64
+	onOpen func(delta int) // the connections gauge
 	// refusal returns the response to a refused request: an HTTP/1.1
 	// response with Connection: close. Nil closes refused connections.
 	refusal func(*http.Request) []byte
 	maxBody int64
+	linger  *lingerer // discards large refused bodies after the answer
+
+	initOnce  sync.Once
+	ready     chan acceptResult // connections to serve, and accept errors
+	refusers  chan struct{}     // a token per refusal running (4×max)
+	closed    chan struct{}     // closed by Close
+	closeOnce sync.Once
+
+	mu     sync.Mutex
+	active int64
+	held   map[string]int // connections served, by their identity
 }
 
-// refuseTimeout bounds the time spent on a refused connection.
-const refuseTimeout = 5 * time.Second
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+const (
+	// refuseTimeout bounds the time spent on a refused connection.
+	refuseTimeout = 5 * time.Second
+	// connReserveShare is the share of the connection cap kept for
+	// light identities (1/connReserveShare).
+	connReserveShare = 8
+	// refuseHeadBuf bounds the head of a request read to tell its
+	// identity; a longer head is refused.
+	refuseHeadBuf = 8 << 10
+	// refuseDelay is how long a connection over the cap waits for a slot
+	// before it is refused (as long as a request waits for admission).
+	refuseDelay = admitWait
+)
+
+// reserve is the number of slots kept for light identities.
+func (l *connLimitListener) reserve() int64 { return l.max / connReserveShare }
+
+// lightConns is the number of connections below which an identity is
+// light: a third of the reserve, at least 1.
+func (l *connLimitListener) lightConns() int { return int(max(l.reserve()/3, 1)) }
+
+func (l *connLimitListener) init() {
+	l.initOnce.Do(func() {
+		l.ready = make(chan acceptResult)
+		l.refusers = make(chan struct{}, max(4*l.max, 1))
+		l.closed = make(chan struct{})
+		l.held = map[string]int{}
+		go l.acceptLoop()
+	})
+}
 
 func (l *connLimitListener) Accept() (net.Conn, error) {
+	l.init()
+	select {
+	case r := <-l.ready:
+		return r.c, r.err
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// deliver hands r to Accept; false if the listener closed first.
+func (l *connLimitListener) deliver(r acceptResult) bool {
+	select {
+	case l.ready <- r:
+		return true
+	case <-l.closed:
+		if r.c != nil {
+			_ = r.c.Close()
+		}
+		return false
+	}
+}
+
+// acceptLoop accepts connections: those that find a slot outside the
+// reserve go to Accept, the others to a refuser (which may serve them from
+// the reserve), waiting for one while all are busy.
+func (l *connLimitListener) acceptLoop() {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
-		}
-		if l.active.Add(1) > l.max {
-			l.active.Add(-1)
-			if l.refusal == nil || l.refusing.Add(1) > l.max {
-				if l.refusal != nil {
-					l.refusing.Add(-1)
-				}
-				_ = c.Close()
-				continue
+			if !l.deliver(acceptResult{err: err}) {
+				return
 			}
-			go l.refuse(c)
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
+				continue // http.Server backs off and accepts again
+			}
+			return
+		}
+		if lc := l.open(c, "", false); lc != nil {
+			if !l.deliver(acceptResult{c: lc}) {
+				return
+			}
 			continue
 		}
-		l.onOpen(1)
-		return &limitedConn{Conn: c, l: l}, nil
+		if l.refusal == nil {
+			_ = c.Close()
+			continue
+		}
+		select {
+		case l.refusers <- struct{}{}:
+		case <-l.closed:
+			_ = c.Close()
+			return
+		}
+		go l.refuse(c)
 	}
+}
+
+// open takes a slot for c if one is free to it: outside the reserve for
+// anyone, in the reserve for a light identity (key known). It returns the
+// served connection, or nil.
+func (l *connLimitListener) open(c net.Conn, key string, keyed bool) *limitedConn {
+	l.mu.Lock()
+	free := l.active < l.max-l.reserve() ||
+		keyed && l.active < l.max && l.held[key] < l.lightConns()
+	if !free {
+		l.mu.Unlock()
+		return nil
+	}
+	l.active++
+	lc := &limitedConn{Conn: c, l: l}
+	if keyed {
+		lc.key = key
+		lc.keyed.Store(true)
+		l.held[key]++
+	}
+	l.mu.Unlock()
+	l.onOpen(1)
+	return lc
+}
+
+// Close closes the listener and ends an Accept waiting for a refuser.
+func (l *connLimitListener) Close() error {
+	l.init()
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 type limitedConn struct {
 	net.Conn
-	l    *connLimitListener
-	once sync.Once
+	l     *connLimitListener
+	keyed atomic.Bool
+	key   string // set once, under l.mu
+	once  sync.Once
+}
+
+// identify records the identity of c's first request (later ones do not
+// change it).
+func (c *limitedConn) identify(key string) {
+	if c.keyed.Load() {
+		return
+	}
+	c.l.mu.Lock()
+	if !c.keyed.Load() {
+		c.key = key
+		c.keyed.Store(true)
+		c.l.held[key]++
+	}
+	c.l.mu.Unlock()
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		c.l.active.Add(-1)
+		c.l.mu.Lock()
+		c.l.active--
+		if c.keyed.Load() {
+			if c.l.held[c.key]--; c.l.held[c.key] <= 0 {
+				delete(c.l.held, c.key)
+			}
+		}
+		c.l.mu.Unlock()
 		c.l.onOpen(-1)
 	})
 	return err
 }
 
-// refuse answers the first request on c with the refusal and closes c.
+// connCtxKey is the request context key of the *limitedConn serving it.
+type connCtxKey struct{}
+
+// withConn is http.Server's ConnContext: it makes a request's connection
+// known to identifyConn.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitedConn); ok {
+		return context.WithValue(ctx, connCtxKey{}, lc)
+	}
+	return ctx
+}
+
+// identifyConn records r's identity as its connection's, if it is the
+// connection's first request.
+func identifyConn(r *http.Request) {
+	if lc, ok := r.Context().Value(connCtxKey{}).(*limitedConn); ok && !lc.keyed.Load() {
+		lc.identify(connKey(r))
+	}
+}
+
+// connKey is the identity connections are shared out by: clientKey, with
+// an unsigned request's connection replaced by its host.
+func connKey(r *http.Request) string {
+	k := clientKey(r)
+	if k == r.RemoteAddr {
+		if host, _, err := net.SplitHostPort(k); err == nil {
+			return host
+		}
+	}
+	return k
+}
+
+// bufferedConn is a connection whose first bytes were read into br.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// peekHead returns the head of the first request buffered in br (up to
+// and including the blank line) without consuming it.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for {
+		p, err := br.Peek(br.Buffered())
+		if err != nil {
+			return nil, err
+		}
+		if i := bytes.Index(p, []byte("\r\n\r\n")); i >= 0 {
+			return p[:i+4], nil
+		}
+		if len(p) == br.Size() {
+			return nil, errors.New("request head too long")
+		}
+		if _, err := br.Peek(len(p) + 1); err != nil { // wait for more
+			return nil, err
+		}
+	}
+}
+
+// refuse reads the head of c's first request: it serves c from the
+// reserve if the request's identity is light (or a slot freed). Otherwise
+// c waits refuseDelay, reading nothing, and is served if a slot freed
+// meanwhile, or else answered with the refusal and closed. The refuser is
+// given back once the answer is written: lingering on a large body after
+// it (linger.go) holds none, so refusers stay free to tell new
+// connections' identities.
 func (l *connLimitListener) refuse(c net.Conn) {
-	defer l.refusing.Add(-1)
-	defer c.Close()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-l.refusers
+		}
+	}
+	defer release()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-	br := bufio.NewReaderSize(c, 4<<10)
-	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface {
+	br := bufio.NewReaderSize(c, refuseHeadBuf)
+	// HTTP/2 prior knowledge, and a TLS handshake (a record of type 22:
+	// the refuser speaks no TLS), are closed at once.
+	if p, err := br.Peek(len(http2Preface)); err != nil || string(p) == http2Preface || p[0] == 0x16 {
+		_ = c.Close()
 		return
 	}
+	if head, err := peekHead(br); err == nil {
+		if req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head))); err == nil {
+			req.RemoteAddr = c.RemoteAddr().String()
+			key := connKey(req)
+			if l.promote(c, br, key) {
+				return
+			}
+			// The wait paces a client that reconnects as soon as it is
+			// refused: one refusal per connection per refuseDelay.
+			t := time.NewTimer(refuseDelay)
+			select {
+			case <-t.C:
+			case <-l.closed:
+				t.Stop()
+				_ = c.Close()
+				return
+			}
+			if l.promote(c, br, key) {
+				return
+			}
+		}
+	}
+	defer c.Close()
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		return
 	}
-	// Read the body before answering: closing under a client still
-	// sending would reset the connection before it reads the answer.
-	if _, err := io.CopyN(io.Discard, req.Body, l.maxBody+1); err != nil && err != io.EOF {
+	// A small body is read before the answer: closing under a client
+	// still sending would reset the connection before it reads the
+	// answer. A large one is answered first, then lingered on.
+	if req.ContentLength >= 0 && req.ContentLength <= drainAtOnce || l.linger == nil {
+		if _, err := io.CopyN(io.Discard, req.Body, l.maxBody+1); err != nil && err != io.EOF {
+			return
+		}
+		_, _ = c.Write(l.refusal(req))
 		return
 	}
-	_, _ = c.Write(l.refusal(req))
+	if _, err := c.Write(l.refusal(req)); err != nil {
+		return
+	}
+	release()
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	deadline := time.Now().Add(lingerTime)
+	_ = c.SetReadDeadline(deadline)
+	l.linger.discard(req.Body, l.maxBody, deadline)
+}
+
+// promote serves c (its first bytes in br) if a slot is free to key.
+func (l *connLimitListener) promote(c net.Conn, br *bufio.Reader, key string) bool {
+	lc := l.open(&bufferedConn{Conn: c, br: br}, key, true)
+	if lc == nil {
+		return false
+	}
+	_ = c.SetDeadline(time.Time{})
+	l.deliver(acceptResult{c: lc})
+	return true
 }
 
 // http2Preface starts an HTTP/2 prior-knowledge (h2c) connection.

@@ -115,7 +115,7 @@ func TestMemoryBudgetThrottles(t *testing.T) {
 	}
 	err = put()
 	require.Equal(t, errThroughputExceeded, apiCode(t, err))
-	require.ErrorContains(t, err, "memory budget for requests in flight (40 MiB) is in use; retry with backoff")
+	require.ErrorContains(t, err, "the server is at its limit of requests in flight (memory budget 40 MiB")
 	_, err = kc.ListStreams(ctx, &kinesis.ListStreamsInput{})
 	require.NoError(t, err, "small requests still fit")
 

@@ -33,8 +33,11 @@ type putRecordOutput struct {
 
 func (s *Server) putRecord(rq *request) (any, *apiError) {
 	var in putRecordInput
-	if err := rq.codec.decode(rq.body, &in); err != nil {
-		return nil, err
+	if rq.codec != codecJSON || !decodePutRecordJSON(rq.body, &in) {
+		in = putRecordInput{}
+		if err := rq.codec.decode(rq.body, &in); err != nil {
+			return nil, err
+		}
 	}
 	// AWS's member order: sequenceNumberForOrdering, partitionKey,
 	// explicitHashKey, data, streamName (then streamARN).
@@ -155,7 +158,7 @@ func (c *check) putEntry(i int, e *engine.Entry, f entryFlags, limit int) {
 // Object.toString of each entry, as recorded), stopping once it is past
 // entriesValueText bytes (the printed value is cut there).
 func printEntries(n int) string {
-	const entry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+	const entry = printedEntry
 	var b strings.Builder
 	b.WriteString("'[")
 	for i := range n {
@@ -175,13 +178,22 @@ func printEntries(n int) string {
 // lists of up to about 900 entries are printed whole.
 const entriesValueText = 60 << 10
 
+// printedEntry is an entry as AWS prints it in a Records list.
+const printedEntry = "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"
+
+// entriesCounted bounds the count of a too-long Records list: printEntries
+// prints no more entries than this (it stops past entriesValueText), so a
+// longer list is printed the same and counting on would only cost time (a
+// 6.9 MB body of 2.3 M entries took 14 ms to count).
+const entriesCounted = entriesValueText/len(printedEntry) + 1
+
 // tooManyEntries returns AWS's ValidationException for a JSON PutRecords
 // whose decoding stopped at the 501st entry: the Records list printed
 // whole (its entries counted in the body), then the violations of the
 // entries decoded and of the stream's name, as AWS lists them. ok is false
 // when the body's entries cannot be counted.
 func (s *Server) tooManyEntries(b *putBatch, body []byte) (*apiError, bool) {
-	total, ok := countRecords(body)
+	total, ok := countRecords(body, entriesCounted)
 	if !ok || total <= maxPutRecordsEntries {
 		return nil, false
 	}
@@ -198,8 +210,9 @@ func (s *Server) tooManyEntries(b *putBatch, body []byte) (*apiError, bool) {
 }
 
 // countRecords counts the entries of the top-level Records array of a JSON
-// body without decoding them.
-func countRecords(body []byte) (int, bool) {
+// body without decoding them, stopping at limit (what follows is then not
+// looked at).
+func countRecords(body []byte, limit int) (int, bool) {
 	sc := jsonScanner{b: body}
 	if !sc.consume('{') {
 		return 0, false
@@ -221,6 +234,9 @@ func countRecords(body []byte) (int, bool) {
 		}
 		n := 0
 		for !sc.consume(']') {
+			if n == limit {
+				return n, true
+			}
 			if !skipValue(&sc) {
 				return 0, false
 			}

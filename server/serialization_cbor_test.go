@@ -54,18 +54,7 @@ func TestSerializationExceptionsCBOR(t *testing.T) {
 
 // cborBodyAt is bodyAt in CBOR.
 func cborBodyAt(path string, value any) []byte {
-	parts := strings.Split(path, ".")
-	var build func(i int) any
-	build = func(i int) any {
-		if i == len(parts) {
-			return value
-		}
-		if parts[i] == "0" {
-			return []any{build(i + 1)}
-		}
-		return map[string]any{parts[i]: build(i + 1)}
-	}
-	b, err := cbor.Marshal(build(0))
+	b, err := cbor.Marshal(treeAt(path, value))
 	if err != nil {
 		panic(err)
 	}

@@ -144,6 +144,16 @@ func TestSerializationExceptions(t *testing.T) {
 // bodyAt returns the JSON body with value at path; a ".0" step is the
 // first element of a list.
 func bodyAt(path string, value any) []byte {
+	b, err := json.Marshal(treeAt(path, value))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// treeAt returns the nested maps and lists that hold value at path (see
+// bodyAt).
+func treeAt(path string, value any) any {
 	parts := strings.Split(path, ".")
 	var build func(i int) any
 	build = func(i int) any {
@@ -155,11 +165,7 @@ func bodyAt(path string, value any) []byte {
 		}
 		return map[string]any{parts[i]: build(i + 1)}
 	}
-	b, err := json.Marshal(build(0))
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return build(0)
 }
 
 // TestSerializationBeforeValidation: type errors win over missing members

@@ -87,7 +87,7 @@ func Serve(ctx context.Context, cfg Config, ready func(addr string)) (err error)
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit - engineManual(p)))
 	}
 	ln = &connLimitListener{Listener: ln, max: int64(cfg.maxConns(s.budget.total)), onOpen: func(d int) { s.metrics.connections.Add(float64(d)) },
-		refusal: s.connRefusal, maxBody: cfg.MaxBodyBytes}
+		refusal: s.connRefusal, maxBody: cfg.MaxBodyBytes, linger: s.linger}
 	hs := s.httpServer(tlsCfg)
 	errc := make(chan error, 2)
 	go func() {
@@ -160,6 +160,7 @@ func (s *Server) httpServer(tlsCfg *tls.Config) *http.Server {
 			MaxDecoderHeaderTableSize:     16 << 10,
 		},
 	}
+	hs.ConnContext = withConn // fair connection admission (memory.go)
 	hs.Protocols = Protocols()
 	if tlsCfg != nil {
 		hs.Protocols = new(http.Protocols)

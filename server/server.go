@@ -7,7 +7,8 @@
 // directory, listens and serves until its context is cancelled.
 //
 // Enhanced fan-out is served too: registered stream consumers
-// (RegisterStreamConsumer and friends, kept by the engine) and
+// (RegisterStreamConsumer and friends, kept by the server as stream
+// attributes with its other Kinesis-only settings, kinesisattrs.go) and
 // SubscribeToShard, whose response is an application/vnd.amazon.eventstream
 // stream of events pushed as records commit (efo.go, eventstream.go).
 package server
@@ -169,8 +170,10 @@ type Config struct {
 	// (and so locked by this process) and the Server is built, before
 	// ready. It may serve the Server on more listeners, such as the
 	// kvstream command's Unix socket inside the data directory (through
-	// Trusted). The detach function it returns is called when Serve
-	// returns, before the engine is closed. Default nil.
+	// Trusted). It runs on Serve's goroutine, so it must not block. The
+	// detach function it returns (nil: none) is called when Serve
+	// returns, before the engine is closed; the db and Server must not
+	// be used after it. Default nil.
 	Attach func(db *engine.DB, s *Server) (detach func())
 }
 
@@ -312,6 +315,7 @@ type Server struct {
 	budget    *memBudget
 	admit     *admission // fair admission of requests (admission.go)
 	readers   *admission // the reader gate (admission.go)
+	linger    *lingerer  // discards unread bodies after the answer (linger.go)
 	// protectMetrics: GET /metrics needs a signature (SigV4 on, Addr not
 	// loopback).
 	protectMetrics bool
@@ -333,6 +337,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
 	s.readers = newReaderGate()
+	s.linger = newLingerer()
 	s.admit = newAdmission(budget, func() (int64, bool) {
 		st := db.StorageStats()
 		return st.WriteStalls, st.WriteStalled
@@ -431,7 +436,8 @@ type trustedKey struct{}
 // permissions are the access control. Everything else (validation,
 // limits, the memory budget, and that a call carries some signature, as
 // without verification) is as ServeHTTP. Never use it on a network
-// listener.
+// listener. The handler is safe for concurrent use and lives as long as
+// s: after s.Close it answers as ServeHTTP does then.
 func (s *Server) Trusted() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trustedKey{}, true)))

@@ -75,14 +75,14 @@ func toShards(ds []engine.ShardDescription) []shardOut {
 	return out
 }
 
-func modeOf(ks kinesisSettings) *streamModeDetails {
+func modeOf(ks StreamSettings) *streamModeDetails {
 	m := ks.Mode
 	return &streamModeDetails{StreamMode: &m}
 }
 
 // metricsOf returns the enhanced-monitoring list Kinesis reports: one
 // entry, whose metric list is empty when monitoring is off.
-func metricsOf(ks kinesisSettings) []enhancedMetrics {
+func metricsOf(ks StreamSettings) []enhancedMetrics {
 	m := slices.Clone(ks.Metrics)
 	if m == nil {
 		m = []string{}

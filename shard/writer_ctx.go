@@ -14,9 +14,13 @@ import (
 // If ctx ends after r's commit has begun, the commit cannot be called
 // back: it completes (or fails) in the background. CommitContext then
 // returns (true, ctx.Err()) as soon as the committer has copied r's
-// records into its batch (CPU work, no I/O; at worst it waits for one
-// earlier commit of the same group), so the memory of the Appends' Data
-// is the caller's again; r itself still belongs to the Writer: the caller
+// records into its batch, so the memory of the Appends' Data is the
+// caller's again. That is CPU work once the committer reaches r, but the
+// committer takes the queue in slices of at most maxBatchBytes and
+// commits them in order: r waits for the commits (and syncs) of the
+// slices queued before it, so a stalled disk can hold CommitContext past
+// ctx's end; a failed DB (the fuse) always ends the wait. r itself still
+// belongs to the Writer: the caller
 // must not reuse r, nor release anything the commit depends on (locks
 // that keep its shards open), until r.Wait returns. Such a request must
 // never be reported to a client as acknowledged.

@@ -120,19 +120,7 @@ func TestCommitContext(t *testing.T) {
 	require.EqualValues(t, 3, c.Appends[0].Counter)
 	require.EqualValues(t, 3, l.Published())
 
-	lower, upper := l.Span(1, 3)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	require.NoError(t, err)
-	var got []string
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		require.NoError(t, err)
-		d, ok := DecodeValue(v)
-		require.True(t, ok)
-		got = append(got, string(d.Data))
-	}
-	require.NoError(t, it.Close())
-	require.Equal(t, []string{"first", "a", "c"}, got)
+	require.Equal(t, []string{"first", "a", "c"}, storedData(t, db, l, 1, 3))
 }
 
 // TestCommitContextReleasesData: a request abandoned in flight before the
@@ -216,7 +204,14 @@ func TestCommitContextReleasesData(t *testing.T) {
 	})
 	require.NoError(t, w.Wait(r))
 
-	lower, upper := l.Span(1, 4)
+	require.Equal(t, []string{"z", "a", "original"}, storedData(t, db, l, 1, 4))
+}
+
+// storedData returns the data of l's records with counters from to to
+// (inclusive) as stored in db, in counter order.
+func storedData(t *testing.T, db *pebble.DB, l *Log, from, to uint64) []string {
+	t.Helper()
+	lower, upper := l.Span(from, to)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	require.NoError(t, err)
 	var got []string
@@ -228,7 +223,7 @@ func TestCommitContextReleasesData(t *testing.T) {
 		got = append(got, string(d.Data))
 	}
 	require.NoError(t, it.Close())
-	require.Equal(t, []string{"z", "a", "original"}, got)
+	return got
 }
 
 func isClosed(ch chan struct{}) bool {

@@ -163,15 +163,31 @@ type storeError struct {
 	Usage bool   `json:"usage,omitempty"`
 }
 
-// errorKinds names the engine sentinels a storeError carries.
-var errorKinds = map[string]error{
-	"StreamNotFound": engine.ErrStreamNotFound, "StreamExists": engine.ErrStreamExists,
-	"ShardNotFound": engine.ErrShardNotFound, "Validation": engine.ErrValidation,
-	"InvalidArgument": engine.ErrInvalidArgument, "ResourceInUse": engine.ErrResourceInUse,
-	"LimitExceeded": engine.ErrLimitExceeded, "InvalidOptions": engine.ErrInvalidOptions,
-	"StreamFull": engine.ErrStreamFull, "ReadOnly": engine.ErrReadOnly, "Closed": engine.ErrClosed,
-	"Failed": engine.ErrFailed, "WriteFailed": engine.ErrWriteFailed, "DiskFull": engine.ErrDiskFull,
-	"Corruption": engine.ErrCorruption,
+// errorKinds names the engine sentinels a storeError carries, in the
+// order encodeStoreError tries them: an error can match more than one (a
+// failed write whose cause is a full disk or the stopped DB), and the
+// most specific is the one carried, the same every time.
+var errorKinds = []struct {
+	name string
+	err  error
+}{
+	{"DiskFull", engine.ErrDiskFull}, {"Failed", engine.ErrFailed}, {"Corruption", engine.ErrCorruption},
+	{"ReadOnly", engine.ErrReadOnly}, {"Closed", engine.ErrClosed}, {"StreamFull", engine.ErrStreamFull},
+	{"StreamNotFound", engine.ErrStreamNotFound}, {"StreamExists", engine.ErrStreamExists},
+	{"ShardNotFound", engine.ErrShardNotFound}, {"LimitExceeded", engine.ErrLimitExceeded},
+	{"ResourceInUse", engine.ErrResourceInUse}, {"InvalidOptions", engine.ErrInvalidOptions},
+	{"Validation", engine.ErrValidation}, {"InvalidArgument", engine.ErrInvalidArgument},
+	{"WriteFailed", engine.ErrWriteFailed},
+}
+
+// errorKind returns the sentinel errorKinds names name, or nil.
+func errorKind(name string) error {
+	for _, k := range errorKinds {
+		if k.name == name {
+			return k.err
+		}
+	}
+	return nil
 }
 
 // storeHandler serves the store extension on the holder's localStore.
@@ -221,9 +237,9 @@ func encodeStoreError(err error) *storeError {
 	e := &storeError{Msg: oneLine(err)}
 	var ue usageError
 	e.Usage = errors.As(err, &ue)
-	for name, kind := range errorKinds {
-		if errors.Is(err, kind) {
-			e.Kind = name
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			e.Kind = k.name
 			break
 		}
 	}
@@ -306,7 +322,7 @@ func (s *socketStore) call(ctx context.Context, c storeCall) (streamInfo, error)
 	}
 	if e := reply.Error; e != nil {
 		var err error = errors.New(e.Msg)
-		if kind := errorKinds[e.Kind]; kind != nil {
+		if kind := errorKind(e.Kind); kind != nil {
 			err = &engine.Error{Kind: kind, Msg: e.Msg}
 		}
 		switch {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,15 @@ func socketPath(dir string) (string, error) {
 // listenSocket listens on dir's socket, replacing a socket file a dead
 // holder left, and makes it 0600. The caller holds dir's lock for
 // writing, so no live process serves a socket there.
+//
+// The socket is bound inside a new private (0700) directory beside its
+// path, made 0600 there and only then renamed into place: bind creates
+// the file with the process's umask, and under a permissive one (0 in
+// many containers) another user could otherwise connect in the moment
+// before the chmod and keep that connection to the trusted API. rename
+// replaces the path itself and follows no link there; anything at the
+// path other than a socket (a link included) is refused beforehand.
+// Closing the listener removes the socket file.
 func listenSocket(dir string) (net.Listener, error) {
 	p, err := socketPath(dir)
 	if err != nil {
@@ -62,17 +72,52 @@ func listenSocket(dir string) (net.Listener, error) {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
-	ln, err := net.Listen("unix", p)
+	// "." and at most 10 digits, then "/s": never longer than socketName,
+	// so the private path fits wherever p does.
+	tmp, err := os.MkdirTemp(filepath.Dir(p), ".")
 	if err != nil {
 		return nil, err
 	}
-	// Connecting needs write permission on the socket file; with the usual
-	// umask (022) nobody else had it in the moment before this either.
-	if err := os.Chmod(p, 0o600); err != nil {
+	defer os.RemoveAll(tmp)
+	tp := filepath.Join(tmp, "s")
+	if len(tp) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is too long", tp)
+	}
+	ln, err := net.Listen("unix", tp)
+	if err != nil {
+		return nil, err
+	}
+	if socketBound != nil {
+		socketBound(tp)
+	}
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // it unlinks p itself (below)
+	if err := os.Chmod(tp, 0o600); err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
-	return ln, nil
+	if err := os.Rename(tp, p); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return &socketListener{UnixListener: ul, path: p}, nil
+}
+
+// socketBound, if set (by tests), is called with the bound path before
+// its mode is set.
+var socketBound func(path string)
+
+// socketListener removes its socket file when closed.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { _ = os.Remove(l.path) })
+	return err
 }
 
 // errNoSocket: there is no socket file.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/server"
 )
 
 // localStore is a store over a data directory opened in this process.
@@ -65,13 +66,19 @@ func (l *localStore) DescribeStream(_ context.Context, name string) (streamInfo,
 	if err != nil {
 		return streamInfo{}, l.wrap(err, name)
 	}
+	// Mode and Encryption are Kinesis settings the server keeps as
+	// stream attributes.
+	ks, err := server.ReadStreamSettings(l.db.DB, name)
+	if err != nil {
+		return streamInfo{}, l.wrap(err, name)
+	}
 	info := streamInfo{
-		Name:      d.Name,
-		Status:    string(d.Status),
-		Created:   d.CreatedAt,
-		Retention: d.Retention,
-		// Mode and Encryption are Kinesis settings the server keeps;
-		// a local store shows what the engine knows.
+		Name:        d.Name,
+		Status:      string(d.Status),
+		Created:     d.CreatedAt,
+		Retention:   d.Retention,
+		Mode:        ks.Mode,
+		Encryption:  ks.EncryptionType,
 		Partitioner: d.Partitioner.String(),
 		OpenShards:  d.OpenShardCount,
 		HasStats:    true,
