@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/kvstream/kvstream/engine"
@@ -578,37 +577,6 @@ func (p *pump) run() {
 		}
 		_ = p.it.Wait(wctx) // woken by a commit, the shard's end, the deadline, ctx or a clock move
 		cancel()
-	}
-}
-
-// clockWake lets a test that moves a fake Config.Clock wake the waiting
-// subscriptions, so a heartbeat or a lifetime's end is due on the fake
-// clock without waiting for real time. Until enable, next returns nil
-// and the pump pays one atomic load. Safe for concurrent use.
-type clockWake struct {
-	mu sync.Mutex // serializes moved
-	ch atomic.Pointer[chan struct{}]
-}
-
-// enable starts the wake-ups; call it before the first subscription.
-func (w *clockWake) enable() { w.moved() }
-
-// next returns a channel closed at the next moved, or nil if not enabled.
-func (w *clockWake) next() <-chan struct{} {
-	if p := w.ch.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// moved wakes the subscriptions waiting on next; call it after the clock
-// moved.
-func (w *clockWake) moved() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ch := make(chan struct{})
-	if old := w.ch.Swap(&ch); old != nil {
-		close(*old)
 	}
 }
 

@@ -45,6 +45,29 @@ func (e *efoEnv) advance(d time.Duration) { e.move(d) }
 // now returns the fake clock's time.
 func (e *efoEnv) now() time.Time { return e.srv.cfg.Clock() }
 
+// settle advances the clock by d and waits until each of the n running
+// subscriptions has acted on the new time: woken, sent what was due and
+// begun to wait again. A subscription may begin its wait just after a
+// move, having read the clock before it; so settle moves once more
+// (without changing the time) and waits for n waits begun after that:
+// each comes after a full turn that read the moved clock.
+func (e *efoEnv) settle(d time.Duration, n int) {
+	e.t.Helper()
+	w := &e.srv.clockMoves
+	e.advance(d)
+	for range 2 {
+		guard := time.After(efoHangGuard)
+		for w.waiters() < n {
+			select {
+			case <-w.waited:
+			case <-guard:
+				e.t.Fatalf("%d of %d subscriptions waited after the clock moved", w.waiters(), n)
+			}
+		}
+		w.moved()
+	}
+}
+
 // newEFOEnv starts a server on a fake clock, creates stream "s" with
 // shards shards and registers consumer "app". Subscriptions end before the
 // server closes.
@@ -469,38 +492,48 @@ func TestSubscribeToShardDeletedThroughEngine(t *testing.T) {
 }
 
 // TestSubscribeToShardHeartbeat: an idle subscription gets an empty event
-// each heartbeat interval (on the server's clock), none sooner, and ends
-// after its lifetime, not before.
+// a heartbeat interval (on the server's clock) after its last event, none
+// sooner, and ends after its lifetime, not before. Each step lets the
+// subscription act on the new time (settle) and then puts a marker
+// record: the events before the marker's are those the subscription sent
+// at that time, in order on the stream.
 func TestSubscribeToShardHeartbeat(t *testing.T) {
-	const heartbeat, lifetime = 10 * time.Second, 35 * time.Second
+	const heartbeat, lifetime = 10 * time.Second, 45 * time.Second
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: heartbeat, SubscriptionLifetime: lifetime}, 1)
 	sub := subscribe(t, e.kc, e.consumerARN, shard0, latest())
-	idle := func() *types.SubscribeToShardEvent {
+	first := sub.next(efoHangGuard) // at once, at 0 s
+	require.NotNil(t, first)
+	require.Empty(t, first.Records)
+	cont := *first.ContinuationSequenceNumber
+	// heartbeatsAfter moves the clock by d, puts a marker and returns how
+	// many heartbeats came before it.
+	heartbeatsAfter := func(d time.Duration) int {
 		t.Helper()
-		ev := sub.next(efoHangGuard)
-		require.NotNil(t, ev, "the stream ended early: %v", sub.es.Err())
-		require.Empty(t, ev.Records)
-		require.NotNil(t, ev.ContinuationSequenceNumber)
-		return ev
+		e.settle(d, 1)
+		marker := e.now().Format(time.TimeOnly)
+		e.put("k", marker)
+		n := 0
+		for {
+			ev := sub.next(efoHangGuard)
+			require.NotNil(t, ev, "the stream ended early: %v", sub.es.Err())
+			if len(ev.Records) == 0 {
+				require.Equal(t, cont, *ev.ContinuationSequenceNumber, "a heartbeat carries the last continuation")
+				n++
+				continue
+			}
+			require.Equal(t, []string{marker}, dataOf(ev.Records))
+			cont = *ev.ContinuationSequenceNumber
+			return n
+		}
 	}
-	idle() // the first event comes at once
-	// At 9 s nothing is due; at 10 s a heartbeat is (the pump may see
-	// either move or only the second: exactly one event either way).
-	for range 3 {
-		e.advance(heartbeat - time.Second)
-		e.advance(time.Second)
-		idle()
-	}
-	// At 34 s, 4 s after the last heartbeat, the subscription still runs:
-	// a record comes through.
-	e.advance(4 * time.Second)
-	e.put("k", "at 34 s")
-	recs, _ := sub.records(1, efoHangGuard)
-	require.Equal(t, "at 34 s", string(recs[0].Data))
-	// At 35 s its lifetime is over: it ends quietly. Any event before the
-	// end (an early heartbeat at 34 s, or one on every wake-up) fails.
+	require.Zero(t, heartbeatsAfter(9*time.Second), "at 9 s, 9 s after the first event: none yet")
+	require.Zero(t, heartbeatsAfter(9*time.Second), "at 18 s, 9 s after the marker event")
+	require.Equal(t, 1, heartbeatsAfter(10*time.Second), "at 28 s, 10 s after the last event")
+	require.Equal(t, 1, heartbeatsAfter(10*time.Second), "at 38 s")
+	require.Zero(t, heartbeatsAfter(6*time.Second), "at 44 s: still running, nothing due")
+	// At 45 s its lifetime is over: it ends quietly, with no more events.
 	e.advance(time.Second)
-	require.Nil(t, sub.next(efoHangGuard), "the stream ends after its lifetime, with no heartbeat before")
+	require.Nil(t, sub.next(efoHangGuard))
 	require.NoError(t, sub.es.Err())
 }
 
