@@ -128,16 +128,23 @@ func TestForwardCommand(t *testing.T) {
 			done <- runForwardErr(ctx, &errb, dir, "--stream", "events", "--to", hs.URL, "--to-stream", "central",
 				"--linger", "1ms", "--stats-interval", "5ms")
 		}()
-		caughtUp := regexp.MustCompile(fmt.Sprintf(`(?m)^progress: %d records .*; caught up$`, want))
+		// Polled: the upstream's count and forward's output have no event.
 		deadline := time.Now().Add(testHangGuard)
-		for !caughtUp.MatchString(errb.String()) && time.Now().Before(deadline) {
-			select {
-			case r := <-done:
-				t.Fatalf("forward ended early: %+v", r)
-			case <-time.After(2 * time.Millisecond):
+		poll := func(what string, cond func() bool) {
+			for !cond() {
+				require.True(t, time.Now().Before(deadline), "waiting for %s; stderr:\n%s", what, errb.String())
+				select {
+				case r := <-done:
+					t.Fatalf("forward ended early: %+v", r)
+				case <-time.After(2 * time.Millisecond):
+				}
 			}
 		}
+		poll("the upstream to hold every record", func() bool { return count() >= want })
 		require.Equal(t, want, count())
+		seen := len(errb.String())
+		caughtUp := regexp.MustCompile(`(?m)^progress: .*; caught up$`)
+		poll("a progress line saying every record is acknowledged", func() bool { return caughtUp.MatchString(errb.String()[seen:]) })
 		cancel()
 		return <-done
 	}
