@@ -165,6 +165,63 @@ func TestChildShards(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrStreamNotFound)
 }
 
+// TestChildShardsAtShardEnd: a reader woken because its shard was split
+// finds the children at once (the close comes after the new catalog is
+// published). Before, a reader could run between the two and see a
+// SHARD_END with no children (a SubscribeToShard sent such an event now
+// and then). Timing decides whether the old order shows, so the test
+// splits many times.
+func TestChildShardsAtShardEnd(t *testing.T) {
+	db, _, _ := newDB(t)
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	ctx := context.Background()
+	id := engine.ShardID(0)
+	for range 50 {
+		it, err := db.Iterate("s", id, engine.Latest())
+		require.NoError(t, err)
+		children := make(chan int, 1)
+		go func() {
+			defer it.Close()
+			for !it.ShardEnded() {
+				for it.Next() {
+				}
+				if it.ShardEnded() {
+					break
+				}
+				if err := it.Wait(ctx); err != nil {
+					children <- -1
+					return
+				}
+			}
+			cs, err := db.ChildShards("s", id)
+			if err != nil {
+				children <- -1
+				return
+			}
+			children <- len(cs)
+		}()
+		shards, err := db.ListShards("s")
+		require.NoError(t, err)
+		var start string
+		for _, d := range shards {
+			if d.ShardID == id {
+				start = d.HashKeyRange.Start.Add(1 << 20).String()
+			}
+		}
+		require.NoError(t, db.SplitShard("s", id, start))
+		require.Equal(t, 2, <-children, "the children of %s, seen by the reader its close woke", id)
+		id = shard2(db, t, id)
+	}
+}
+
+// shard2 returns the upper child of id.
+func shard2(db *engine.DB, t *testing.T, id engine.ShardID) engine.ShardID {
+	t.Helper()
+	cs, err := db.ChildShards("s", id)
+	require.NoError(t, err)
+	return cs[1].ShardID
+}
+
 // TestUpdateAttrs: UpdateAttrs is an atomic read-modify-write (no
 // increment is lost among concurrent ones), an error from fn changes
 // nothing, StreamConfig.Attrs are written with the stream, and the limits

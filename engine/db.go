@@ -324,11 +324,12 @@ func (s *stream) bytes() int64 {
 }
 
 // syncLogsLocked makes the shard logs follow s.meta after a committed
-// catalog change: logs of new shards are created (closed if the shard is),
-// logs of shards the change closed are closed (no append can follow: the
-// caller holds s.mu exclusively), logs of shards that left the catalog are
-// dropped, and routing is rebuilt.
-func (s *stream) syncLogsLocked() {
+// catalog change: logs of new shards are created, logs of shards that left
+// the catalog are dropped, and routing is rebuilt. It returns the logs of
+// closed shards still open, for the caller to close (no append can
+// follow: the caller holds s.mu exclusively) once it has published the
+// view: a reader woken by the close must find the shard's children.
+func (s *stream) syncLogsLocked() (closing []*shard.Log) {
 	keep := make(map[shard.ShardID]bool, len(s.meta.Shards))
 	for _, sm := range s.meta.Shards {
 		keep[sm.ID] = true
@@ -339,7 +340,7 @@ func (s *stream) syncLogsLocked() {
 			s.logs[sm.ID] = l
 		}
 		if sm.Closed && !l.IsClosed() {
-			l.Close()
+			closing = append(closing, l)
 		}
 	}
 	for id := range s.logs {
@@ -348,6 +349,7 @@ func (s *stream) syncLogsLocked() {
 		}
 	}
 	s.rebuildRoutingLocked()
+	return closing
 }
 
 // rebuildRoutingLocked recomputes the sorted open-shard table from meta.

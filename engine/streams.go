@@ -401,8 +401,11 @@ func (db *DB) changeMeta(name string, exclusive bool, fn func(s *stream, m *stre
 	s.retentionMs.Store(m.RetentionMs)
 	s.floorMs.Store(m.FloorMs)
 	s.maxRecordBytes.Store(int64(db.recordLimit(m)))
-	s.syncLogsLocked()
+	closing := s.syncLogsLocked()
 	s.publishLocked()
+	for _, l := range closing {
+		l.Close() // after publishing: readers it wakes see the children
+	}
 	s.installThrottlesLocked(db.opts.Clock(), limitsChanged)
 	if m.MaxBytes > 0 {
 		db.bg.kick()
@@ -592,8 +595,9 @@ func validateLimits(l Limits) error {
 // (none while it is open): what a reader reports at the end of a closed
 // shard. It fails with ErrStreamNotFound once the stream is gone, which
 // tells a shard that ended because its stream was deleted from one that
-// ended in a reshard. It reads the catalog in memory, not the disk; safe
-// for concurrent use.
+// ended in a reshard. An Iterator that reports ShardEnded for id (or is
+// woken by its close) finds the children here. It reads the catalog in
+// memory, not the disk; safe for concurrent use.
 func (db *DB) ChildShards(stream string, id ShardID) ([]ChildShard, error) {
 	s, err := db.streamByName(stream)
 	if err != nil {

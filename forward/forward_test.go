@@ -483,14 +483,20 @@ func TestForwardRunOnce(t *testing.T) {
 	check(t, p.n, up.records(), bothCopies, nil)
 }
 
-// TestForwardLinger: a trickle of single puts goes out in few calls.
+// TestForwardLinger: a trickle of single puts lingers into full batches.
+// The linger is an hour, so each call goes out because its batch filled up
+// (MaxBatchRecords), however slowly the puts come: 50 records in exactly 5
+// calls. Without lingering, most puts would go out alone. (That a batch
+// goes out once its linger passes, every other test checks: they drain
+// with a 1 ms linger.)
 func TestForwardLinger(t *testing.T) {
 	db, _ := newLocal(t, engine.StreamConfig{ShardCount: 1})
 	closeOnCleanup(t, db)
 	up := newUpstream(t, 1)
 	up.start()
 	cfg := testConfig()
-	cfg.Linger = 300 * time.Millisecond
+	cfg.Linger = time.Hour
+	cfg.MaxBatchRecords = 10
 	f, err := New(db, up.client(), cfg)
 	require.NoError(t, err)
 	r := runForwarder(t, f)
@@ -501,7 +507,7 @@ func TestForwardLinger(t *testing.T) {
 	st := waitDrained(t, f)
 	require.NoError(t, r.stop())
 	require.EqualValues(t, 50, st.ForwardedRecords)
-	require.LessOrEqual(t, st.Requests, int64(5), "records lingered into batches")
+	require.EqualValues(t, 5, st.Requests-st.FailedRequests, "records lingered into full batches (%d failed calls: %v)", st.FailedRequests, st.LastError)
 }
 
 // TestForwardClosedDB: Run reports a closed local DB.

@@ -97,7 +97,7 @@ func iterator(t testing.TB, kc *kinesis.Client, stream, shard string, typ types.
 // key's records in order.
 func testProduceConsume(t *testing.T, kc *kinesis.Client) {
 	createStream(t, kc, "orders", 3)
-	require.NoError(t, kinesis.NewStreamExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("orders")}, time.Second))
+	require.NoError(t, kinesis.NewStreamExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("orders")}, time.Minute))
 
 	var entries []types.PutRecordsRequestEntry
 	for i := range 60 {
@@ -138,7 +138,7 @@ func testProduceConsume(t *testing.T, kc *kinesis.Client) {
 	require.NoError(t, err)
 	_, err = kc.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String("orders")})
 	require.NoError(t, err)
-	require.NoError(t, kinesis.NewStreamNotExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("orders")}, time.Second))
+	require.NoError(t, kinesis.NewStreamNotExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("orders")}, time.Minute))
 }
 
 // testSubscribe is one test body: enhanced fan-out pushes records to a

@@ -35,7 +35,7 @@ func (e *testEnv) get(path string) (int, string) {
 // space at most every 250 ms); the deadline only guards against a hang.
 func (e *testEnv) waitHealth(status int) string {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(efoHangGuard)
 	for {
 		code, body := e.get("/healthz")
 		if code == status {

@@ -531,7 +531,11 @@ func (p *pump) run() {
 			return
 		}
 		idle := n == 0
-		if !idle || lastEvent.IsZero() || cfg.Clock().Sub(lastEvent) >= cfg.SubscriptionHeartbeat {
+		// The event is stamped with the time it is decided on, before it is
+		// sent: a client that saw it and then moved a fake clock has moved
+		// the clock after this reading.
+		now := cfg.Clock()
+		if !idle || lastEvent.IsZero() || now.Sub(lastEvent) >= cfg.SubscriptionHeartbeat {
 			if idle && !lastEvent.IsZero() {
 				if aerr := p.checkConsumer(); aerr != nil {
 					p.fail(aerr)
@@ -547,7 +551,7 @@ func (p *pump) run() {
 			if err != nil || !p.send(payload, n, size) {
 				return
 			}
-			lastEvent = cfg.Clock()
+			lastEvent = now
 		}
 		if n == maxEventRecords || size >= maxBytes {
 			continue // more is visible: no wait
@@ -557,9 +561,21 @@ func (p *pump) run() {
 			deadline = end
 		}
 		// A timeout, not a deadline: deadline is on cfg.Clock, which
-		// need not be the wall clock.
+		// need not be the wall clock. A test's fake clock also wakes the
+		// wait when it moves (moved is taken before the clock is read, so
+		// no move is missed).
+		moved := p.s.clockMoves.next()
 		wctx, cancel := context.WithTimeout(ctx, deadline.Sub(cfg.Clock()))
-		_ = p.it.Wait(wctx) // woken by a commit, the shard's end, the deadline or ctx
+		if moved != nil {
+			go func() {
+				select {
+				case <-moved:
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
+		}
+		_ = p.it.Wait(wctx) // woken by a commit, the shard's end, the deadline, ctx or a clock move
 		cancel()
 	}
 }

@@ -104,12 +104,13 @@ func TestEventStreamJSONWire(t *testing.T) {
 	require.Equal(t, *put.SequenceNumber, r.SequenceNumber)
 	require.Equal(t, "hello\x00world", string(r.Data))
 	require.Equal(t, "k", r.PartitionKey)
-	require.InDelta(t, float64(time.Now().UnixMilli())/1000, r.ApproximateArrivalTimestamp, 10)
+	require.InDelta(t, float64(e.now().UnixMilli())/1000, r.ApproximateArrivalTimestamp, 0.001)
 	require.Equal(t, *put.SequenceNumber, *ev.ContinuationSequenceNumber)
 	require.Equal(t, int64(0), *ev.MillisBehindLatest)
 	require.NotContains(t, string(p), "ChildShards")
 
 	// A takeover ends this stream with an exception message.
+	e.advance(time.Millisecond) // the takeover interval
 	rawSubscribe(t, e.testEnv, contentTypeJSON, []byte(body)).next()
 	h, p = rs.next()
 	require.Equal(t, map[string]string{":message-type": "exception", ":exception-type": "ResourceInUseException", ":content-type": contentTypeJSON}, h)
@@ -253,70 +254,87 @@ func TestSubscribeToShardPlainSDKClient(t *testing.T) {
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute, SubscriptionTakeover: time.Millisecond}, 1)
 	kc := e.plainClient() // no efoClient workarounds but a codec per subscription
 	for i := range 60 {
+		e.advance(time.Millisecond) // the previous one may still run: take over
 		sub := subscribe(t, kc, e.consumerARN, shard0, latest())
-		sub.next(5 * time.Second)
+		sub.next(efoHangGuard)
 		e.put("k", "r")
-		recs, _ := sub.records(1, 5*time.Second)
+		recs, _ := sub.records(1, efoHangGuard)
 		require.Equal(t, "r", string(recs[0].Data), "subscription %d", i)
 		sub.close()
 	}
 }
 
-// TestSubscribeToShardThroughServe runs subscriptions through Serve, whose
-// http.Server has read and write timeouts far shorter than a
-// subscription: they must not cut it. Shutting Serve down ends running
-// subscriptions at once.
-func TestSubscribeToShardThroughServe(t *testing.T) {
-	dir := t.TempDir()
+// serveEFO runs Serve with cfg (on 127.0.0.1, in a temporary
+// directory, without fsync) until the returned stop is called; stop
+// returns Serve's error. It returns a client env for the address and the
+// ARN of consumer "c" registered with stream "s" (one shard).
+func serveEFO(t *testing.T, cfg Config) (env *testEnv, kc *kinesis.Client, arn string, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
+	cfg.Addr, cfg.DataDir, cfg.Engine = "127.0.0.1:0", t.TempDir(), &engine.Options{NoSync: true}
 	addrc := make(chan string, 1)
 	errc := make(chan error, 1)
-	go func() {
-		errc <- Serve(ctx, Config{Addr: "127.0.0.1:0", DataDir: dir, Engine: &engine.Options{NoSync: true},
-			ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond,
-			SubscriptionHeartbeat: 100 * time.Millisecond, SubscriptionLifetime: 1200 * time.Millisecond, SubscriptionTakeover: time.Millisecond},
-			func(addr string) { addrc <- addr })
-	}()
+	go func() { errc <- Serve(ctx, cfg, func(addr string) { addrc <- addr }) }()
 	var addr string
 	select {
 	case addr = <-addrc:
 	case err := <-errc:
 		t.Fatal(err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(efoHangGuard):
 		t.Fatal("Serve did not become ready")
 	}
-	env := &testEnv{t: t, url: "http://" + addr}
-	kc := efoClient(env)
+	env = &testEnv{t: t, url: "http://" + addr}
+	kc = efoClient(env)
 	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)})
 	require.NoError(t, err)
 	reg, err := kc.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{
 		StreamARN: aws.String("arn:aws:kinesis:us-east-1:000000000000:stream/s"), ConsumerName: aws.String("c")})
 	require.NoError(t, err)
-	arn := *reg.Consumer.ConsumerARN
+	stop = func() error {
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(efoHangGuard):
+			t.Fatal("Serve did not shut down")
+			return nil
+		}
+	}
+	return env, kc, *reg.Consumer.ConsumerARN, stop
+}
 
+// TestSubscribeToShardThroughServe runs a subscription through Serve, whose
+// http.Server has read and write timeouts far shorter than a
+// subscription: they must not cut it. It lives out its lifetime (on the
+// wall clock, as the timeouts) and ends cleanly: the stream's end is
+// written after the timeouts, so a deadline left on the connection would
+// fail it. Only lower bounds on time: load makes the stream last longer.
+func TestSubscribeToShardThroughServe(t *testing.T) {
+	const timeouts = 300 * time.Millisecond
+	_, kc, arn, stop := serveEFO(t, Config{ReadTimeout: timeouts, WriteTimeout: timeouts,
+		SubscriptionHeartbeat: 100 * time.Millisecond, SubscriptionLifetime: 4 * timeouts})
 	start := time.Now()
 	sub := subscribe(t, kc, arn, shard0, latest())
 	events := 0
-	for sub.next(5*time.Second) != nil {
+	for sub.next(efoHangGuard) != nil {
 		events++
 	}
 	require.NoError(t, sub.es.Err(), "the timeouts did not cut the stream")
-	require.GreaterOrEqual(t, time.Since(start), 1100*time.Millisecond)
-	require.GreaterOrEqual(t, events, 5, "heartbeats every 100 ms")
+	require.GreaterOrEqual(t, time.Since(start), 4*timeouts, "it lived out its lifetime")
+	require.Positive(t, events)
+	require.NoError(t, stop())
+}
 
-	sub = subscribe(t, kc, arn, shard0, latest())
-	sub.next(5 * time.Second)
-	stopped := time.Now()
-	cancel()
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not shut down")
-	}
-	require.Less(t, time.Since(stopped), 3*time.Second, "shutdown does not wait for subscriptions")
-	err = sub.ended(5 * time.Second)
+// TestSubscribeToShardServeShutdown: shutting Serve down ends running
+// subscriptions at once. Their lifetime and Serve's shutdown timeout are
+// far past the hang guard, so a shutdown that waited for them would fail.
+func TestSubscribeToShardServeShutdown(t *testing.T) {
+	_, kc, arn, stop := serveEFO(t, Config{SubscriptionLifetime: time.Hour, ShutdownTimeout: time.Hour})
+	sub := subscribe(t, kc, arn, shard0, latest())
+	sub.next(efoHangGuard)
+	require.NoError(t, stop())
+	err := sub.ended(efoHangGuard)
 	if err != nil {
 		// The connection may be cut rather than ended cleanly.
 		require.False(t, errors.As(err, new(*types.ResourceInUseException)), "%v", err)
@@ -328,9 +346,9 @@ func TestSubscribeToShardThroughServe(t *testing.T) {
 func TestSubscribeToShardMetrics(t *testing.T) {
 	e := newEFOEnv(t, Config{SubscriptionHeartbeat: time.Minute}, 1)
 	sub := subscribe(t, e.kc, e.consumerARN, shard0, latest())
-	sub.next(5 * time.Second)
+	sub.next(efoHangGuard)
 	e.put("k", "abc")
-	sub.records(1, 5*time.Second)
+	sub.records(1, efoHangGuard)
 	metrics := func() string {
 		resp, err := e.hs.Client().Get(e.url + "/metrics")
 		require.NoError(t, err)
@@ -340,9 +358,9 @@ func TestSubscribeToShardMetrics(t *testing.T) {
 	}
 	// The server counts an event once written, which may be just after
 	// the client has it.
-	require.Eventually(t, func() bool {
+	waitFor(t, "the record to be counted", func() bool {
 		return strings.Contains(metrics(), "kvstream_server_subscribe_records_out_total 1\n")
-	}, 5*time.Second, 10*time.Millisecond)
+	})
 	m := metrics()
 	require.Contains(t, m, "kvstream_server_subscriptions 1\n")
 	require.Contains(t, m, "kvstream_server_subscribe_bytes_out_total 4\n")

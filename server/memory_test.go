@@ -37,7 +37,7 @@ func budgetFor(n int64) int64 { return engineReserve(engine.ProfileSmall) + runt
 // failing after a generous deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(efoHangGuard)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -214,7 +214,7 @@ func TestConnectionCap(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(efoHangGuard)))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		return err == nil && strings.HasPrefix(line, "HTTP/1.1 200")
 	}
@@ -240,7 +240,7 @@ func TestH2Settings(t *testing.T) {
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	require.NoError(t, c.SetDeadline(time.Now().Add(efoHangGuard)))
 	_, err = c.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0))
 	require.NoError(t, err)
 	settings := map[uint16]uint32{}
@@ -321,7 +321,7 @@ func TestSubscriptionBudget(t *testing.T) {
 	var subs []*subReader
 	for i := range 4 {
 		r := subscribe(t, e.kc, e.consumerARN, shard(i), latest())
-		r.next(20 * time.Second) // the first event: it runs
+		r.next(efoHangGuard) // the first event: it runs
 		subs = append(subs, r)
 	}
 	require.Equal(t, int64(4*subscriptionCharge), e.srv.budget.inUse.Load())
@@ -338,7 +338,7 @@ func TestSubscriptionBudget(t *testing.T) {
 	subs[0].close()
 	waitFor(t, "the subscription to end", func() bool { return gauge() == 3 && e.srv.budget.inUse.Load() == 3*subscriptionCharge })
 	r := subscribe(t, e.kc, e.consumerARN, shard(4), latest())
-	r.next(20 * time.Second)
+	r.next(efoHangGuard)
 	for _, r := range append(subs[1:], r) {
 		r.close()
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,32 @@ const (
 	testAccessKey = "AKIAKVSTREAMTEST0001"
 	testSecretKey = "kvstream/test/secret/key/0123456789abcdef"
 )
+
+// Scripts poll while streams and consumers are CREATING, on their own
+// (wall) clock. A stepped server's fake clock moves by scriptStep as each
+// request comes in, and scriptCreateDelay lies between one and two
+// steps: a script sees CREATING on exactly the first call after the
+// create, however slow the machine.
+const (
+	scriptStep        = 100 * time.Millisecond
+	scriptCreateDelay = 150 * time.Millisecond
+)
+
+// steppedEnv is clockedEnv served through a handler that advances the
+// clock by scriptStep before each request. Its subscriptions end before
+// its listener closes.
+func steppedEnv(t *testing.T, cfg Config) *testEnv {
+	t.Helper()
+	env, advance := clockedEnv(t, cfg)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		advance(scriptStep)
+		env.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	t.Cleanup(env.srv.Close) // runs before hs.Close, which waits for running requests
+	env.url = hs.URL
+	return env
+}
 
 // awsEnv returns an environment with the given credentials and no shared
 // config or credentials files, so the host's AWS setup cannot interfere.
@@ -58,7 +86,7 @@ func requireBoto3(t *testing.T) {
 // script's wait loop and botocore's signatures are both exercised.
 func TestBoto3Tutorial(t *testing.T) {
 	requireBoto3(t)
-	env := newEnv(t, Config{AccessKey: testAccessKey, SecretKey: testSecretKey, CreateDelay: 500 * time.Millisecond}, nil)
+	env := steppedEnv(t, Config{AccessKey: testAccessKey, SecretKey: testSecretKey, CreateDelay: scriptCreateDelay})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for run := range 2 { // the second run finds "myStream" already there

@@ -235,7 +235,7 @@ func TestSDKStreamSettings(t *testing.T) {
 }
 
 func TestSDKCreateDelayAndLimits(t *testing.T) {
-	env := newEnv(t, Config{CreateDelay: 300 * time.Millisecond, KinesisLimits: true}, nil)
+	env, advance := clockedEnv(t, Config{CreateDelay: 300 * time.Millisecond, KinesisLimits: true})
 	kc := env.client()
 	ctx := context.Background()
 	_, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("slow"), ShardCount: aws.Int32(1)})
@@ -253,7 +253,12 @@ func TestSDKCreateDelayAndLimits(t *testing.T) {
 	require.ErrorAs(t, err, &riu)
 	require.Equal(t, "Stream slow under account 000000000000 not ACTIVE, instead in state CREATING", riu.ErrorMessage())
 
-	require.NoError(t, kinesis.NewStreamExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("slow")}, 5*time.Second,
+	advance(299 * time.Millisecond)
+	d, err = kc.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("slow")})
+	require.NoError(t, err)
+	require.Equal(t, types.StreamStatusCreating, d.StreamDescription.StreamStatus, "CREATING for CreateDelay")
+	advance(time.Millisecond)
+	require.NoError(t, kinesis.NewStreamExistsWaiter(kc).Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("slow")}, time.Minute,
 		func(o *kinesis.StreamExistsWaiterOptions) {
 			o.MinDelay, o.MaxDelay = 50*time.Millisecond, 100*time.Millisecond
 		}))

@@ -20,7 +20,8 @@ import (
 )
 
 // clockedEnv starts a test server whose server clock (Config.Clock) and
-// engine clock are one fake clock, moved by the returned function.
+// engine clock are one fake clock, moved by the returned function (which
+// also wakes waiting SubscribeToShard subscriptions to see the new time).
 func clockedEnv(t *testing.T, cfg Config) (*testEnv, func(time.Duration)) {
 	t.Helper()
 	var off atomic.Int64
@@ -28,7 +29,11 @@ func clockedEnv(t *testing.T, cfg Config) (*testEnv, func(time.Duration)) {
 	clock := func() time.Time { return base.Add(time.Duration(off.Load())) }
 	cfg.Clock = clock
 	env := newEnv(t, cfg, &engine.Options{Clock: clock})
-	return env, func(d time.Duration) { off.Add(int64(d)) }
+	env.srv.clockMoves.enable() // a move wakes waiting subscriptions
+	return env, func(d time.Duration) {
+		off.Add(int64(d))
+		env.srv.clockMoves.moved()
+	}
 }
 
 // apiErr returns err's error code and message (fails if err is not an

@@ -305,6 +305,9 @@ type Server struct {
 	subs    *subscriptions
 	feeds   feeds
 	pending pendingChanges
+	// clockMoves wakes waiting subscriptions when a test moves a fake
+	// Clock (efo.go); unused in production.
+	clockMoves clockWake
 	// recordLimits caches each stream's record limit (ops_account.go).
 	recordLimits recordLimitCache
 	// accountMu serializes changes to the account settings.

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/kvstream/kvstream/internal/sdkbody"
 )
 
 // DefaultRegion is the region used when neither the caller, the
@@ -59,7 +60,13 @@ func IsLoopback(host string) bool {
 // only) the AWS configuration's, else $AWS_DEFAULT_REGION, else
 // DefaultRegion.
 //
-// Retries, timeouts and the HTTP client are left to the caller.
+// HTTP client: the SDK's default (or the one the AWS configuration
+// builds, e.g. for $AWS_CA_BUNDLE), handing request bodies to net/http in
+// memory (internal/sdkbody), so that the SDK's request-body race cannot
+// lose the answer to a call the server applied and make the caller send
+// it again. A caller may replace it.
+//
+// Retries and timeouts are left to the caller.
 func Config(ctx context.Context, endpoint, region string) (aws.Config, error) {
 	local := false
 	if endpoint != "" {
@@ -77,6 +84,7 @@ func Config(ctx context.Context, endpoint, region string) (aws.Config, error) {
 				cmp.Or(os.Getenv("AWS_ACCESS_KEY_ID"), "kvstream"),
 				cmp.Or(os.Getenv("AWS_SECRET_ACCESS_KEY"), "kvstream"),
 				os.Getenv("AWS_SESSION_TOKEN")),
+			HTTPClient: sdkbody.Client(nil),
 		}, nil
 	}
 	var opts []func(*config.LoadOptions) error
@@ -88,5 +96,6 @@ func Config(ctx context.Context, endpoint, region string) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
 	cfg.Region = cmp.Or(cfg.Region, os.Getenv("AWS_DEFAULT_REGION"), DefaultRegion)
+	cfg.HTTPClient = sdkbody.Client(cfg.HTTPClient)
 	return cfg, nil
 }

@@ -3,6 +3,10 @@ package awsclient
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -82,3 +86,50 @@ func TestConfigChain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "eu-central-1", cfg.Region)
 }
+
+// Config's HTTP client, on both paths, hands net/http request bodies in
+// memory (internal/sdkbody): a body of unknown length reaches the server
+// with its length (not chunked), read and closed before the request is
+// sent, so the SDK's request-body race cannot cut the connection.
+func TestConfigBuffersBodies(t *testing.T) {
+	ctx := context.Background()
+	for _, k := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDBODY")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.ContentLength != int64(len(b)) || len(r.TransferEncoding) > 0 {
+			http.Error(w, "streamed body", http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	defer hs.Close()
+	for _, endpoint := range []string{hs.URL, "https://kinesis.example.com"} {
+		cfg, err := Config(ctx, endpoint, "")
+		require.NoError(t, err, endpoint)
+		body := &closeTracker{Reader: strings.NewReader(`{"StreamName":"s"}`)}
+		req, err := http.NewRequest(http.MethodPost, hs.URL, body)
+		require.NoError(t, err)
+		req.ContentLength = -1 // unknown, as a streamed SDK body may be
+		resp, err := cfg.HTTPClient.Do(req)
+		require.NoError(t, err, endpoint)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", endpoint, got)
+		require.Equal(t, `{"StreamName":"s"}`, string(got))
+		require.True(t, body.closed, "%s: the caller's body is read and closed before sending", endpoint)
+	}
+}
+
+type closeTracker struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeTracker) Close() error { c.closed = true; return nil }

@@ -2,10 +2,12 @@ package sdkbody_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvstream/kvstream/internal/sdkbody"
 	"github.com/stretchr/testify/require"
@@ -39,3 +41,29 @@ type closeTracker struct {
 }
 
 func (c *closeTracker) Close() error { c.closed = true; return nil }
+
+// http.Client.CloseIdleConnections reaches the wrapped transport: a
+// kept-alive connection is closed.
+func TestTransportClosesIdleConnections(t *testing.T) {
+	closed := make(chan struct{})
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	hs.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			close(closed)
+		}
+	}
+	hs.Start()
+	defer hs.Close()
+	tr := &http.Transport{}
+	c := &http.Client{Transport: sdkbody.Transport(tr)}
+	resp, err := c.Post(hs.URL, "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.CloseIdleConnections()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute): // a hang guard: the close is immediate
+		t.Fatal("the idle connection was not closed")
+	}
+}

@@ -53,13 +53,13 @@ func runUntilIn(t *testing.T, dir string, in io.Reader, want string, args ...str
 	cmd.SetIn(in)
 	done := make(chan int, 1)
 	go func() { done <- Execute(ctx, cmd, append([]string{"--data", dir}, args...)) }()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) }, 30*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) }, testHangGuard, time.Millisecond,
 		"waiting for %q; stdout %q, stderr %q", want, out.String(), errb.String())
 	cancel()
 	select {
 	case code := <-done:
 		return result{stdout: out.String(), stderr: errb.String(), code: code}
-	case <-time.After(30 * time.Second):
+	case <-time.After(testHangGuard):
 		t.Fatalf("kvstream %v did not stop after cancel", args)
 	}
 	return result{}
@@ -136,3 +136,7 @@ func TestRoot(t *testing.T) {
 		})
 	}
 }
+
+// testHangGuard bounds waits for a command to make progress: only a hang
+// reaches it.
+const testHangGuard = 2 * time.Minute

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -56,10 +57,16 @@ func (s *forwardOutput) String() string {
 }
 
 func runForward(ctx context.Context, dir string, args ...string) result {
+	return runForwardErr(ctx, &forwardOutput{}, dir, args...)
+}
+
+// runForwardErr is runForward writing stderr to errb, which a test may
+// read while forward runs.
+func runForwardErr(ctx context.Context, errb *forwardOutput, dir string, args ...string) result {
 	cmd := forwardRoot()
-	var out, errb forwardOutput
+	var out forwardOutput
 	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
+	cmd.SetErr(errb)
 	args = append([]string{"--data", dir, "forward"}, args...)
 	code := Execute(ctx, cmd, args)
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
@@ -110,25 +117,34 @@ func TestForwardCommand(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "data")
 	forwardPutLocal(t, dir, "events", 2, 0, 2000)
-	// forward runs until Ctrl-C; cancel it once everything is upstream.
+	// forward runs until Ctrl-C; cancel it once everything is upstream
+	// and a progress line says every record is acknowledged.
 	forwardAll := func(want int) result {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done := make(chan result, 1)
+		var errb forwardOutput
 		go func() {
-			done <- runForward(ctx, dir, "--stream", "events", "--to", hs.URL, "--to-stream", "central",
+			done <- runForwardErr(ctx, &errb, dir, "--stream", "events", "--to", hs.URL, "--to-stream", "central",
 				"--linger", "1ms", "--stats-interval", "5ms")
 		}()
-		deadline := time.Now().Add(20 * time.Second)
-		for count() < want && time.Now().Before(deadline) {
-			select {
-			case r := <-done:
-				t.Fatalf("forward ended early: %+v", r)
-			case <-time.After(2 * time.Millisecond):
+		// Polled: the upstream's count and forward's output have no event.
+		deadline := time.Now().Add(testHangGuard)
+		poll := func(what string, cond func() bool) {
+			for !cond() {
+				require.True(t, time.Now().Before(deadline), "waiting for %s; stderr:\n%s", what, errb.String())
+				select {
+				case r := <-done:
+					t.Fatalf("forward ended early: %+v", r)
+				case <-time.After(2 * time.Millisecond):
+				}
 			}
 		}
+		poll("the upstream to hold every record", func() bool { return count() >= want })
 		require.Equal(t, want, count())
-		time.Sleep(20 * time.Millisecond) // let a progress line or two print
+		seen := len(errb.String())
+		caughtUp := regexp.MustCompile(`(?m)^progress: .*; caught up$`)
+		poll("a progress line saying every record is acknowledged", func() bool { return caughtUp.MatchString(errb.String()[seen:]) })
 		cancel()
 		return <-done
 	}

@@ -174,7 +174,7 @@ func TestFollowLocal(t *testing.T) {
 		}
 	}
 	waitLines := func(want int) {
-		require.Eventually(t, func() bool { return len(lines(buf.String())) >= want }, 5*time.Second, time.Millisecond,
+		require.Eventually(t, func() bool { return len(lines(buf.String())) >= want }, testHangGuard, time.Millisecond,
 			"waiting for %d lines in %q", want, buf.String())
 	}
 	putRound() // before or after the reader starts: it reads from the trim horizon

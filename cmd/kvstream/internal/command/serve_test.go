@@ -54,7 +54,7 @@ func TestServeAndEndpoint(t *testing.T) {
 			url = m[1]
 		}
 		return m != nil
-	}, 10*time.Second, 5*time.Millisecond, "serve never said where it listens: %q %q", out.String(), errb.String())
+	}, testHangGuard, 5*time.Millisecond, "serve never said where it listens: %q %q", out.String(), errb.String())
 
 	mustRun(t, "", "streams", "create", "s", "--endpoint", url)
 	mustRun(t, "", "put", "s", "one", "two", "--key", "k", "--endpoint", url)
@@ -68,7 +68,7 @@ func TestServeAndEndpoint(t *testing.T) {
 	select {
 	case code := <-done:
 		require.Equal(t, ExitOK, code, "stderr: %s", errb.String())
-	case <-time.After(15 * time.Second):
+	case <-time.After(testHangGuard):
 		t.Fatal("serve did not stop")
 	}
 	require.Contains(t, out.String(), "Stopped;")

@@ -52,6 +52,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/sdkbody"
 	"github.com/kvstream/kvstream/server"
 )
 
@@ -267,7 +268,9 @@ func newSocketStore(dir, path string) *socketStore {
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     time.Minute,
 	}
-	hc := &http.Client{Transport: tr}
+	// Request bodies go to net/http in memory (internal/sdkbody): plain
+	// HTTP on a stream socket meets the SDK's request-body race too.
+	hc := &http.Client{Transport: sdkbody.Transport(tr)}
 	// The socket needs no credentials (Trusted); the SDK signs anyway, with
 	// placeholders, and no AWS configuration is read.
 	cfg := aws.Config{

@@ -56,7 +56,7 @@ func waitSocket(t *testing.T, dir string, exited <-chan int) {
 		}
 		_, err := probeSocket(t.Context(), dir)
 		return err == nil
-	}, 30*time.Second, time.Millisecond)
+	}, testHangGuard, time.Millisecond)
 }
 
 // stop cancels the holder (Ctrl-C) and returns its exit code.
@@ -69,7 +69,7 @@ func (h *holder) stop(t *testing.T) int {
 			close(h.done)
 		}
 		return code
-	case <-time.After(30 * time.Second):
+	case <-time.After(testHangGuard):
 		t.Fatal("the holder did not stop")
 	}
 	return 0
@@ -94,7 +94,7 @@ func TestSocketSameOutput(t *testing.T) {
 	// Writes through the socket, printed by the follower.
 	putLocked := run(t, dir, "put", "s", "--key", "k1", "one", "two")
 	putLocked.check(t, ExitOK, nil, nil)
-	require.Eventually(t, func() bool { return strings.Contains(h.out.String(), "two\n") }, 30*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(h.out.String(), "two\n") }, testHangGuard, time.Millisecond)
 	mustRun(t, dir, "streams", "create", "t", "--shards", "1", "--partitioner", "md5", "--retention", "90m")
 	mustRun(t, dir, "streams", "split", "t", "0")
 	mustRun(t, dir, "streams", "max-bytes", "t", "2MiB", "--discard", "new")
@@ -217,7 +217,7 @@ func TestSocketServeProcess(t *testing.T) {
 	// The next holder replaces it, and answers.
 	h := startHolder(t, dir, "get", "s", "--follow")
 	run(t, dir, "put", "s", "--key", "k", "two").check(t, ExitOK, nil, nil)
-	require.Eventually(t, func() bool { return h.out.String() == "one\ntwo\n" }, 30*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return h.out.String() == "one\ntwo\n" }, testHangGuard, time.Millisecond)
 	require.Equal(t, ExitOK, h.stop(t))
 	require.NoFileExists(t, filepath.Join(dir, socketName))
 }
