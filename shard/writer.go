@@ -162,6 +162,21 @@ func (w *Writer) Commit(r *Request) error {
 	if err := w.Err(); err != nil {
 		return err
 	}
+	if err := w.enqueue(r); err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-w.fuse.Blown():
+		r.abandoned = true
+		return w.fuse.Err()
+	}
+}
+
+// enqueue appends r to the committer's queue and wakes the committer, or
+// returns ErrClosed once Close has begun.
+func (w *Writer) enqueue(r *Request) error {
 	w.mu.Lock()
 	if w.mu.closed {
 		w.mu.Unlock()
@@ -173,13 +188,7 @@ func (w *Writer) Commit(r *Request) error {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	select {
-	case <-r.done:
-		return r.err
-	case <-w.fuse.Blown():
-		r.abandoned = true
-		return w.fuse.Err()
-	}
+	return nil
 }
 
 // Close stops the committer after the queued requests are done. After a

@@ -37,16 +37,8 @@ func (w *Writer) CommitContext(ctx context.Context, r *Request) (inFlight bool, 
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	w.mu.Lock()
-	if w.mu.closed {
-		w.mu.Unlock()
-		return false, Errorf(ErrClosed, "the DB is closed")
-	}
-	w.mu.queue = append(w.mu.queue, r)
-	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
+	if err := w.enqueue(r); err != nil {
+		return false, err
 	}
 	select {
 	case <-r.done:
