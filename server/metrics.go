@@ -156,6 +156,10 @@ func (m *metrics) watchStorage(db *engine.DB) {
 	gauge := func(name, help string, f func(engine.StorageStats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "storage", Name: name, Help: help}, stat(f))
 	}
+	recovery := func(name, help string, f func(engine.RecoveryReport) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: name, Help: help},
+			func() float64 { return f(db.Recovery()) })
+	}
 	m.registry.MustRegister(
 		counter("background_errors_total", "Pebble background errors (failed flushes, compactions and other work outside a request).",
 			func(s engine.StorageStats) float64 { return float64(s.BackgroundErrors) }),
@@ -186,17 +190,13 @@ func (m *metrics) watchStorage(db *engine.DB) {
 			func() float64 { return b2f(db.Health() == nil) }),
 		// What Open found about the end of the previous session
 		// (engine.DB.Recovery): never silent, also logged at open.
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "lost_records",
-			Help: "Acknowledged records found missing when the data directory was opened (a damaged or truncated WAL)."},
-			func() float64 { return float64(db.Recovery().LostRecords) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "lost_shards",
-			Help: "Shards with acknowledged records found missing at open."},
-			func() float64 { return float64(len(db.Recovery().Lost)) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "consumer_gaps",
-			Help: "Durable-consumer checkpoints found beyond their shard's recovered end at open."},
-			func() float64 { return float64(len(db.Recovery().ConsumerGaps)) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvstream", Subsystem: "recovery", Name: "unclean",
-			Help: "1 if the previous session did not end with Close (counters continued above a reserved ceiling)."},
-			func() float64 { return b2f(!db.Recovery().Clean) }),
+		recovery("lost_records", "Acknowledged records found missing when the data directory was opened (a damaged or truncated WAL).",
+			func(r engine.RecoveryReport) float64 { return float64(r.LostRecords) }),
+		recovery("lost_shards", "Shards with acknowledged records found missing at open.",
+			func(r engine.RecoveryReport) float64 { return float64(len(r.Lost)) }),
+		recovery("consumer_gaps", "Durable-consumer checkpoints found beyond their shard's recovered end at open.",
+			func(r engine.RecoveryReport) float64 { return float64(len(r.ConsumerGaps)) }),
+		recovery("unclean", "1 if the previous session did not end with Close (counters continued above a reserved ceiling).",
+			func(r engine.RecoveryReport) float64 { return b2f(!r.Clean) }),
 	)
 }
