@@ -176,29 +176,20 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	if err := db.check(); err != nil {
 		return err
 	}
-	if err := db.writable(); err != nil {
-		return err
-	}
-	s, err := db.streamByName(name)
-	if err != nil {
-		return err
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	leave, err := db.enterWrite()
-	if err != nil {
-		return err
-	}
-	defer leave()
 	// ctl orders the deletion with the stream's other control-plane
 	// changes. The stream's lock is taken only to mark it deleted, which
 	// waits for puts in flight and fails later ones (and durable consumer
 	// writes) with ErrStreamNotFound; it is not held across the commit.
 	// Readers keep seeing the stream (its published view) until the
 	// commit is done.
-	s.ctl.Lock()
-	defer s.ctl.Unlock()
+	s, unlock, err := db.lockControl(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if s.deleted {
 		return notFound(name)
 	}
@@ -347,26 +338,35 @@ func (db *DB) updateMeta(name string, fn func(s *stream, m *streamMeta) error) e
 	return db.changeMeta(name, false, fn)
 }
 
+// lockControl takes what a control-plane change of stream name holds, in
+// the lock order stated on DB: the write gate (so Close waits for the
+// change) and then the stream's ctl lock. unlock releases both.
+func (db *DB) lockControl(name string) (s *stream, unlock func(), err error) {
+	if err := db.writable(); err != nil {
+		return nil, nil, err
+	}
+	if s, err = db.streamByName(name); err != nil {
+		return nil, nil, err
+	}
+	leave, err := db.enterWrite()
+	if err != nil {
+		return nil, nil, err
+	}
+	s.ctl.Lock()
+	return s, func() { s.ctl.Unlock(); leave() }, nil
+}
+
 // changeMeta is updateMeta; with exclusive (a change of the shard table)
 // fn runs, and the change commits, under the stream's exclusive lock as
 // well, so no put is in flight: none can land in a shard being closed,
 // and fn may read the shard logs. That is the one place a lock that puts
 // take is held across an fsync'd commit; readers take neither lock.
 func (db *DB) changeMeta(name string, exclusive bool, fn func(s *stream, m *streamMeta) error) error {
-	if err := db.writable(); err != nil {
-		return err
-	}
-	s, err := db.streamByName(name)
+	s, unlock, err := db.lockControl(name)
 	if err != nil {
 		return err
 	}
-	leave, err := db.enterWrite()
-	if err != nil {
-		return err
-	}
-	defer leave()
-	s.ctl.Lock()
-	defer s.ctl.Unlock()
+	defer unlock()
 	if exclusive {
 		s.mu.Lock()
 		defer s.mu.Unlock()
