@@ -3,8 +3,10 @@ package command
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -33,6 +35,7 @@ type serveOptions struct {
 	maxConns            int
 	tlsCert, tlsKey     string
 	metricsAddr         string
+	cpuProfile          string
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -53,6 +56,7 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxConns, "max-conns", 0, "cap on open client connections (default: from --max-memory, 96 with the small profile)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS (HTTP/1.1 and HTTP/2) with this PEM certificate chain (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file when the server stops (for go tool pprof)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics and /healthz, unauthenticated, on this address (for Prometheus when --addr is remote and signed)")
 }
 
@@ -126,6 +130,13 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		}
 		return sock.close
 	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	out := cmd.OutOrStdout()
 	scheme := "http"
 	if cfg.TLSCertFile != "" {
@@ -146,4 +157,21 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	}
 	printf(out, "Stopped; %s closed cleanly.\n", o.root.dataDir)
 	return nil
+}
+
+// startCPUProfile starts writing the process' CPU profile to path and
+// returns the function that ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

@@ -1,0 +1,215 @@
+//go:build unix
+
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kvstream/kvstream/engine"
+)
+
+// BenchmarkServerCPUPerRecord compares the server's CPU per record with
+// the embedded engine's for the same batches (issue 17: "server CPU per
+// record ≤ 1.5 × the embedded engine's"): 500 × 100 B PutRecords into a
+// fresh 4-shard MD5 stream (as streams created through the server are),
+// ProfileThroughput, fsync'd, from cpuBenchWorkers concurrent callers.
+//
+//   - engine: db.PutRecords from cpuBenchWorkers goroutines.
+//   - server: the same batches as JSON bodies over HTTP/1.1 on loopback,
+//     sent by a client in a child process (this test binary re-run), so
+//     this process' CPU is the server's and the engine's only.
+//
+// Each reports cpu-ns/record, this process' CPU time (user plus system,
+// background flushes and compactions included) per record; the server
+// side also reports ratio-to-engine. Both sides must write the same
+// number of records for the background work to compare, so run it with
+// a fixed count, e.g.
+//
+//	go test ./server -run '^$' -bench ServerCPUPerRecord -benchtime 2000x -count 3
+func BenchmarkServerCPUPerRecord(b *testing.B) {
+	var engineCPU float64
+	b.Run("engine", func(b *testing.B) {
+		db, err := engine.Open(b.TempDir(), benchEngineOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.CreateStream("bench", engine.StreamConfig{ShardCount: benchShards, Partitioner: engine.PartitionerMD5}); err != nil {
+			b.Fatal(err)
+		}
+		batches := benchBatches(cpuBenchBatches)
+		var next atomic.Int64
+		cpu0 := processCPU()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		for range cpuBenchWorkers {
+			wg.Go(func() {
+				ctx := context.Background()
+				entries := make([]engine.Entry, benchBatch)
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(b.N) {
+						return
+					}
+					copy(entries, batches[i%cpuBenchBatches])
+					res, err := db.PutRecords(ctx, "bench", entries)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for _, r := range res {
+						if r.Err != nil {
+							b.Error(r.Err)
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		engineCPU = float64(processCPU()-cpu0) / float64(b.N*benchBatch)
+		b.ReportMetric(engineCPU, "cpu-ns/record")
+		b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("server", func(b *testing.B) {
+		env := newEnvSync(b, Config{}, benchEngineOptions(), true)
+		if err := env.db.CreateStream("bench", engine.StreamConfig{ShardCount: benchShards, Partitioner: engine.PartitionerMD5}); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCPUBenchClient$", "-test.count=1")
+		cmd.Env = append(os.Environ(), cpuBenchClientEnv+"="+env.hs.Listener.Addr().String()+","+strconv.Itoa(b.N))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cpu0 := processCPU()
+		b.ResetTimer()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("client: %v\n%s", err, out.Bytes())
+		}
+		b.StopTimer()
+		if !bytes.Contains(out.Bytes(), []byte("cpu-bench-client: done")) {
+			b.Fatalf("client did not finish:\n%s", out.Bytes())
+		}
+		cpu := float64(processCPU()-cpu0) / float64(b.N*benchBatch)
+		b.ReportMetric(cpu, "cpu-ns/record")
+		b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
+		if engineCPU > 0 {
+			b.ReportMetric(cpu/engineCPU, "ratio-to-engine")
+		}
+	})
+}
+
+const (
+	// cpuBenchWorkers is the number of concurrent callers on each side
+	// (bench --endpoint's default --workers).
+	cpuBenchWorkers = 8
+	// cpuBenchBatches distinct batches are sent round robin.
+	cpuBenchBatches = 16
+	// cpuBenchClientEnv holds "addr,batches" in the client process.
+	cpuBenchClientEnv = "KVSTREAM_CPU_BENCH_CLIENT"
+)
+
+// TestCPUBenchClient is BenchmarkServerCPUPerRecord's client when run as
+// its child process (and does nothing otherwise): cpuBenchWorkers
+// keep-alive connections each sending pre-encoded PutRecords requests,
+// with a signature's headers as the SDKs send them (the server does not
+// verify them), and reading the answers.
+func TestCPUBenchClient(t *testing.T) {
+	arg := os.Getenv(cpuBenchClientEnv)
+	if arg == "" {
+		t.Skip("run by BenchmarkServerCPUPerRecord")
+	}
+	addr, n, _ := bytes.Cut([]byte(arg), []byte(","))
+	total, err := strconv.Atoi(string(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs [][]byte
+	for _, batch := range benchBatches(cpuBenchBatches) {
+		body := []byte(`{"Records":[`)
+		for i, e := range batch {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, `{"Data":"`...)
+			body = base64.StdEncoding.AppendEncode(body, e.Data)
+			body = append(body, `","PartitionKey":"`...)
+			body = append(body, e.PartitionKey...)
+			body = append(body, `"}`...)
+		}
+		body = append(body, `],"StreamName":"bench"}`...)
+		head := "POST / HTTP/1.1\r\nHost: " + string(addr) + "\r\n" +
+			"Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: " + targetPrefix + "PutRecords\r\n" +
+			"X-Amz-Date: 20250101T000000Z\r\n" +
+			"Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20250101/us-east-1/kinesis/aws4_request, " +
+			"SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		reqs = append(reqs, append([]byte(head), body...))
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, cpuBenchWorkers)
+	for range cpuBenchWorkers {
+		wg.Go(func() {
+			conn, err := net.Dial("tcp", string(addr))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReaderSize(conn, 64<<10)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(total) {
+					return
+				}
+				if _, err := conn.Write(reqs[i%cpuBenchBatches]); err != nil {
+					errs <- err
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte(`{"FailedRecordCount":0,`)) {
+					errs <- fmt.Errorf("status %d, err %v: %.200s", resp.StatusCode, err, body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fmt.Println("cpu-bench-client: done")
+}
+
+// processCPU returns this process' user plus system CPU time in
+// nanoseconds.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Nanoseconds()
+}
