@@ -122,30 +122,64 @@ func (s *jsonScanner) consume(c byte) bool {
 
 // str reads a string without escapes and returns its raw bytes. ok is
 // false for anything else (escapes, control characters, invalid UTF-8).
+// It finds the closing quote with a fast byte search and then checks
+// the bytes before it 8 at a time (plainASCII8).
 func (s *jsonScanner) str() (v []byte, ok bool) {
 	if !s.consume('"') {
 		return nil, false
 	}
-	start := s.i
+	n := bytes.IndexByte(s.b[s.i:], '"')
+	if n < 0 {
+		return nil, false
+	}
+	v = s.b[s.i : s.i+n]
 	ascii := true
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		switch plainASCII8(binary.LittleEndian.Uint64(v[i:])) {
+		case wordPlain:
+		case wordNonASCII:
+			ascii = false
+		default:
+			return nil, false
+		}
+	}
+	for _, c := range v[i:] {
 		switch {
-		case c == '"':
-			v = s.b[start:s.i]
-			s.i++
-			if !ascii && !utf8.Valid(v) {
-				return nil, false
-			}
-			return v, true
 		case c == '\\' || c < 0x20:
 			return nil, false
 		case c >= 0x80:
 			ascii = false
 		}
-		s.i++
 	}
-	return nil, false
+	if !ascii && !utf8.Valid(v) {
+		return nil, false
+	}
+	s.i += n + 1
+	return v, true
+}
+
+// What plainASCII8 finds in 8 bytes of a JSON string.
+const (
+	wordPlain    = iota // printable ASCII other than '\'
+	wordNonASCII        // bytes ≥ 0x80 too, but no control character or '\'
+	wordEscaped         // a control character (< 0x20) or '\'
+)
+
+// plainASCII8 classifies the 8 bytes of x (SWAR: each test below is
+// exact about whether any byte matches, though not about which).
+func plainASCII8(x uint64) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - 0x20*ones) & ^x & highs // a byte < 0x20
+	bs := x ^ '\\'*ones
+	backslash := (bs - ones) & ^bs & highs // a byte == '\'
+	switch {
+	case control|backslash != 0:
+		return wordEscaped
+	case x&highs != 0:
+		return wordNonASCII
+	}
+	return wordPlain
 }
 
 // base64Str reads a string that must hold base64 text, finding its end
@@ -496,11 +530,42 @@ func decodeBase64(dst, src []byte) (int, error) {
 		d[0], d[1], d[2] = byte(x>>16), byte(x>>8), byte(x)
 		i, o = i+4, o+3
 	}
-	n, err := slowBase64(dst[o:], src[i:])
-	if err != nil {
-		return slowBase64(dst, src) // the whole input's error
+	if n, ok := lastQuad(dst[o:], src[i:i+4:i+4]); ok {
+		return o + n, nil
 	}
-	return o + n, nil
+	return slowBase64(dst, src) // the whole input's error
+}
+
+// lastQuad decodes the last 4-character group of strict base64 into dst,
+// with or without padding, returning the byte count. ok is false for
+// anything strictBase64 would refuse (and for a raw '\r' or '\n').
+func lastQuad(dst, s []byte) (int, bool) {
+	t0, t1, t2, t3 := &base64Quad[0], &base64Quad[1], &base64Quad[2], &base64Quad[3]
+	switch {
+	case s[3] != '=':
+		x := t0[s[0]] | t1[s[1]] | t2[s[2]] | t3[s[3]]
+		if x&invalidQuad != 0 {
+			return 0, false
+		}
+		d := dst[:3:3]
+		d[0], d[1], d[2] = byte(x>>16), byte(x>>8), byte(x)
+		return 3, true
+	case s[2] != '=': // "xxx=": the third character's low 2 bits unused
+		x := t0[s[0]] | t1[s[1]] | t2[s[2]]
+		if x&invalidQuad != 0 || x&0xff != 0 {
+			return 0, false
+		}
+		d := dst[:2:2]
+		d[0], d[1] = byte(x>>16), byte(x>>8)
+		return 2, true
+	default: // "xx==": the second character's low 4 bits unused
+		x := t0[s[0]] | t1[s[1]]
+		if x&invalidQuad != 0 || x&0xffff != 0 {
+			return 0, false
+		}
+		dst[0] = byte(x >> 16)
+		return 1, true
+	}
 }
 
 // errRawNewline is decodeBase64's error for a raw '\r' or '\n'.

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -159,5 +160,49 @@ func TestDecodePutRecordJSON(t *testing.T) {
 		require.Nil(t, codecJSON.decode([]byte(tc.body), &slow), tc.body)
 		require.Equal(t, slow, fast, tc.body)
 		require.Equal(t, slow.Data == nil, fast.Data == nil, tc.body)
+	}
+}
+
+// plainASCII8 classifies 8 bytes as a byte-by-byte check does: every
+// byte value at every position among printable ASCII, and random words.
+func TestPlainASCII8(t *testing.T) {
+	want := func(w []byte) int {
+		k := wordPlain
+		for _, c := range w {
+			if c < 0x20 || c == '\\' {
+				return wordEscaped
+			}
+			if c >= 0x80 {
+				k = wordNonASCII
+			}
+		}
+		return k
+	}
+	check := func(w []byte) {
+		t.Helper()
+		if got := plainASCII8(binary.LittleEndian.Uint64(w)); got != want(w) {
+			t.Fatalf("plainASCII8(%q) = %d, want %d", w, got, want(w))
+		}
+	}
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			check(w)
+			w[(pos+3)%8] = 0xc3 // with a non-ASCII byte elsewhere
+			check(w)
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	w := make([]byte, 8)
+	for range 200_000 {
+		binary.LittleEndian.PutUint64(w, rng.Uint64())
+		check(w)
+		for i := range w { // mostly printable, sometimes not
+			if rng.IntN(4) != 0 {
+				w[i] = byte(0x20 + rng.IntN(0x60))
+			}
+		}
+		check(w)
 	}
 }
