@@ -631,6 +631,11 @@ func appendJSONString(dst []byte, s string) []byte {
 
 // appendShardID appends the Kinesis form of id.
 func appendShardID(dst []byte, id engine.ShardID) []byte {
+	if id < 10000 { // the common case: four digits by constant divisions
+		v := uint32(id)
+		return append(dst, 's', 'h', 'a', 'r', 'd', 'I', 'd', '-', '0', '0', '0', '0', '0', '0', '0', '0',
+			byte('0'+v/1000), byte('0'+v/100%10), byte('0'+v/10%10), byte('0'+v%10))
+	}
 	dst = append(dst, "shardId-"...)
 	var buf [12]byte
 	v := uint64(id)

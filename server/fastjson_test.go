@@ -31,8 +31,9 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestAppendShardID(t *testing.T) {
-	for _, id := range []engine.ShardID{0, 7, 1<<31 - 1, 1<<32 - 1} {
+	for _, id := range []engine.ShardID{0, 7, 10, 99, 100, 999, 1000, 4321, 9999, 10000, 10001, 123456, 1<<31 - 1, 1<<32 - 1} {
 		require.Equal(t, id.String(), string(appendShardID(nil, id)))
+		require.Equal(t, "x"+id.String(), string(appendShardID([]byte("x"), id)))
 	}
 }
 
