@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -647,6 +648,38 @@ func appendShardID(dst []byte, id engine.ShardID) []byte {
 		return strconv.AppendUint(dst, uint64(id), 10)
 	}
 	return append(dst, buf[:]...)
+}
+
+// appendPutRecordJSON encodes a PutRecord response as json.Marshal
+// encodes putRecordOutput (the members in its order, encType escaped as
+// json.Marshal escapes it).
+func appendPutRecordJSON(dst []byte, res *engine.PutResult, encType string) []byte {
+	dst = append(dst, `{"ShardId":"`...)
+	dst = appendShardID(dst, res.ShardID)
+	dst = append(dst, `","SequenceNumber":"`...)
+	dst = res.SequenceNumber.AppendTo(dst)
+	dst = append(dst, `","EncryptionType":`...)
+	if plainJSONString(encType) {
+		dst = append(dst, '"')
+		dst = append(dst, encType...)
+		dst = append(dst, '"')
+	} else {
+		b, _ := json.Marshal(encType) // a string always encodes
+		dst = append(dst, b...)
+	}
+	return append(dst, '}')
+}
+
+// plainJSONString reports whether json.Marshal writes s as itself in
+// quotes: printable ASCII without '"', '\' or the HTML characters it
+// escapes ('<', '>', '&').
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // appendPutRecordsJSON encodes a PutRecords response.

@@ -84,6 +84,19 @@ func TestAppendPutRecordsJSON(t *testing.T) {
 	require.JSONEq(t, string(want), string(appendPutRecordsJSON(nil, 1, results, failures, "NONE")))
 }
 
+// appendPutRecordJSON writes what json.Marshal writes for putRecordOutput,
+// byte for byte, whatever the encryption type holds.
+func TestAppendPutRecordJSON(t *testing.T) {
+	for _, id := range []engine.ShardID{0, 3, 12345} {
+		res := engine.PutResult{ShardID: id, SequenceNumber: engine.SequenceNumber{ShardCreated: 1700000000, Shard: uint32(id), Counter: 9, Written: 1700000003}}
+		for _, enc := range []string{"NONE", "KMS", "", "a<b>&c", `q"uo\te`, "tab\t", "ünï", "\u2028"} {
+			want, err := json.Marshal(putRecordOutput{ShardId: id.String(), SequenceNumber: res.SequenceNumber.String(), EncryptionType: enc})
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(appendPutRecordJSON(nil, &res, enc)))
+		}
+	}
+}
+
 // decodeBase64 agrees with strictBase64.Decode (count, bytes, and whether
 // it fails), except that it fails on a raw '\r' or '\n', on valid base64 of every length up to 200 bytes and on the
 // same text with one character replaced by padding, a newline, a

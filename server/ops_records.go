@@ -85,7 +85,13 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	}
 	s.metrics.recordsIn.Inc()
 	s.metrics.bytesIn.Add(float64(len(in.Data)))
-	return putRecordOutput{ShardId: res.ShardID.String(), SequenceNumber: res.SequenceNumber.String(), EncryptionType: s.enc.get(s, name)}, nil
+	encType := s.enc.get(s, name)
+	if rq.codec == codecJSON {
+		dst := appendPutRecordJSON(rq.scratch.AvailableBuffer(), &res, encType)
+		rq.scratch.Write(dst)
+		return rawBody(rq.scratch.Bytes()), nil
+	}
+	return putRecordOutput{ShardId: res.ShardID.String(), SequenceNumber: res.SequenceNumber.String(), EncryptionType: encType}, nil
 }
 
 type putRecordsEntry struct {
