@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
@@ -218,5 +220,29 @@ func TestPlainASCII8(t *testing.T) {
 			}
 		}
 		check(w)
+	}
+}
+
+// jsonScanner.str takes exactly the strings without escapes, control
+// characters or invalid UTF-8, of every length around its 8-byte steps,
+// with the odd character at every position.
+func TestScannerStr(t *testing.T) {
+	for n := range 26 {
+		for pos := range n {
+			for _, odd := range []string{"\\", "\\\"", "\x00", "\x1f", "\t", "\x7f", "é", "\xff", "\xc3", "😀", "<"} {
+				raw := []byte(strings.Repeat("k", pos) + odd + strings.Repeat("k", n-pos))
+				body := append(append([]byte(`"`), raw...), `" tail`...)
+				sc := jsonScanner{b: body}
+				v, ok := sc.str()
+				want := utf8.Valid(raw) && !bytes.ContainsFunc(raw, func(r rune) bool { return r < 0x20 || r == '\\' })
+				if bytes.Contains(raw, []byte(`"`)) { // the string ends at the quote
+					raw, _, _ = bytes.Cut(raw, []byte(`"`))
+					want = false // "\" before it
+				}
+				if ok != want || ok && (string(v) != string(raw) || string(body[sc.i:]) != " tail") {
+					t.Fatalf("str(%q) = %q, %v (rest %q); want ok %v", body, v, ok, body[sc.i:], want)
+				}
+			}
+		}
 	}
 }
