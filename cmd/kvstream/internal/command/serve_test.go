@@ -2,6 +2,8 @@ package command
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,6 +25,7 @@ func TestServe(t *testing.T) {
 		{"bad profile", []string{"serve", "--profile", "huge"}, ExitUsage, []string{`--profile "huge"`}},
 		{"access key without secret", []string{"serve", "--addr", "127.0.0.1:0", "--access-key", "AKID"}, ExitFailure, []string{"AccessKey and SecretKey must be set together"}},
 		{"extra argument", []string{"serve", "now"}, ExitUsage, []string{`unexpected argument "now"`}},
+		{"cpu profile in a missing directory", []string{"serve", "--addr", "127.0.0.1:0", "--cpu-profile", "/nonexistent-dir/cpu.prof"}, ExitFailure, []string{"--cpu-profile", "no such file or directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -46,7 +49,10 @@ func TestServeAndEndpoint(t *testing.T) {
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
 	done := make(chan int, 1)
-	go func() { done <- Execute(ctx, cmd, []string{"--data", dir, "serve", "--addr", "127.0.0.1:0"}) }()
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	go func() {
+		done <- Execute(ctx, cmd, []string{"--data", dir, "serve", "--addr", "127.0.0.1:0", "--cpu-profile", prof})
+	}()
 	var url string
 	require.Eventually(t, func() bool {
 		m := servingOn.FindStringSubmatch(out.String())
@@ -73,6 +79,10 @@ func TestServeAndEndpoint(t *testing.T) {
 	}
 	require.Contains(t, out.String(), "Stopped;")
 	require.True(t, strings.Contains(out.String(), "no authentication"))
+	// --cpu-profile wrote the run's profile (gzip'd protobuf) on stopping.
+	b, err := os.ReadFile(prof)
+	require.NoError(t, err)
+	require.True(t, len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b, "not a pprof profile: %q", b[:min(len(b), 16)])
 	// The engine was closed: the records are there for a local read.
 	require.Equal(t, "one\ntwo\n", mustRun(t, dir, "get", "s"))
 	db, err := engine.Open(dir, nil)
