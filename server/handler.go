@@ -274,21 +274,23 @@ func (s *Server) readBody(buf *bytes.Buffer, r *http.Request, h *hold, sum hash.
 		if !h.grow(bodyCharge*(int64(buf.Len())+step), unverified) {
 			return s.throttleError(op)
 		}
-		buf.Grow(int(step))
-		dst := buf.AvailableBuffer()[:step]
-		n, err := readSome(r.Body, dst)
+		// Read straight into the buffer's spare room (the MinRead more
+		// keeps ReadFrom from growing it at the step's end).
+		buf.Grow(int(step) + bytes.MinRead)
+		before := buf.Len()
+		_, err := buf.ReadFrom(&io.LimitedReader{R: r.Body, N: step})
+		n := buf.Len() - before
 		if sum != nil {
-			sum.Write(dst[:n])
+			sum.Write(buf.Bytes()[before:])
 		}
-		buf.Write(dst[:n])
 		if int64(buf.Len()) > limit {
 			return tooLarge
 		}
-		if err == io.EOF {
-			return nil
-		}
 		if err != nil {
 			return newAPIError(errSerialization, "Unable to read the request body: the client stopped sending it or sent it too slowly.")
+		}
+		if int64(n) < step { // the body ended
+			return nil
 		}
 	}
 }
@@ -317,20 +319,6 @@ func (s *Server) refuseUnsigned(w http.ResponseWriter, r *http.Request, c codec,
 	w.Header().Set("Connection", "close")
 	s.finish(w, c, om, start, nil, newAPIError(typ, msg))
 	return true
-}
-
-// readSome reads into dst until it is full, the body ends (io.EOF) or
-// fails.
-func readSome(r io.Reader, dst []byte) (int, error) {
-	n := 0
-	for n < len(dst) {
-		m, err := r.Read(dst[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // finish writes the response or error and records metrics.
