@@ -12,12 +12,12 @@
 #
 # Usage (from the repository root): bench/wire.sh [rounds] [duration]
 # Defaults: 3 rounds, 5s phases. WIRE_WORKLOADS overrides the endpoint
-# workloads (default: putrecords putrecord getrecords).
+# workloads (default: all four, putrecords putrecord getrecords subscribe).
 set -euo pipefail
 
 rounds=${1:-3}
 duration=${2:-5s}
-workloads=${WIRE_WORKLOADS:-putrecords putrecord getrecords}
+workloads=${WIRE_WORKLOADS:-putrecords putrecord getrecords subscribe}
 
 tmp=$(mktemp -d)
 server_pid=
