@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -160,4 +161,39 @@ func TestLargeBodyStepsSkipSmallReserve(t *testing.T) {
 	require.False(t, large.grow(bodyCharge*bodyStep, false))
 	big.release()
 	large.release()
+}
+
+// TestAdmissionCloseStopsWake: a bulk request waiting for bulk tokens
+// arms a wake-up timer; Server.Close stops it, and no later dispatch arms
+// another.
+func TestAdmissionCloseStopsWake(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	a := env.srv.admit
+	a.mu.Lock()
+	now := time.Now()
+	a.rate, a.tokens = bulkRateMin, -1000*bulkRateMin // refilled in about 1000 s
+	a.refilled, a.checked, a.raised = now, now, now
+	a.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool)
+	go func() {
+		_, ok := a.acquireWithin(ctx, "bulk", 2, 2*admitUnit, time.Hour)
+		done <- ok
+	}()
+	var wake *time.Timer
+	waitFor(t, "the wake-up timer", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		wake = a.wake
+		return wake != nil
+	})
+	env.srv.Close()
+	a.mu.Lock()
+	require.Nil(t, a.wake)
+	require.False(t, wake.Stop(), "Close stopped the timer")
+	a.dispatch() // the request still starves: no new timer
+	require.Nil(t, a.wake)
+	a.mu.Unlock()
+	cancel()
+	require.False(t, <-done)
 }
