@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -196,4 +197,22 @@ func TestAdmissionCloseStopsWake(t *testing.T) {
 	a.mu.Unlock()
 	cancel()
 	require.False(t, <-done)
+}
+
+// TestCloseStopsPendingTimer: a stream change scheduled after Close (a
+// call racing it) arms no timer that outlives the server.
+func TestCloseStopsPendingTimer(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	require.NoError(t, env.db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	require.Nil(t, env.srv.schedule("s", pendingChange{Op: "scale", Target: 2, DueMs: time.Now().Add(time.Hour).UnixMilli()}))
+	env.srv.pending.mu.Lock()
+	first := env.srv.pending.timer
+	env.srv.pending.mu.Unlock()
+	require.NotNil(t, first)
+	env.srv.Close()
+	require.False(t, first.Stop(), "Close stopped the timer")
+	require.Nil(t, env.srv.schedule("s", pendingChange{Op: "scale", Target: 2, DueMs: time.Now().Add(time.Hour).UnixMilli()}))
+	env.srv.pending.mu.Lock()
+	defer env.srv.pending.mu.Unlock()
+	require.Nil(t, env.srv.pending.timer)
 }
