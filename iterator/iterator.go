@@ -30,9 +30,18 @@ type Iterator struct {
 	next   uint64
 
 	pit  *pebble.Iterator
-	rec  shard.Record
 	err  error
 	done bool
+
+	// cur is the current record as decoded by Next (has: there is one);
+	// Record builds the shard.Record from it.
+	cur struct {
+		has  bool
+		c    uint64
+		ms   int64
+		ehk  *shard.HashKey
+		data []byte
+	}
 
 	// pk is the current record's partition key, borrowed from Pebble;
 	// Record turns it into rec.PartitionKey on first use (pkSet), reusing
@@ -64,7 +73,16 @@ func (it *Iterator) Next() bool {
 		return false
 	}
 	defer it.leave()
-	return it.advance() && it.loadInto(&it.rec)
+	if !it.advance() {
+		return false
+	}
+	c, d, ok := it.decode()
+	if !ok {
+		return false
+	}
+	it.pk, it.pkSet = d.PartitionKey, false
+	it.cur.has, it.cur.c, it.cur.ms, it.cur.ehk, it.cur.data = true, c, d.ArrivalMs, d.ExplicitHashKey, d.Data
+	return true
 }
 
 // enter starts a use of Pebble: it enters the gate of a gated iterator,
@@ -189,25 +207,6 @@ func (it *Iterator) setErr(err error) {
 	it.err = err
 }
 
-// loadInto decodes the record at the Pebble iterator's position into dst
-// (PartitionKey left empty: it stays in it.pk until Record needs it) and
-// advances it.next past it.
-func (it *Iterator) loadInto(dst *shard.Record) bool {
-	c, d, ok := it.decode()
-	if !ok {
-		return false
-	}
-	it.pk, it.pkSet = d.PartitionKey, false
-	*dst = shard.Record{
-		ShardID:         it.log.ID,
-		SequenceNumber:  it.log.Seq(c, d.ArrivalMs),
-		ExplicitHashKey: d.ExplicitHashKey,
-		Data:            d.Data,
-		Timestamp:       time.UnixMilli(d.ArrivalMs),
-	}
-	return true
-}
-
 // decode decodes the record at the Pebble iterator's position, returning
 // its counter and its value's fields (borrowed from Pebble), and advances
 // it.next past it. Errors go to it.err.
@@ -236,14 +235,23 @@ func (it *Iterator) decode() (uint64, shard.DecodedValue, bool) {
 // of at most pkSlabSize bytes with the keys of neighbouring records, so
 // keeping one key can keep that much memory.
 func (it *Iterator) Record() shard.Record {
+	if !it.cur.has {
+		return shard.Record{}
+	}
 	if !it.pkSet {
 		it.pkSet = true
 		if string(it.pk) != it.lastPK {
 			it.lastPK = it.ownKey(it.pk)
 		}
-		it.rec.PartitionKey = it.lastPK
 	}
-	return it.rec
+	return shard.Record{
+		ShardID:         it.log.ID,
+		SequenceNumber:  it.log.Seq(it.cur.c, it.cur.ms),
+		PartitionKey:    it.lastPK,
+		ExplicitHashKey: it.cur.ehk,
+		Data:            it.cur.data,
+		Timestamp:       time.UnixMilli(it.cur.ms),
+	}
 }
 
 // pkSlabSize is the size of the chunks ownKey copies partition keys into:
