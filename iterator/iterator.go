@@ -33,8 +33,9 @@ type Iterator struct {
 	err  error
 	done bool
 
-	// cur is the current record as decoded by Next (has: there is one);
-	// Record builds the shard.Record from it.
+	// cur is the record decoded last (has: there is one): Next's current
+	// record, from which Record builds the shard.Record, and the position
+	// a corruption error reports as the last good record.
 	cur struct {
 		has  bool
 		c    uint64
@@ -52,11 +53,6 @@ type Iterator struct {
 	pkSet  bool
 	lastPK string
 	pkSlab []byte
-
-	// lastC and lastMs are the counter and arrival of the last record
-	// read (lastC 0: none), the position a corruption error reports.
-	lastC  uint64
-	lastMs int64
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -76,13 +72,7 @@ func (it *Iterator) Next() bool {
 	if !it.advance() {
 		return false
 	}
-	c, d, ok := it.decode()
-	if !ok {
-		return false
-	}
-	it.pk, it.pkSet = d.PartitionKey, false
-	it.cur.has, it.cur.c, it.cur.ms, it.cur.ehk, it.cur.data = true, c, d.ArrivalMs, d.ExplicitHashKey, d.Data
-	return true
+	return it.decode()
 }
 
 // enter starts a use of Pebble: it enters the gate of a gated iterator,
@@ -201,31 +191,32 @@ func (it *Iterator) setErr(err error) {
 	}
 	err = shard.ReadError(it.log, it.next, err)
 	var ce *shard.CorruptionError
-	if errors.As(err, &ce) && ce.After.Counter == 0 && it.lastC != 0 && it.lastC < ce.Counter {
-		ce.After = it.log.Seq(it.lastC, it.lastMs)
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.has && it.cur.c < ce.Counter {
+		ce.After = it.log.Seq(it.cur.c, it.cur.ms)
 	}
 	it.err = err
 }
 
-// decode decodes the record at the Pebble iterator's position, returning
-// its counter and its value's fields (borrowed from Pebble), and advances
-// it.next past it. Errors go to it.err.
-func (it *Iterator) decode() (uint64, shard.DecodedValue, bool) {
+// decode decodes the record at the Pebble iterator's position into cur
+// and pk (borrowed from Pebble: PartitionKey waits in pk until Record
+// needs it), and advances it.next past it. Errors go to it.err.
+func (it *Iterator) decode() bool {
 	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
 	v, err := it.pit.ValueAndErr()
 	if err != nil {
 		it.setErr(err)
-		return 0, shard.DecodedValue{}, false
+		return false
 	}
 	d, vok := shard.DecodeValue(v)
 	if !ok || !vok {
 		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
 			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
-		return 0, shard.DecodedValue{}, false
+		return false
 	}
-	it.lastC, it.lastMs = c, d.ArrivalMs
+	it.cur.has, it.cur.c, it.cur.ms, it.cur.ehk, it.cur.data = true, c, d.ArrivalMs, d.ExplicitHashKey, d.Data
+	it.pk, it.pkSet = d.PartitionKey, false
 	it.next = c + 1
-	return c, d, true
+	return true
 }
 
 // Record returns the current record. Its Data is valid until the next
@@ -365,11 +356,11 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var arena []byte
 	size := 0
 	for len(recs) < maxRecords && it.advance() {
-		c, d, ok := it.decode()
-		if !ok {
+		if !it.decode() {
 			break
 		}
-		n := len(d.PartitionKey) + len(d.Data)
+		c, pkb, data := it.cur.c, it.pk, it.cur.data
+		n := len(pkb) + len(data)
 		if size+n > maxBytes && len(recs) > 0 {
 			// Undo: leave this record for the next page.
 			it.next = c
@@ -385,9 +376,9 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 			arena = make([]byte, 0, max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
-		arena = append(arena, d.PartitionKey...)
-		arena = append(arena, d.Data...)
-		pk := arena[start : start+len(d.PartitionKey)]
+		arena = append(arena, pkb...)
+		arena = append(arena, data...)
+		pk := arena[start : start+len(pkb)]
 		// Fill the zeroed slot field by field: no record-sized copy.
 		if len(recs) == cap(recs) {
 			recs = append(recs, shard.Record{})
@@ -396,11 +387,11 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		}
 		r := &recs[len(recs)-1]
 		r.ShardID = it.log.ID
-		r.SequenceNumber = it.log.Seq(c, d.ArrivalMs)
+		r.SequenceNumber = it.log.Seq(c, it.cur.ms)
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
-		r.ExplicitHashKey = d.ExplicitHashKey
+		r.ExplicitHashKey = it.cur.ehk
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
-		r.Timestamp = time.UnixMilli(d.ArrivalMs)
+		r.Timestamp = time.UnixMilli(it.cur.ms)
 	}
 	return recs, len(recs) == maxRecords
 }
