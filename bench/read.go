@@ -47,8 +47,12 @@ func (a ReadAPI) String() string {
 // (shard.DecodeRecordKey, shard.DecodeValue), and then does what a raw
 // reader must do to hand the caller the same result:
 //
-//   - Iterator: nothing more. Pebble's bytes are handed over borrowed,
-//     valid until the next step, as the engine Iterator's Data is.
+//   - Iterator: the data is handed over borrowed, valid until the next
+//     step, as the engine Iterator's Data is; the partition key, which
+//     the engine hands over as a string the caller may keep, is copied
+//     into memory the caller owns, into 4 KiB chunks shared by many keys
+//     as the engine's Iterator does (the least a reader can do that gives
+//     out keys it will not overwrite).
 //   - GetRecords: a page outlives its Pebble iterator, so the ceiling
 //     copies it into memory the caller owns, as GetRecords must: one
 //     rawRecord (counter, arrival, partition key, data) per record, its
@@ -415,7 +419,8 @@ func readCeiling(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset,
 }
 
 // scanShard reads every record of one shard with one raw Pebble iterator,
-// decoding each key and value and copying nothing.
+// decoding each key and value and copying each record's partition key
+// (and nothing else) into memory the caller owns (see ReadConfig).
 func scanShard(pdb *pebble.DB, stream uint32, id engine.ShardID) (n, nb int64, err error) {
 	lower := shard.AppendRecordKey(nil, stream, uint32(id), 1)
 	upper := shard.AppendRecordKey(nil, stream, uint32(id)+1, 0)
@@ -423,6 +428,7 @@ func scanShard(pdb *pebble.DB, stream uint32, id engine.ShardID) (n, nb int64, e
 	if err != nil {
 		return 0, 0, err
 	}
+	var keys []byte // the current chunk of owned partition keys
 	for ok := it.First(); ok; ok = it.Next() {
 		if _, _, _, kok := shard.DecodeRecordKey(it.Key()); !kok {
 			_ = it.Close()
@@ -438,7 +444,12 @@ func scanShard(pdb *pebble.DB, stream uint32, id engine.ShardID) (n, nb int64, e
 			_ = it.Close()
 			return n, nb, fmt.Errorf("kvstream: bench: record value does not decode")
 		}
-		nb += int64(len(d.Data) + len(d.PartitionKey))
+		if cap(keys)-len(keys) < len(d.PartitionKey) {
+			keys = make([]byte, 0, max(4<<10, len(d.PartitionKey)))
+		}
+		start := len(keys)
+		keys = append(keys, d.PartitionKey...)
+		nb += int64(len(d.Data) + len(keys[start:]))
 		n++
 	}
 	return n, nb, errors.Join(it.Error(), it.Close())
