@@ -21,7 +21,7 @@ const (
 	// ViaGetRecords reads with GetShardIterator and GetRecords pages of
 	// ReadConfig.Limit records, following NextShardIterator. The ceiling
 	// opens a fresh raw Pebble iterator per page of the same size, as
-	// GetRecords does.
+	// GetRecords does, and copies each page into memory it owns.
 	ViaGetRecords ReadAPI = iota
 	// ViaIterator reads with DB.Iterate from TrimHorizon. The ceiling is
 	// one raw Pebble iterator per shard.
@@ -40,11 +40,28 @@ func (a ReadAPI) String() string {
 // and compacted so both sides read the same settled LSM), then one reader
 // reads every shard from TRIM_HORIZON to its end, shard after shard.
 //
-// The ceiling reads the same directory with raw Pebble: it iterates the
-// same key spans and decodes each value with shard.DecodeValue, copying
-// nothing. The engine side additionally resolves positions, applies
-// retention, builds Records and tokens, and (GetRecords) copies each page
-// into memory the caller owns.
+// The ceiling reads the same directory with raw Pebble, opened with the
+// same options (PebbleOptions) and, like the engine side, fresh for each
+// phase, so both start from a cold block cache and a warm OS page cache.
+// It iterates the same key spans and decodes each key and value
+// (shard.DecodeRecordKey, shard.DecodeValue), and then does what a raw
+// reader must do to hand the caller the same result:
+//
+//   - Iterator: the data is handed over borrowed, valid until the next
+//     step, as the engine Iterator's Data is; the partition key, which
+//     the engine hands over as a string the caller may keep, is copied
+//     into memory the caller owns, into 4 KiB chunks shared by many keys
+//     as the engine's Iterator does (the least a reader can do that gives
+//     out keys it will not overwrite).
+//   - GetRecords: a page outlives its Pebble iterator, so the ceiling
+//     copies it into memory the caller owns, as GetRecords must: one
+//     rawRecord (counter, arrival, partition key, data) per record, its
+//     bytes in arenas of about the page's size.
+//
+// The engine side additionally resolves positions, applies retention,
+// builds Records (sequence number, timestamp, partition key string) and,
+// for GetRecords, checks and charges the shard's read limits and
+// decodes and encodes tokens.
 //
 // The loaded data set is kept in a subdirectory of dir named after
 // Records, Shards, RecordSize and Profile, and reused by later runs on the
@@ -359,7 +376,7 @@ func readCeiling(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset,
 	for _, id := range ds.Shards {
 		var n, nb int64
 		if cfg.Via == ViaIterator {
-			n, nb, err = scanPage(pdb, ds.StreamID, id, 1, -1)
+			n, nb, err = scanShard(pdb, ds.StreamID, id)
 			prog.add(n)
 		} else {
 			var d []time.Duration
@@ -368,18 +385,21 @@ func readCeiling(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset,
 					return m, err
 				}
 				t0 := time.Now()
-				pn, pnb, perr := scanPage(pdb, ds.StreamID, id, from, cfg.Limit)
+				page, perr := readPage(pdb, ds.StreamID, id, from, cfg.Limit)
 				d = append(d, time.Since(t0))
 				if perr != nil {
 					err = perr
 					break
 				}
-				n, nb = n+pn, nb+pnb
-				prog.add(pn)
-				if pn == 0 {
+				for i := range page {
+					nb += int64(len(page[i].Data) + len(page[i].PartitionKey))
+				}
+				n += int64(len(page))
+				prog.add(int64(len(page)))
+				if len(page) == 0 {
 					break
 				}
-				from += uint64(pn)
+				from = page[len(page)-1].Counter + 1
 			}
 			lat.add(d)
 		}
@@ -398,16 +418,18 @@ func readCeiling(ctx context.Context, ddir string, cfg *ReadConfig, ds *dataset,
 	return m, nil
 }
 
-// scanPage reads up to limit (all if < 0) records of one shard from
-// counter from with a fresh raw Pebble iterator, decoding each value.
-func scanPage(pdb *pebble.DB, stream uint32, id engine.ShardID, from uint64, limit int) (n, nb int64, err error) {
-	lower := shard.AppendRecordKey(nil, stream, uint32(id), from)
+// scanShard reads every record of one shard with one raw Pebble iterator,
+// decoding each key and value and copying each record's partition key
+// (and nothing else) into memory the caller owns (see ReadConfig).
+func scanShard(pdb *pebble.DB, stream uint32, id engine.ShardID) (n, nb int64, err error) {
+	lower := shard.AppendRecordKey(nil, stream, uint32(id), 1)
 	upper := shard.AppendRecordKey(nil, stream, uint32(id)+1, 0)
 	it, err := pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return 0, 0, err
 	}
-	for ok := it.First(); ok && (limit < 0 || n < int64(limit)); ok = it.Next() {
+	var keys []byte // the current chunk of owned partition keys
+	for ok := it.First(); ok; ok = it.Next() {
 		if _, _, _, kok := shard.DecodeRecordKey(it.Key()); !kok {
 			_ = it.Close()
 			return n, nb, fmt.Errorf("kvstream: bench: key %x is not a record key", it.Key())
@@ -422,8 +444,72 @@ func scanPage(pdb *pebble.DB, stream uint32, id engine.ShardID, from uint64, lim
 			_ = it.Close()
 			return n, nb, fmt.Errorf("kvstream: bench: record value does not decode")
 		}
-		nb += int64(len(d.Data) + len(d.PartitionKey))
+		if cap(keys)-len(keys) < len(d.PartitionKey) {
+			keys = make([]byte, 0, max(4<<10, len(d.PartitionKey)))
+		}
+		start := len(keys)
+		keys = append(keys, d.PartitionKey...)
+		nb += int64(len(d.Data) + len(keys[start:]))
 		n++
 	}
 	return n, nb, errors.Join(it.Error(), it.Close())
+}
+
+// rawRecord is a record of a ceiling page: what a raw-Pebble reader must
+// keep of each record to give its caller a GetRecords page (the sequence
+// number and timestamp derive from Counter and ArrivalMs). PartitionKey
+// and Data are the page's own copies.
+type rawRecord struct {
+	Counter      uint64
+	ArrivalMs    int64
+	PartitionKey []byte
+	Data         []byte
+}
+
+// readPage reads up to limit records of one shard from counter from with a
+// fresh raw Pebble iterator and returns them in memory the caller owns:
+// one slice of limit records, and the bytes in arenas sized, from the
+// first record, for the rest of the page (a few allocations per page).
+func readPage(pdb *pebble.DB, stream uint32, id engine.ShardID, from uint64, limit int) (page []rawRecord, err error) {
+	lower := shard.AppendRecordKey(nil, stream, uint32(id), from)
+	upper := shard.AppendRecordKey(nil, stream, uint32(id)+1, 0)
+	it, err := pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	var arena []byte
+	for ok := it.First(); ok && len(page) < limit; ok = it.Next() {
+		_, _, c, kok := shard.DecodeRecordKey(it.Key())
+		if !kok {
+			_ = it.Close()
+			return nil, fmt.Errorf("kvstream: bench: key %x is not a record key", it.Key())
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		d, ok := shard.DecodeValue(v)
+		if !ok {
+			_ = it.Close()
+			return nil, fmt.Errorf("kvstream: bench: record value does not decode")
+		}
+		if page == nil {
+			page = make([]rawRecord, 0, limit)
+		}
+		n := len(d.PartitionKey) + len(d.Data)
+		if cap(arena)-len(arena) < n {
+			arena = make([]byte, 0, max(n, min(n*(limit-len(page)), 1<<20)))
+		}
+		start := len(arena)
+		arena = append(arena, d.PartitionKey...)
+		arena = append(arena, d.Data...)
+		page = append(page, rawRecord{
+			Counter:      c,
+			ArrivalMs:    d.ArrivalMs,
+			PartitionKey: arena[start : start+len(d.PartitionKey) : start+len(d.PartitionKey)],
+			Data:         arena[start+len(d.PartitionKey) : len(arena) : len(arena)],
+		})
+	}
+	return page, errors.Join(it.Error(), it.Close())
 }

@@ -30,22 +30,29 @@ type Iterator struct {
 	next   uint64
 
 	pit  *pebble.Iterator
-	rec  shard.Record
 	err  error
 	done bool
+
+	// cur is the record decoded last (has: there is one): Next's current
+	// record, from which Record builds the shard.Record, and the position
+	// a corruption error reports as the last good record.
+	cur struct {
+		has  bool
+		c    uint64
+		ms   int64
+		ehk  *shard.HashKey
+		data []byte
+	}
 
 	// pk is the current record's partition key, borrowed from Pebble;
 	// Record turns it into rec.PartitionKey on first use (pkSet), reusing
 	// lastPK when the key repeats, so readers that copy the key anyway
-	// (ReadPage) allocate nothing per record.
+	// (ReadPage) allocate nothing per record. New keys are copied into
+	// pkSlab, a chunk shared by the keys of many records (see ownKey).
 	pk     []byte
 	pkSet  bool
 	lastPK string
-
-	// lastC and lastMs are the counter and arrival of the last record
-	// read (lastC 0: none), the position a corruption error reports.
-	lastC  uint64
-	lastMs int64
+	pkSlab []byte
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -62,7 +69,10 @@ func (it *Iterator) Next() bool {
 		return false
 	}
 	defer it.leave()
-	return it.advance() && it.loadInto(&it.rec)
+	if !it.advance() {
+		return false
+	}
+	return it.decode()
 }
 
 // enter starts a use of Pebble: it enters the gate of a gated iterator,
@@ -181,16 +191,16 @@ func (it *Iterator) setErr(err error) {
 	}
 	err = shard.ReadError(it.log, it.next, err)
 	var ce *shard.CorruptionError
-	if errors.As(err, &ce) && ce.After.Counter == 0 && it.lastC != 0 && it.lastC < ce.Counter {
-		ce.After = it.log.Seq(it.lastC, it.lastMs)
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.has && it.cur.c < ce.Counter {
+		ce.After = it.log.Seq(it.cur.c, it.cur.ms)
 	}
 	it.err = err
 }
 
-// loadInto decodes the record at the Pebble iterator's position into dst
-// (PartitionKey left empty: it stays in it.pk until Record needs it) and
-// advances it.next past it.
-func (it *Iterator) loadInto(dst *shard.Record) bool {
+// decode decodes the record at the Pebble iterator's position into cur
+// and pk (borrowed from Pebble: PartitionKey waits in pk until Record
+// needs it), and advances it.next past it. Errors go to it.err.
+func (it *Iterator) decode() bool {
 	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
 	v, err := it.pit.ValueAndErr()
 	if err != nil {
@@ -203,30 +213,56 @@ func (it *Iterator) loadInto(dst *shard.Record) bool {
 			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
 		return false
 	}
-	it.lastC, it.lastMs = c, d.ArrivalMs
-	it.next = c + 1
+	it.cur.has, it.cur.c, it.cur.ms, it.cur.ehk, it.cur.data = true, c, d.ArrivalMs, d.ExplicitHashKey, d.Data
 	it.pk, it.pkSet = d.PartitionKey, false
-	*dst = shard.Record{
-		ShardID:         it.log.ID,
-		SequenceNumber:  it.log.Seq(c, d.ArrivalMs),
-		ExplicitHashKey: d.ExplicitHashKey,
-		Data:            d.Data,
-		Timestamp:       time.UnixMilli(d.ArrivalMs),
-	}
+	it.next = c + 1
 	return true
 }
 
 // Record returns the current record. Its Data is valid until the next
 // call to Next or Close.
+//
+// Its PartitionKey is the caller's to keep, but may share one allocation
+// of at most pkSlabSize bytes with the keys of neighbouring records, so
+// keeping one key can keep that much memory.
 func (it *Iterator) Record() shard.Record {
+	if !it.cur.has {
+		return shard.Record{}
+	}
 	if !it.pkSet {
 		it.pkSet = true
 		if string(it.pk) != it.lastPK {
-			it.lastPK = string(it.pk)
+			it.lastPK = it.ownKey(it.pk)
 		}
-		it.rec.PartitionKey = it.lastPK
 	}
-	return it.rec
+	return shard.Record{
+		ShardID:         it.log.ID,
+		SequenceNumber:  it.log.Seq(it.cur.c, it.cur.ms),
+		PartitionKey:    it.lastPK,
+		ExplicitHashKey: it.cur.ehk,
+		Data:            it.cur.data,
+		Timestamp:       time.UnixMilli(it.cur.ms),
+	}
+}
+
+// pkSlabSize is the size of the chunks ownKey copies partition keys into:
+// one allocation per about 200 keys of 16 bytes instead of one per key.
+const pkSlabSize = 4 << 10
+
+// ownKey returns b as a string the iterator never writes to again. Short
+// keys are appended to pkSlab (never overwritten: a full chunk is
+// replaced, not reused), longer ones get their own allocation.
+func (it *Iterator) ownKey(b []byte) string {
+	if len(b) > pkSlabSize/16 {
+		return string(b)
+	}
+	if cap(it.pkSlab)-len(it.pkSlab) < len(b) {
+		it.pkSlab = make([]byte, 0, pkSlabSize)
+	}
+	start := len(it.pkSlab)
+	it.pkSlab = append(it.pkSlab, b...)
+	k := it.pkSlab[start:]
+	return unsafe.String(unsafe.SliceData(k), len(k))
 }
 
 // NextCounter returns the counter of the next record to read: the
@@ -308,8 +344,9 @@ func (it *Iterator) Close() error {
 // its memory. The record slice is sized once from the visible records and
 // the first record's size, and arenas are sized for the rest of the page
 // (4 KiB to 1 MiB), so a page costs a few allocations, not one per
-// record. It returns the records and whether the page stopped at a limit
-// (more may be visible).
+// record; each record is decoded straight into its slot of the page. It
+// returns the records and whether the page stopped at a limit (more may
+// be visible).
 func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	if !it.enter() {
 		return nil, false
@@ -319,54 +356,42 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var arena []byte
 	size := 0
 	for len(recs) < maxRecords && it.advance() {
-		// Decode straight into the page's next slot (the first record,
-		// which sizes the page, goes through it.rec).
-		var r *shard.Record
-		if len(recs) < cap(recs) {
-			recs = recs[:len(recs)+1]
-			r = &recs[len(recs)-1]
-		} else {
-			r = &it.rec
-		}
-		if !it.loadInto(r) {
-			if r != &it.rec {
-				recs = recs[:len(recs)-1]
-			}
+		if !it.decode() {
 			break
 		}
-		pkb := it.pk
-		n := len(r.Data) + len(pkb)
-		prior := len(recs) // records before this one
-		if r != &it.rec {
-			prior--
-		}
-		if size+n > maxBytes && prior > 0 {
+		c, pkb, data := it.cur.c, it.pk, it.cur.data
+		n := len(pkb) + len(data)
+		if size+n > maxBytes && len(recs) > 0 {
 			// Undo: leave this record for the next page.
-			it.next = r.SequenceNumber.Counter
-			if r != &it.rec {
-				recs = recs[:len(recs)-1]
-			}
+			it.next = c
 			it.pit = closeQuiet(it.pit)
 			return recs, true
 		}
 		size += n
-		if r == &it.rec {
-			if recs == nil {
-				recs = make([]shard.Record, 0, pageCap(it, r.SequenceNumber.Counter, n, maxRecords, maxBytes))
-			}
-			recs = append(recs, *r)
-			r = &recs[len(recs)-1]
+		if recs == nil {
+			recs = make([]shard.Record, 0, pageCap(it, c, n, maxRecords, maxBytes))
 		}
 		if cap(arena)-len(arena) < n {
-			want := n * (cap(recs) - len(recs) + 1)
+			want := n * (cap(recs) - len(recs))
 			arena = make([]byte, 0, max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
 		arena = append(arena, pkb...)
-		arena = append(arena, r.Data...)
+		arena = append(arena, data...)
 		pk := arena[start : start+len(pkb)]
+		// Fill the zeroed slot field by field: no record-sized copy.
+		if len(recs) == cap(recs) {
+			recs = append(recs, shard.Record{})
+		} else {
+			recs = recs[:len(recs)+1]
+		}
+		r := &recs[len(recs)-1]
+		r.ShardID = it.log.ID
+		r.SequenceNumber = it.log.Seq(c, it.cur.ms)
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
+		r.ExplicitHashKey = it.cur.ehk
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
+		r.Timestamp = time.UnixMilli(it.cur.ms)
 	}
 	return recs, len(recs) == maxRecords
 }

@@ -28,7 +28,7 @@ func forEachBackendClocked(t *testing.T, body func(t *testing.T, kc *kinesis.Cli
 		t.Run(b.name, func(t *testing.T) {
 			noLeaks(t)
 			clk := kvstreamtest.NewClock(epoch)
-			body(t, b.client(t, append([]kvstreamtest.Option{kvstreamtest.WithInMemory(), kvstreamtest.WithClock(clk.Now)}, opts...)...), clk)
+			body(t, b.client(t, append([]kvstreamtest.Option{kvstreamtest.WithInMemory(), kvstreamtest.WithClock(clk)}, opts...)...), clk)
 		})
 	}
 }
@@ -117,9 +117,12 @@ func TestCreateDelayOnFakeClock(t *testing.T) {
 	}, kvstreamtest.WithCreateDelay(30*time.Second))
 }
 
-// A subscription ends when its 5-minute lifetime has passed on the
-// server's clock (here noticed at the next put, without waiting).
-func TestSubscriptionLifetimeOnFakeClock(t *testing.T) {
+// A subscription acts on the fake clock as soon as it moves: a heartbeat
+// arrives when one is due, and the subscription ends when its 5-minute
+// lifetime has passed, with no record put to wake it and no real time
+// waited. The heartbeat interval is a minute here, so without the wake-up
+// neither would come before the guard.
+func TestSubscriptionOnFakeClock(t *testing.T) {
 	forEachBackendClocked(t, func(t *testing.T, kc *kinesis.Client, clk *kvstreamtest.Clock) {
 		arn := createStream(t, kc, "s", 1)
 		reg, err := kc.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String("app")})
@@ -131,15 +134,33 @@ func TestSubscriptionLifetimeOnFakeClock(t *testing.T) {
 		require.NoError(t, err)
 		es := sub.GetStream()
 		defer es.Close()
-		<-es.Events() // the first event (no records)
-		clk.Advance(5*time.Minute + time.Second)
-		put(t, kc, "s", "x") // wakes the subscription, which finds its lifetime over
-		for ev := range es.Events() {
-			e := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
-			require.Empty(t, e.Value.Records, "no record after the lifetime")
+		guard := time.After(30 * time.Second) // a hang guard only: the events come at once
+		next := func() (types.SubscribeToShardEventStream, bool) {
+			t.Helper()
+			select {
+			case ev, ok := <-es.Events():
+				return ev, ok
+			case <-guard:
+				t.Fatal("the subscription did not act on the moved clock")
+				return nil, false
+			}
+		}
+		_, ok := next() // the first event (no records)
+		require.True(t, ok)
+		clk.Advance(time.Minute)
+		ev, ok := next()
+		require.True(t, ok, "a heartbeat: %v", es.Err())
+		require.Empty(t, ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent).Value.Records)
+		clk.Advance(4 * time.Minute) // 5 minutes since the subscription began
+		for {
+			ev, ok := next()
+			if !ok {
+				break
+			}
+			require.Empty(t, ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent).Value.Records)
 		}
 		require.NoError(t, es.Err())
-	})
+	}, kvstreamtest.WithServerConfig(func(c *server.Config) { c.SubscriptionHeartbeat = time.Minute }))
 }
 
 // WithKinesisLimits throttles at Kinesis' per-shard limits; on a fake
@@ -147,7 +168,7 @@ func TestSubscriptionLifetimeOnFakeClock(t *testing.T) {
 func TestKinesisLimitsOnFakeClock(t *testing.T) {
 	noLeaks(t)
 	clk := kvstreamtest.NewClock(epoch)
-	kc := kvstreamtest.NewClient(t, kvstreamtest.WithInMemory(), kvstreamtest.WithClock(clk.Now), kvstreamtest.WithKinesisLimits(),
+	kc := kvstreamtest.NewClient(t, kvstreamtest.WithInMemory(), kvstreamtest.WithClock(clk), kvstreamtest.WithKinesisLimits(),
 		kvstreamtest.WithClientOptions(func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }))
 	createStream(t, kc, "s", 1)
 	it := iterator(t, kc, "s", "shardId-000000000000", types.ShardIteratorTypeTrimHorizon)
@@ -199,7 +220,7 @@ func TestOpen(t *testing.T) {
 		t.Run(map[bool]string{true: "InMemory", false: "TempDir"}[mem], func(t *testing.T) {
 			noLeaks(t)
 			clk := kvstreamtest.NewClock(epoch)
-			opts := []kvstreamtest.Option{kvstreamtest.WithClock(clk.Now)}
+			opts := []kvstreamtest.Option{kvstreamtest.WithClock(clk)}
 			if mem {
 				opts = append(opts, kvstreamtest.WithInMemory())
 			}

@@ -22,8 +22,9 @@
 // errors and their types (*types.ResourceNotFoundException,
 // *types.InvalidArgumentException, ...) are exactly those a client gets
 // over the network. A fake clock (WithClock, NewClock) moves the
-// engine's and the server's time, so retention, iterator expiry and
-// CREATING delays are tested without waiting.
+// engine's and the server's time, so retention, iterator expiry,
+// CREATING delays and SubscribeToShard heartbeats and lifetimes are
+// tested without waiting.
 package kvstreamtest
 
 import (
@@ -56,7 +57,7 @@ type Option func(*config)
 
 type config struct {
 	inMemory   bool
-	clock      func() time.Time
+	clock      *Clock
 	engineFns  []func(*engine.Options)
 	serverFns  []func(*server.Config)
 	clientFns  []func(*kinesis.Options)
@@ -71,13 +72,19 @@ type config struct {
 // nothing touches the disk.
 func WithInMemory() Option { return func(c *config) { c.inMemory = true } }
 
-// WithClock sets the clock of the engine (engine.Options.Clock: record
-// arrival times, retention, iterator expiry, throttle buckets, CREATING
-// delays) and of the server (server.Config.Clock: page-token expiry and
-// SubscribeToShard lifetimes). Pass a *Clock's Now to move time by hand.
-// Default time.Now. SigV4 signatures are checked against the wall clock,
-// as the SDK signs with it.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+// WithClock makes clk (NewClock) the clock of the engine
+// (engine.Options.Clock: record arrival times, retention, iterator
+// expiry, throttle buckets, CREATING delays) and of the server
+// (server.Config.Clock: page-token expiry, and SubscribeToShard
+// heartbeats and lifetimes), so a test moves time by hand. A running
+// subscription acts on a move at once: Advance past a heartbeat's due
+// time and the heartbeat event arrives; past the 5-minute lifetime and
+// the subscription ends. One Clock may drive several clients and servers.
+// Default: the wall clock. SigV4 signatures are checked against the wall
+// clock, as the SDK signs with it. (Another clock function can be set
+// with WithEngineOptions and WithServerConfig; subscriptions then see its
+// moves only when they next wake on real time.)
+func WithClock(clk *Clock) Option { return func(c *config) { c.clock = clk } }
 
 // WithKinesisLimits turns on Kinesis' per-shard throughput limits (1000
 // records/s and 1 MiB/s written, 2 MiB/s and 5 calls/s read) and its
@@ -141,7 +148,10 @@ func Open(tb testing.TB, opts ...Option) *engine.DB {
 
 func open(tb testing.TB, c *config) *engine.DB {
 	tb.Helper()
-	o := &engine.Options{NoSync: true, Clock: c.clock}
+	o := &engine.Options{NoSync: true}
+	if c.clock != nil {
+		o.Clock = c.clock.Now
+	}
 	dir := "kvstream"
 	if c.inMemory {
 		o.FS = vfs.NewMem()
@@ -174,8 +184,10 @@ func newServer(tb testing.TB, c *config) (*server.Server, server.Config) {
 		Account:       c.account,
 		CreateDelay:   c.createWait,
 		KinesisLimits: c.limits,
-		Clock:         c.clock,
 		Logger:        slog.New(slog.NewTextHandler(tbWriter{tb}, nil)),
+	}
+	if c.clock != nil {
+		cfg.Clock = c.clock.Now
 	}
 	for _, fn := range c.serverFns {
 		fn(&cfg)
@@ -183,6 +195,9 @@ func newServer(tb testing.TB, c *config) (*server.Server, server.Config) {
 	srv, err := server.New(db, cfg)
 	if err != nil {
 		tb.Fatalf("kvstreamtest: %v", err)
+	}
+	if c.clock != nil {
+		tb.Cleanup(c.clock.notify(srv.ClockMoved))
 	}
 	return srv, cfg
 }
@@ -254,14 +269,51 @@ func NewServer(tb testing.TB, opts ...Option) (endpoint string) {
 }
 
 // Clock is a fake clock for WithClock: it stands still until Advance or
-// Set moves it. It is safe for concurrent use.
+// Set moves it, and each move wakes the subscriptions of the servers it
+// drives. It is safe for concurrent use.
 type Clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	servers map[int]func() // ClockMoved of each server it drives, by notify's key
+	nextKey int
 }
 
 // NewClock returns a Clock at start.
 func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// notify calls moved after each move until the returned stop is called.
+func (c *Clock) notify(moved func()) (stop func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.servers == nil {
+		c.servers = map[int]func(){}
+	}
+	k := c.nextKey
+	c.nextKey++
+	c.servers[k] = moved
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.servers, k)
+	}
+}
+
+// move sets the clock to to(now) and then tells the servers; it returns
+// the new time.
+func (c *Clock) move(to func(now time.Time) time.Time) time.Time {
+	c.mu.Lock()
+	c.now = to(c.now)
+	t := c.now
+	fns := make([]func(), 0, len(c.servers))
+	for _, fn := range c.servers {
+		fns = append(fns, fn)
+	}
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	return t
+}
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
@@ -272,18 +324,11 @@ func (c *Clock) Now() time.Time {
 
 // Advance moves the clock forward by d and returns the new time.
 func (c *Clock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
+	return c.move(func(now time.Time) time.Time { return now.Add(d) })
 }
 
 // Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
+func (c *Clock) Set(t time.Time) { c.move(func(time.Time) time.Time { return t }) }
 
 // tbWriter sends the server's logs to the test's log.
 type tbWriter struct{ tb testing.TB }

@@ -90,6 +90,7 @@ type admission struct {
 	raised     time.Time // when the rate was last raised (or cut)
 	seenStalls int64
 	wake       *time.Timer // pending dispatch once tokens refill; nil if none
+	closed     bool        // close was called: no wake is armed
 
 	// Small requests' service times (admitted to released): the sum and
 	// count since the last check, and the least seen in this and the last
@@ -350,7 +351,7 @@ func (a *admission) dispatch() {
 			a.ring = append(a.ring, c)
 		}
 	}
-	if starved && a.wake == nil && len(a.ring) > 0 {
+	if starved && a.wake == nil && !a.closed && len(a.ring) > 0 {
 		d := max(time.Duration(-a.tokens/a.rate*float64(time.Second)), admitCheck)
 		a.wake = time.AfterFunc(d, func() {
 			a.mu.Lock()
@@ -358,6 +359,18 @@ func (a *admission) dispatch() {
 			a.dispatch()
 			a.mu.Unlock()
 		})
+	}
+}
+
+// close stops the wake-up timer and arms no new one (Server.Close).
+// Requests still waiting are admitted by releases as before, or time out.
+func (a *admission) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	if a.wake != nil {
+		a.wake.Stop()
+		a.wake = nil
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -160,4 +162,57 @@ func TestLargeBodyStepsSkipSmallReserve(t *testing.T) {
 	require.False(t, large.grow(bodyCharge*bodyStep, false))
 	big.release()
 	large.release()
+}
+
+// TestAdmissionCloseStopsWake: a bulk request waiting for bulk tokens
+// arms a wake-up timer; Server.Close stops it, and no later dispatch arms
+// another.
+func TestAdmissionCloseStopsWake(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	a := env.srv.admit
+	a.mu.Lock()
+	now := time.Now()
+	a.rate, a.tokens = bulkRateMin, -1000*bulkRateMin // refilled in about 1000 s
+	a.refilled, a.checked, a.raised = now, now, now
+	a.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool)
+	go func() {
+		_, ok := a.acquireWithin(ctx, "bulk", 2, 2*admitUnit, time.Hour)
+		done <- ok
+	}()
+	var wake *time.Timer
+	waitFor(t, "the wake-up timer", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		wake = a.wake
+		return wake != nil
+	})
+	env.srv.Close()
+	a.mu.Lock()
+	require.Nil(t, a.wake)
+	require.False(t, wake.Stop(), "Close stopped the timer")
+	a.dispatch() // the request still starves: no new timer
+	require.Nil(t, a.wake)
+	a.mu.Unlock()
+	cancel()
+	require.False(t, <-done)
+}
+
+// TestCloseStopsPendingTimer: a stream change scheduled after Close (a
+// call racing it) arms no timer that outlives the server.
+func TestCloseStopsPendingTimer(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	require.NoError(t, env.db.CreateStream("s", engine.StreamConfig{ShardCount: 1}))
+	require.Nil(t, env.srv.schedule("s", pendingChange{Op: "scale", Target: 2, DueMs: time.Now().Add(time.Hour).UnixMilli()}))
+	env.srv.pending.mu.Lock()
+	first := env.srv.pending.timer
+	env.srv.pending.mu.Unlock()
+	require.NotNil(t, first)
+	env.srv.Close()
+	require.False(t, first.Stop(), "Close stopped the timer")
+	require.Nil(t, env.srv.schedule("s", pendingChange{Op: "scale", Target: 2, DueMs: time.Now().Add(time.Hour).UnixMilli()}))
+	env.srv.pending.mu.Lock()
+	defer env.srv.pending.mu.Unlock()
+	require.Nil(t, env.srv.pending.timer)
 }

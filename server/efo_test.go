@@ -852,3 +852,11 @@ func TestSubscribeToShardSharedFeed(t *testing.T) {
 	require.Equal(t, []string{"x0", "x1"}, dataOf(recs))
 	require.Equal(t, before+1, shared(), "the late subscription's first event came from the feed")
 }
+
+// TestClockMovedWithoutClock: ClockMoved on a server on the wall clock
+// (no Config.Clock) does nothing, and its subscriptions pay no wake-up.
+func TestClockMovedWithoutClock(t *testing.T) {
+	env := newEnv(t, Config{}, nil)
+	env.srv.ClockMoved()
+	require.Nil(t, env.srv.clockMoves.next())
+}

@@ -52,6 +52,9 @@ type pendingChanges struct {
 	m     map[string]pendingChange
 	n     atomic.Int32 // len(m), read without mu on every call
 	timer *time.Timer
+	// stopped is set by Close: no timer is armed after it, so a call
+	// racing Close leaves nothing behind.
+	stopped bool
 }
 
 // now returns the server's current time (Config.Clock).
@@ -192,7 +195,7 @@ func (s *Server) armPendingTimerLocked() {
 		s.pending.timer.Stop()
 		s.pending.timer = nil
 	}
-	if len(s.pending.m) == 0 {
+	if len(s.pending.m) == 0 || s.pending.stopped {
 		return
 	}
 	first := int64(-1)
@@ -205,10 +208,11 @@ func (s *Server) armPendingTimerLocked() {
 	s.pending.timer = time.AfterFunc(max(wait, time.Millisecond), s.settle)
 }
 
-// stopPending stops the timer (Close).
+// stopPending stops the timer and arms no new one (Close).
 func (s *Server) stopPending() {
 	s.pending.mu.Lock()
 	defer s.pending.mu.Unlock()
+	s.pending.stopped = true
 	if s.pending.timer != nil {
 		s.pending.timer.Stop()
 		s.pending.timer = nil

@@ -18,7 +18,7 @@ import (
 
 type putRecordInput struct {
 	StreamName                *string `json:"StreamName"`
-	Data                      []byte  `json:"Data"`
+	Data                      blob    `json:"Data"`
 	PartitionKey              *string `json:"PartitionKey"`
 	ExplicitHashKey           *string `json:"ExplicitHashKey"`
 	SequenceNumberForOrdering *string `json:"SequenceNumberForOrdering"`
@@ -95,7 +95,7 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 }
 
 type putRecordsEntry struct {
-	Data            []byte  `json:"Data"`
+	Data            blob    `json:"Data"`
 	ExplicitHashKey *string `json:"ExplicitHashKey"`
 	PartitionKey    *string `json:"PartitionKey"`
 }

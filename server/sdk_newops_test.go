@@ -29,10 +29,9 @@ func clockedEnv(t *testing.T, cfg Config) (*testEnv, func(time.Duration)) {
 	clock := func() time.Time { return base.Add(time.Duration(off.Load())) }
 	cfg.Clock = clock
 	env := newEnv(t, cfg, &engine.Options{Clock: clock})
-	env.srv.clockMoves.enable() // a move wakes waiting subscriptions
 	return env, func(d time.Duration) {
 		off.Add(int64(d))
-		env.srv.clockMoves.moved()
+		env.srv.ClockMoved()
 	}
 }
 

@@ -137,10 +137,12 @@ type Config struct {
 	// settings, the expiry of ListStreams, ListShards and ListStreamConsumers page
 	// tokens, and a SubscribeToShard subscription's lifetime, heartbeat and
 	// takeover. Default time.Now. Tests pass the engine's fake clock
-	// (engine.Options.Clock) to move time without sleeping; a waiting
-	// subscription sees a moved clock when it next wakes (a record, or
-	// SubscriptionHeartbeat of real time). SigV4 request times are always
-	// checked against the wall clock, as the client signs with it.
+	// (engine.Options.Clock) to move time without sleeping, and call
+	// Server.ClockMoved after each move so that waiting subscriptions act
+	// on the new time at once (without it, a subscription sees a moved
+	// clock only when it next wakes: a record, or SubscriptionHeartbeat of
+	// real time). SigV4 request times are always checked against the wall
+	// clock, as the client signs with it.
 	Clock func() time.Time
 	// MaxMemory is the memory budget of the whole server, engine included,
 	// in bytes. The engine's share (by its profile) and the Go runtime's
@@ -306,7 +308,7 @@ type Server struct {
 	feeds   feeds
 	pending pendingChanges
 	// clockMoves wakes waiting subscriptions when a test moves a fake
-	// Clock (efo.go); unused in production.
+	// Clock (ClockMoved, efo.go); enabled only when Config.Clock is set.
 	clockMoves clockWake
 	// recordLimits caches each stream's record limit (ops_account.go).
 	recordLimits recordLimitCache
@@ -327,6 +329,7 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 	if db == nil {
 		return nil, errors.New("server: nil DB")
 	}
+	injected := cfg.Clock != nil
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -336,6 +339,9 @@ func New(db *engine.DB, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{db: db, cfg: cfg, metrics: newMetrics(), subs: newSubscriptions(), budget: newMemBudget(budget, cfg.verifying())}
+	if injected {
+		s.clockMoves.enable() // ClockMoved wakes waiting subscriptions
+	}
 	s.readers = newReaderGate()
 	s.linger = newLingerer()
 	s.admit = newAdmission(budget, func() (int64, bool) {

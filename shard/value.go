@@ -104,7 +104,10 @@ type Record struct {
 	ShardID ShardID
 	// SequenceNumber is the record's position in its shard.
 	SequenceNumber SequenceNumber
-	// PartitionKey is the key the producer gave.
+	// PartitionKey is the key the producer gave. It is the reader's to
+	// keep; readers copy keys (and GetRecords also data) into memory
+	// shared by neighbouring records, so keeping one record's key or data
+	// can keep a few KiB (Iterator) or its page's arena (GetRecords) alive.
 	PartitionKey string
 	// ExplicitHashKey is set when the producer routed by explicit hash key.
 	ExplicitHashKey *HashKey

@@ -27,8 +27,10 @@ package command
 //
 // The socket is created only once the lock is held, so a file already at
 // its path is what a holder killed with SIGKILL left behind, and is
-// replaced. It is removed when the holder closes the directory (before
-// the lock is released). A path longer than a Unix socket address holds
+// replaced; so is the private directory (.NNNN) the socket is bound in
+// before it is renamed into place, if a holder was killed in between. It
+// is removed when the holder closes the directory (before the lock is
+// released). A path longer than a Unix socket address holds
 // (about 104 to 108 bytes) is reached relative to the working directory
 // when that is short enough; otherwise there is no socket, and a command
 // finding the directory locked says so. Read-only holders (get without

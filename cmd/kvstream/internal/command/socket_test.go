@@ -5,7 +5,9 @@ package command
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,6 +159,14 @@ func TestKvstreamHelper(t *testing.T) {
 			break
 		}
 	}
+	if os.Getenv("KVSTREAM_TEST_HANG_AT_BIND") != "" {
+		// Stop between binding the socket and renaming it into place,
+		// for the parent to kill (TestSocketStaleDirProcess).
+		socketBound = func(path string) {
+			fmt.Println("bound " + path)
+			select {}
+		}
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	go func() { // stdin closing is Ctrl-C
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -169,8 +179,15 @@ func TestKvstreamHelper(t *testing.T) {
 // returns it once its first line of output is there.
 func kvstreamProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return kvstreamProcessEnv(t, nil, args...)
+}
+
+// kvstreamProcessEnv is kvstreamProcess with env added to the process's
+// environment.
+func kvstreamProcessEnv(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	child := exec.Command(os.Args[0], append([]string{"-test.run=^TestKvstreamHelper$", "--"}, args...)...)
-	child.Env = append(os.Environ(), "KVSTREAM_TEST_MAIN=1")
+	child.Env = append(append(os.Environ(), "KVSTREAM_TEST_MAIN=1"), env...)
 	stdin, err := child.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := child.StdoutPipe()
@@ -220,6 +237,33 @@ func TestSocketServeProcess(t *testing.T) {
 	require.Eventually(t, func() bool { return h.out.String() == "one\ntwo\n" }, testHangGuard, time.Millisecond)
 	require.Equal(t, ExitOK, h.stop(t))
 	require.NoFileExists(t, filepath.Join(dir, socketName))
+}
+
+// TestSocketStaleDirProcess: a holder killed between binding its socket
+// and renaming it into place leaves the private directory it bound it in;
+// check ignores it, and the next holder removes it.
+func TestSocketStaleDirProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustRun(t, dir, "streams", "create", "s")
+	child, line := kvstreamProcessEnv(t, []string{"KVSTREAM_TEST_HANG_AT_BIND=1"}, "--data", dir, "put", "s", "--key", "k", "x")
+	bound, ok := strings.CutPrefix(strings.TrimSpace(line), "bound ")
+	require.True(t, ok, line)
+	require.NoError(t, child.Process.Kill())
+	_ = child.Wait()
+	fi, err := os.Lstat(bound)
+	require.NoError(t, err, "SIGKILL leaves the bound socket in its private directory")
+	require.NotZero(t, fi.Mode()&fs.ModeSocket)
+	require.Equal(t, dir, filepath.Dir(filepath.Dir(bound)))
+
+	mustRun(t, dir, "check")
+	mustRun(t, dir, "put", "s", "--key", "k", "y") // holds the directory, so serves a socket
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.False(t, strings.HasPrefix(e.Name(), "."), "%s is left in the data directory", e.Name())
+	}
+	require.Equal(t, "y\n", mustRun(t, dir, "get", "s"))
 }
 
 // TestSocketFollowProcess: get --follow in another process prints what

@@ -58,12 +58,15 @@ func socketPath(dir string) (string, error) {
 // before the chmod and keep that connection to the trusted API. rename
 // replaces the path itself and follows no link there; anything at the
 // path other than a socket (a link included) is refused beforehand.
-// Closing the listener removes the socket file.
+// Closing the listener removes the socket file. Private directories a
+// holder killed before its rename left behind are removed first
+// (removeStaleSocketDirs).
 func listenSocket(dir string) (net.Listener, error) {
 	p, err := socketPath(dir)
 	if err != nil {
 		return nil, err
 	}
+	removeStaleSocketDirs(filepath.Dir(p))
 	if fi, err := os.Lstat(p); err == nil {
 		if fi.Mode()&fs.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s is in the way: it is not a socket", p)
@@ -106,6 +109,62 @@ func listenSocket(dir string) (net.Listener, error) {
 // socketBound, if set (by tests), is called with the bound path before
 // its mode is set.
 var socketBound func(path string)
+
+// removeStaleSocketDirs removes from dir the private directories that
+// holders killed between binding their socket and renaming it into place
+// left behind. The caller holds the data directory's lock for writing, and
+// only such a holder makes these directories, so none is in use. To leave
+// anything else alone, a directory is removed only if it is what
+// listenSocket makes: named "." and digits (os.MkdirTemp(dir, ".")), a
+// real directory (not a link), of this user, mode 0700, holding nothing
+// or just the socket "s". Failures are ignored: a leftover costs nothing
+// but its name.
+func removeStaleSocketDirs(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !isSocketDirName(e.Name()) || e.Type() != fs.ModeDir {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		inner, err := os.ReadDir(p)
+		if err != nil || len(inner) > 1 {
+			continue
+		}
+		if len(inner) == 1 {
+			if inner[0].Name() != "s" || inner[0].Type() != fs.ModeSocket {
+				continue
+			}
+			if err := os.Remove(filepath.Join(p, "s")); err != nil {
+				continue
+			}
+		}
+		_ = os.Remove(p) // fails, harmlessly, if something appeared in it
+	}
+}
+
+// isSocketDirName reports whether name is one os.MkdirTemp(dir, ".")
+// makes: "." and 1 to 10 digits.
+func isSocketDirName(name string) bool {
+	if len(name) < 2 || len(name) > 11 || name[0] != '.' {
+		return false
+	}
+	for _, c := range name[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // socketListener removes its socket file when closed.
 type socketListener struct {

@@ -84,3 +84,56 @@ func TestEncodeStoreErrorKind(t *testing.T) {
 	require.Equal(t, engine.ErrDiskFull, errorKind("DiskFull"))
 	require.Nil(t, errorKind("Nope"))
 }
+
+// TestListenSocketRemovesStaleDirs: the private directories that holders
+// killed before renaming their socket into place left behind (empty, or
+// with the bound socket) are removed by the next holder; anything that
+// only looks like one is left alone.
+func TestListenSocketRemovesStaleDirs(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.Mkdir(p, mode))
+		require.NoError(t, os.Chmod(p, mode))
+		return p
+	}
+	// What a killed holder leaves: the socket bound, not yet renamed.
+	bound := mk(".1234567890", 0o700)
+	ln, err := net.Listen("unix", filepath.Join(bound, "s"))
+	require.NoError(t, err)
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	require.NoError(t, ln.Close())
+	mk(".42", 0o700) // killed before the bind
+	// Not ours, or not only what we put there.
+	keep := []string{".7x", ".123456789012", ".55", ".66", ".77", ".88"}
+	mk(".7x", 0o700)
+	mk(".123456789012", 0o700) // more digits than MkdirTemp makes
+	require.NoError(t, os.WriteFile(filepath.Join(mk(".55", 0o700), "s"), []byte("data"), 0o600))
+	mk(".66", 0o755)
+	other := t.TempDir()
+	require.NoError(t, os.Symlink(other, filepath.Join(dir, ".77")))
+	p88 := mk(".88", 0o700)
+	ln, err = net.Listen("unix", filepath.Join(p88, "s"))
+	require.NoError(t, err)
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	require.NoError(t, ln.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(p88, "t"), nil, 0o600)) // and something else
+
+	ln, err = listenSocket(dir)
+	require.NoError(t, err)
+	defer ln.Close()
+	var names []string
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.ElementsMatch(t, append([]string{socketName}, keep...), names)
+	entries, err = os.ReadDir(other)
+	require.NoError(t, err)
+	require.Empty(t, entries, "a link is not followed")
+	for _, name := range []string{".55/s", ".88/s", ".88/t"} {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		require.NoError(t, err, name)
+	}
+}
