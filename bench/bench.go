@@ -32,6 +32,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -356,7 +357,10 @@ func (m *Measurement) finish(lat *latencies, rss meter) {
 // first, and fills res: each side's median round (by throughput), the
 // per-round ratios (engine over ceiling, as ratioOf computes them, from the
 // two phases of the same round, which share the machine's conditions) and
-// their median as res.Ratio.
+// their median as res.Ratio. Each phase runs under the pprof label side
+// (engine or ceiling), which the goroutines it starts inherit (the
+// engine's committer, Pebble's flushes and compactions), so a CPU profile
+// separates the sides: go tool pprof -tagfocus side=engine.
 func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error), ratioOf func(e, c Measurement) float64) error {
 	var es, cs []Measurement
 	var cpu []float64
@@ -365,9 +369,9 @@ func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error)
 		for i := range 2 {
 			var err error
 			if (i+round)%2 == 0 {
-				c, err = ceiling()
+				pprof.Do(context.Background(), pprof.Labels("side", "ceiling"), func(context.Context) { c, err = ceiling() })
 			} else {
-				e, err = eng()
+				pprof.Do(context.Background(), pprof.Labels("side", "engine"), func(context.Context) { e, err = eng() })
 			}
 			if err != nil {
 				return err
