@@ -82,7 +82,12 @@ type Measurement struct {
 	// threads, Pebble's background flushes and compactions included)
 	// during the phase, per record. It is steadier than throughput on a
 	// machine shared with other work, and a ratio of it shows overhead
-	// even where the ceiling is the disk.
+	// even where the ceiling is the disk. For the write workloads it runs
+	// on past the last acknowledgement, through closing the store and
+	// flushing its memtable (DiskBytesPerRecord's step), so each side is
+	// charged for the flushes and compactions its records caused, not only
+	// for those that happened to run before its last write returned (a
+	// slower side would otherwise pay for more of them).
 	CPUPerRecord time.Duration `json:"cpu_per_record_ns"`
 	// DiskBytesPerRecord is the size of the phase's sstables after the
 	// memtable is flushed, divided by Records (write workloads; for reads,
@@ -310,6 +315,15 @@ func (m meter) peak() (int64, bool) {
 	}
 	_, maxRSS := processUsage()
 	return maxRSS, true
+}
+
+// chargeBackground sets m.CPUPerRecord to the CPU time from the phase's
+// start (rss) until now, per record: a write phase calls it once its
+// store is closed and flushed (diskPerRecord).
+func (m *Measurement) chargeBackground(rss meter) {
+	if m.Records > 0 {
+		m.CPUPerRecord = time.Duration((cpuTime() - rss.cpu) / m.Records)
+	}
 }
 
 // latencies collects per-operation durations from several goroutines,
