@@ -195,6 +195,7 @@ func appendEngine(ctx context.Context, dir string, cfg *AppendConfig, p *pool, p
 		return m, err
 	}
 	m.DiskBytesPerRecord, err = diskPerRecord(pdir, cfg.Profile, m.Records)
+	m.chargeBackground(rss)
 	return m, err
 }
 
@@ -276,6 +277,7 @@ func appendCeiling(ctx context.Context, dir string, cfg *AppendConfig, p *pool, 
 		return m, err
 	}
 	m.DiskBytesPerRecord, err = diskPerRecord(pdir, cfg.Profile, m.Records)
+	m.chargeBackground(rss)
 	return m, err
 }
 

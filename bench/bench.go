@@ -32,6 +32,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,7 +82,12 @@ type Measurement struct {
 	// threads, Pebble's background flushes and compactions included)
 	// during the phase, per record. It is steadier than throughput on a
 	// machine shared with other work, and a ratio of it shows overhead
-	// even where the ceiling is the disk.
+	// even where the ceiling is the disk. For the write workloads it runs
+	// on past the last acknowledgement, through closing the store and
+	// flushing its memtable (DiskBytesPerRecord's step), so each side is
+	// charged for the flushes and compactions its records caused, not only
+	// for those that happened to run before its last write returned (a
+	// slower side would otherwise pay for more of them).
 	CPUPerRecord time.Duration `json:"cpu_per_record_ns"`
 	// DiskBytesPerRecord is the size of the phase's sstables after the
 	// memtable is flushed, divided by Records (write workloads; for reads,
@@ -311,6 +317,15 @@ func (m meter) peak() (int64, bool) {
 	return maxRSS, true
 }
 
+// chargeBackground sets m.CPUPerRecord to the CPU time from the phase's
+// start (rss) until now, per record: a write phase calls it once its
+// store is closed and flushed (diskPerRecord).
+func (m *Measurement) chargeBackground(rss meter) {
+	if m.Records > 0 {
+		m.CPUPerRecord = time.Duration((cpuTime() - rss.cpu) / m.Records)
+	}
+}
+
 // latencies collects per-operation durations from several goroutines,
 // each appending to its own slice.
 type latencies struct {
@@ -356,7 +371,10 @@ func (m *Measurement) finish(lat *latencies, rss meter) {
 // first, and fills res: each side's median round (by throughput), the
 // per-round ratios (engine over ceiling, as ratioOf computes them, from the
 // two phases of the same round, which share the machine's conditions) and
-// their median as res.Ratio.
+// their median as res.Ratio. Each phase runs under the pprof label side
+// (engine or ceiling), which the goroutines it starts inherit (the
+// engine's committer, Pebble's flushes and compactions), so a CPU profile
+// separates the sides: go tool pprof -tagfocus side=engine.
 func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error), ratioOf func(e, c Measurement) float64) error {
 	var es, cs []Measurement
 	var cpu []float64
@@ -365,9 +383,9 @@ func runRounds(res *Result, rounds int, ceiling, eng func() (Measurement, error)
 		for i := range 2 {
 			var err error
 			if (i+round)%2 == 0 {
-				c, err = ceiling()
+				pprof.Do(context.Background(), pprof.Labels("side", "ceiling"), func(context.Context) { c, err = ceiling() })
 			} else {
-				e, err = eng()
+				pprof.Do(context.Background(), pprof.Labels("side", "engine"), func(context.Context) { e, err = eng() })
 			}
 			if err != nil {
 				return err

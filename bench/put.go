@@ -178,5 +178,6 @@ func putPhase(ctx context.Context, dir string, cfg *PutConfig, p *pool, prog *pr
 		return m, err
 	}
 	m.DiskBytesPerRecord, err = diskPerRecord(pdir, cfg.Profile, m.Records)
+	m.chargeBackground(rss)
 	return m, err
 }

@@ -21,8 +21,8 @@ import (
 // While the disk is below Options.MinFreeBytes, puts fail at once with
 // ErrDiskFull, which is retryable.
 func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, error) {
-	res, err := db.put(ctx, name, []Entry{e}, false)
-	if err != nil {
+	var res [1]PutResult
+	if err := db.put(ctx, name, []Entry{e}, res[:], false); err != nil {
 		return PutResult{}, err
 	}
 	return res[0], res[0].Err
@@ -41,19 +41,23 @@ func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]P
 	if len(entries) > db.opts.MaxPutRecordsEntries {
 		return nil, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
 	}
-	return db.put(ctx, name, entries, true)
+	results := make([]PutResult, len(entries))
+	if err := db.put(ctx, name, entries, results, true); err != nil {
+		return nil, err
+	}
+	return results, nil
 }
 
-// put validates, routes, admits and commits entries. batch says the call
-// is a PutRecords: entries are named by index in errors and the request's
-// total size is checked.
-func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool) ([]PutResult, error) {
+// put validates, routes, admits and commits entries, filling results
+// (zeroed, one per entry). batch says the call is a PutRecords: entries
+// are named by index in errors and the request's total size is checked.
+func (db *DB) put(ctx context.Context, name string, entries []Entry, results []PutResult, batch bool) error {
 	if err := db.writable(); err != nil {
-		return nil, err
+		return err
 	}
 	s, err := db.streamByName(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	total, limit := 0, int(s.maxRecordBytes.Load())
 	for i := range entries {
@@ -62,18 +66,20 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 			idx = i
 		}
 		if err := validateEntry(&entries[i], idx, limit); err != nil {
-			return nil, err
+			return err
 		}
 		total += len(entries[i].Data) + len(entries[i].PartitionKey)
 	}
 	if maxTotal := max(db.opts.MaxPutRecordsBytes, limit); batch && total > maxTotal {
-		return nil, validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, maxTotal)
+		return validationf("Records total %d bytes of data and partition keys, more than the limit of %d bytes", total, maxTotal)
 	}
 	if err := db.disk.admit(total); err != nil {
-		return nil, err
+		return err
 	}
 
-	results := make([]PutResult, len(entries))
+	// The request's Appends are routed in place: one per entry, in entry
+	// order, until commitLocked drops those that are not admitted.
+	req := shard.GetRequest()
 	// A put that waits for throughput (Limits.Wait) waits without the
 	// stream's lock: it routes, releases the lock, waits, then routes
 	// again (a reshard may have closed a shard meanwhile; the records then
@@ -81,72 +87,78 @@ func (db *DB) put(ctx context.Context, name string, entries []Entry, batch bool)
 	waited := false
 	for {
 		s.mu.RLock()
-		logs, ehks, err := db.routeLocked(s, name, entries)
-		if err != nil {
+		if err := db.routeLocked(s, name, entries, req); err != nil {
 			s.mu.RUnlock()
-			return nil, err
+			shard.PutRequest(req)
+			return err
 		}
 		if s.meta.Limits.Wait && !waited {
 			s.mu.RUnlock()
-			db.waitWrites(ctx, logs, entries, results)
+			db.waitWrites(ctx, req.Appends, entries, results)
 			waited = true
 			continue
 		}
-		handedOff, err := db.commitLocked(ctx, s, entries, logs, ehks, results, waited)
+		handedOff, err := db.commitLocked(ctx, s, entries, req, results, waited)
 		if !handedOff {
 			s.mu.RUnlock()
+			shard.PutRequest(req)
 		}
-		if err != nil {
-			return nil, err
-		}
-		return results, nil
+		return err
 	}
 }
 
-// routeLocked checks that the stream takes puts and returns each entry's
-// open shard and parsed ExplicitHashKey (nil if no entry has one). The
-// caller holds s.mu shared.
-func (db *DB) routeLocked(s *stream, name string, entries []Entry) ([]*shard.Log, []shard.HashKey, error) {
-	if s.deleted || s.statusLocked(db.opts.nowMs()) == StatusCreating {
-		return nil, nil, notFound(name)
+// routeLocked checks that the stream takes puts and sets req.Appends to
+// one Append per entry, in entry order: its open shard, partition key,
+// parsed ExplicitHashKey and data. The caller holds s.mu shared.
+func (db *DB) routeLocked(s *stream, name string, entries []Entry, req *shard.Request) error {
+	// Only an activation delay makes a stream CREATING: read the clock
+	// only then.
+	if s.deleted || s.meta.ActiveMs > s.meta.CreatedMs && s.statusLocked(db.opts.nowMs()) == StatusCreating {
+		return notFound(name)
 	}
-	logs := make([]*shard.Log, len(entries))
+	apps := slices.Grow(req.Appends[:0], len(entries))[:len(entries)]
+	req.Appends = apps[:0] // on an error return, only the empty slice is kept
 	var ehks []shard.HashKey
 	for i := range entries {
 		e := &entries[i]
 		var h shard.HashKey
+		var ehk *shard.HashKey
 		if e.ExplicitHashKey != "" {
 			var err error
 			if h, err = parseExplicitHashKey(e.ExplicitHashKey); err != nil {
-				return nil, nil, err
+				clear(apps[:i])
+				return err
 			}
 			if ehks == nil {
 				ehks = make([]shard.HashKey, len(entries))
 			}
 			ehks[i] = h
+			ehk = &ehks[i]
 		} else {
 			h = s.meta.Partitioner.Hash(e.PartitionKey)
 		}
 		l := s.route(h)
-		logs[i] = l
+		apps[i] = shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data}
 		if n := e.SequenceNumberForOrdering; !n.IsZero() && l.Owns(n) && n.Counter > l.Published() {
-			return nil, nil, &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonOrderingNumber, Stream: name,
+			clear(apps[:i+1])
+			return &shard.Error{Kind: shard.ErrInvalidArgument, Reason: shard.ReasonOrderingNumber, Stream: name,
 				Shard: l.ID, Sequence: n, Field: "SequenceNumberForOrdering",
 				Msg: fmt.Sprintf("SequenceNumberForOrdering %s is beyond the last record of %s in stream %s", n, l.ID, name)}
 		}
 	}
-	return logs, ehks, nil
+	req.Appends = apps
+	return nil
 }
 
 // waitWrites waits, with no lock held, until each entry's shard has write
 // capacity for it or ctx ends; an entry that cannot be admitted gets its
 // error in results.
-func (db *DB) waitWrites(ctx context.Context, logs []*shard.Log, entries []Entry, results []PutResult) {
+func (db *DB) waitWrites(ctx context.Context, routed []shard.Append, entries []Entry, results []PutResult) {
 	if hooks.beforeThrottleWait != nil {
 		hooks.beforeThrottleWait()
 	}
-	for i, l := range logs {
-		if t := l.Throttle(); t != nil && results[i].Err == nil {
+	for i := range routed {
+		if t := routed[i].Log.Throttle(); t != nil && results[i].Err == nil {
 			results[i].Err = t.WaitWrite(ctx, db.opts.Clock(), len(entries[i].Data)+len(entries[i].PartitionKey))
 		}
 	}
@@ -154,36 +166,34 @@ func (db *DB) waitWrites(ctx context.Context, logs []*shard.Log, entries []Entry
 
 // commitLocked admits the entries that have no error yet (size bound,
 // throttles unless waited says they were waited for) and commits them in
-// one batch, filling results. The caller holds s.mu shared: it keeps the
-// shards open until the commit returns. When ctx ends while Pebble has
-// the commit, handedOff is true: s.mu's shared hold now belongs to a
-// goroutine that releases it when the commit completes, and the caller
-// must not release it.
-func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs []*shard.Log, ehks []shard.HashKey, results []PutResult, waited bool) (handedOff bool, err error) {
-	bulk := db.admitBulk(s, logs, entries)
-	req := shard.GetRequest()
-	defer func() {
-		if !handedOff {
-			shard.PutRequest(req)
-		}
-	}()
+// one batch, filling results. req.Appends holds every entry, routed
+// (routeLocked); the entries not admitted are dropped from it. The caller
+// holds s.mu shared: it keeps the shards open until the commit returns.
+// When ctx ends while Pebble has the commit, handedOff is true: s.mu's
+// shared hold and req now belong to a goroutine that releases them when
+// the commit completes, and the caller must release neither.
+func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req *shard.Request, results []PutResult, waited bool) (handedOff bool, err error) {
+	routed := req.Appends
+	bulk := db.admitBulk(s, routed, entries)
 	var pending int64
-	for i := range entries {
-		e, l := &entries[i], logs[i]
+	j := 0
+	for i := range routed {
+		l := routed[i].Log
 		results[i].ShardID = l.ID
 		if results[i].Err != nil {
 			continue
 		}
-		if err := db.admitWrite(s, l, e, &pending, bulk, waited); err != nil {
+		if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
 			results[i].Err = err
 			continue
 		}
-		var ehk *shard.HashKey
-		if e.ExplicitHashKey != "" {
-			ehk = &ehks[i]
+		if j != i {
+			routed[j] = routed[i]
 		}
-		req.Appends = append(req.Appends, shard.Append{Log: l, PartitionKey: e.PartitionKey, ExplicitHashKey: ehk, Data: e.Data})
+		j++
 	}
+	clear(routed[j:])
+	req.Appends = routed[:j]
 	if hooks.beforePutCommit != nil {
 		hooks.beforePutCommit()
 	}
@@ -193,7 +203,6 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs
 			// The caller gave up on a commit Pebble already has: it may
 			// still land. Until it does, keep s.mu shared (no reshard or
 			// delete may pass its records) and keep req; then release both.
-			handedOff = true
 			go func() {
 				_ = db.writer.Wait(req)
 				s.mu.RUnlock()
@@ -205,7 +214,7 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, logs
 			return false, err
 		}
 	}
-	j := 0
+	j = 0
 	for i := range results {
 		if results[i].Err != nil {
 			continue
@@ -249,15 +258,15 @@ func (db *DB) admitWrite(s *stream, l *shard.Log, e *Entry, pending *int64, bulk
 // limits costs two bucket operations per shard, not per entry. It returns
 // the shards admitted that way; entries of other shards are admitted one
 // by one (partial success).
-func (db *DB) admitBulk(s *stream, logs []*shard.Log, entries []Entry) []*shard.Log {
+func (db *DB) admitBulk(s *stream, routed []shard.Append, entries []Entry) []*shard.Log {
 	if s.meta.Limits.Wait || len(entries) < 2 {
 		return nil
 	}
 	var admitted []*shard.Log
 	var seen [16]*shard.Log
 	distinct := seen[:0]
-	for _, l := range logs {
-		if l.Throttle() != nil && !slices.Contains(distinct, l) {
+	for i := range routed {
+		if l := routed[i].Log; l.Throttle() != nil && !slices.Contains(distinct, l) {
 			distinct = append(distinct, l)
 		}
 	}
@@ -267,8 +276,8 @@ func (db *DB) admitBulk(s *stream, logs []*shard.Log, entries []Entry) []*shard.
 	now := db.opts.Clock()
 	for _, l := range distinct {
 		records, bytes := 0, 0
-		for i, li := range logs {
-			if li == l {
+		for i := range routed {
+			if routed[i].Log == l {
 				records++
 				bytes += len(entries[i].Data) + len(entries[i].PartitionKey)
 			}
