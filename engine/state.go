@@ -204,8 +204,9 @@ func loadLast(it *pebble.Iterator, key []byte, streamID uint32, id shard.ShardID
 }
 
 // loadCounts restores the shard's counts: the persisted ones, plus the
-// records above their through (at most shard.StatsEvery of them after a
-// crash; none after Close), read with it.
+// records above their through (after a crash, up to about
+// shard.StatsBacklog of them over all shards plus shard.StatsEvery per
+// shard; none after Close), read with it.
 func loadCounts(it *pebble.Iterator, key []byte, streamID uint32, id shard.ShardID, st shardState, ls *loadedShard) error {
 	if st.stats != nil {
 		var ok bool

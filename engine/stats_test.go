@@ -47,7 +47,8 @@ func requireCounts(t *testing.T, db *engine.DB, stream string) {
 }
 
 // TestShardCountsSurviveCrash: the Writer persists a shard's counts only
-// every shard.StatsEvery records (and at trims and Close); after a crash,
+// once shard.StatsBacklog records are left out of them (and at trims and
+// Close); after a crash,
 // Open counts the records the persisted counts leave out, so
 // DescribeStream's counts (and MaxBytes) still match the records, and
 // kvstream check finds nothing wrong. The puts leave every shard with

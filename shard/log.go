@@ -35,6 +35,9 @@ type Log struct {
 	// (PutStats): records above it are counted in Bytes and Records but
 	// not yet in the StateStats value.
 	statsThrough uint64
+	// unpersisted counts the records this process committed above
+	// statsThrough (the Writer's backlog is their sum).
+	unpersisted int64
 
 	published        atomic.Uint64 // last visible counter (0: none yet)
 	publishedArrival atomic.Int64  // arrival ms of the last visible record
@@ -99,6 +102,7 @@ func (l *Log) AppendStats(b *pebble.Batch) bool {
 	PutStats(v[:], l.Bytes.Load(), l.Records.Load(), last)
 	_ = b.Set(ShardStateKey(l.Stream, uint32(l.ID), StateStats), v[:], nil)
 	l.statsThrough = last
+	l.unpersisted = 0
 	return true
 }
 

@@ -102,6 +102,12 @@ type Writer struct {
 	seen    []touched // the Logs it touches
 	order   []*Append // its records in key order
 	keys    []slotKey // its Logs in key order
+	// backlog counts the committed records not in their shards' persisted
+	// counts (Log.unpersisted summed over the Logs the Writer committed
+	// to; a deleted stream's stay in it, which only makes rewrites come
+	// sooner); statsBacklog is WriterConfig.StatsBacklog.
+	backlog      int64
+	statsBacklog int64
 
 	mu struct {
 		sync.Mutex
@@ -133,6 +139,10 @@ type WriterConfig struct {
 	// ceiling. It is called on the committer goroutine, so it must not
 	// take engine locks. nil: the ceiling never moves.
 	Raise func(min uint64) (uint64, error)
+	// StatsBacklog bounds the records left out of the persisted shard
+	// counts before commits rewrite them (0: the default StatsBacklog;
+	// negative: rewrite a shard's counts every StatsEvery of its records).
+	StatsBacklog int64
 }
 
 // NewWriter starts a Writer committing to db.
@@ -147,6 +157,12 @@ func NewWriter(db *pebble.DB, cfg WriterConfig) *Writer {
 	}
 	if w.ceiling == 0 || w.ceiling > MaxCounter {
 		w.ceiling = MaxCounter
+	}
+	switch w.statsBacklog = cfg.StatsBacklog; {
+	case w.statsBacklog == 0:
+		w.statsBacklog = StatsBacklog
+	case w.statsBacklog < 0:
+		w.statsBacklog = 0
 	}
 	w.wg.Add(1)
 	go w.run()
@@ -282,10 +298,21 @@ type touched struct {
 	statsThrough uint64
 }
 
-// StatsEvery is how many records a shard may receive after its persisted
-// counts (StateStats) were last rewritten before a commit rewrites them:
-// the most records of a shard an open has to read to count them.
+// StatsEvery is how many records a shard must have received since its
+// persisted counts (StateStats) were last rewritten before a commit
+// rewrites them (once the Writer's backlog allows it; see StatsBacklog).
 const StatsEvery = 128
+
+// StatsBacklog is the default WriterConfig.StatsBacklog: how many
+// committed records, over all shards, may be left out of their shards'
+// persisted counts before commits rewrite them. Every rewrite puts a key
+// outside the records' key range into the memtable, and a memtable with
+// such a key flushes into tables that overlap every older one, which cost
+// the throughput profile about a third more CPU per record in compactions
+// (kvstream bench putrecords); a backlog of 1 Mi records keeps most
+// memtables free of them, and bounds what an open after a crash reads to
+// count (about 1 Mi records plus StatsEvery per shard).
+const StatsBacklog = 1 << 20
 
 // find returns the Log's entry in w.seen, adding one at its first use in
 // the commit being built (generation w.gen). The pointer is valid until
@@ -411,14 +438,23 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 	release()
 	// The shard's counts are rewritten when the commit trims it, and
 	// otherwise once StatsEvery records have arrived since the last
-	// rewrite: not at every commit, which would add a key per shard
-	// touched to every batch (as many keys again as records, for a batch
-	// spread over many shards). Open counts the records above the
-	// persisted value's through by reading them.
+	// rewrite and the Writer's backlog of records left out of persisted
+	// counts reaches statsBacklog: not at every commit, which would add a
+	// key per shard touched to every batch (as many keys again as records,
+	// for a batch spread over many shards), and not in most memtables (see
+	// StatsBacklog). Open counts the records above the persisted value's
+	// through by reading them.
 	var stats [StatsLen]byte
+	backlog := w.backlog
+	for i := range w.seen {
+		backlog += int64(w.seen[i].appends)
+	}
 	for _, k := range w.keys {
 		t := &w.seen[k.slot]
 		l := t.log
+		if t.trimTo == 0 && backlog < w.statsBacklog {
+			continue
+		}
 		// The last record's counter, not l.next-1: after a crash Open
 		// moves next far up, and a clean restart after that continues
 		// right after the last record again.
@@ -460,6 +496,11 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 		t.log.Records.Add(t.records)
 		if t.statsThrough != 0 {
 			t.log.statsThrough = t.statsThrough
+			w.backlog -= t.log.unpersisted
+			t.log.unpersisted = 0
+		} else {
+			t.log.unpersisted += int64(t.appends)
+			w.backlog += int64(t.appends)
 		}
 		if t.trimTo > 0 {
 			t.log.SetTrimPoint(t.trimTo)

@@ -129,10 +129,10 @@ func readStats(t *testing.T, db *pebble.DB, l *shard.Log) (bytes, records int64,
 // TestWriterStatsCadence: a shard's persisted counts are rewritten once
 // StatsEvery records arrived since the last rewrite, and at every trim,
 // always covering every record up to their through; in between they are
-// left alone.
+// left alone (with no backlog allowed: StatsBacklog -1).
 func TestWriterStatsCadence(t *testing.T) {
 	db := openMem(t)
-	w := shard.NewWriter(db, shard.WriterConfig{Now: func() int64 { return 1000 }})
+	w := shard.NewWriter(db, shard.WriterConfig{Now: func() int64 { return 1000 }, StatsBacklog: -1})
 	defer w.Close()
 	l := shard.NewLog(1, 0, 1, 0, 0, 0)
 	other := shard.NewLog(1, 1, 1, 0, 0, 0)
@@ -180,6 +180,70 @@ func TestWriterStatsCadence(t *testing.T) {
 	_, records, through, _ = readStats(t, db, l)
 	require.EqualValues(t, 5*shard.StatsEvery-1, through)
 	require.Equal(t, l.Records.Load(), records)
+}
+
+// TestWriterStatsBacklog: no shard's counts are rewritten while the
+// records left out of persisted counts (over all shards) stay under
+// StatsBacklog; the commit that reaches it rewrites those of the shards
+// it touches that are StatsEvery records behind, which empties the
+// backlog of theirs, and a trim rewrites at once whatever the backlog.
+func TestWriterStatsBacklog(t *testing.T) {
+	db := openMem(t)
+	const backlog = 1000
+	w := shard.NewWriter(db, shard.WriterConfig{Now: func() int64 { return 1000 }, StatsBacklog: backlog})
+	defer w.Close()
+	a := shard.NewLog(1, 0, 1, 0, 0, 0)
+	b := shard.NewLog(1, 1, 1, 0, 0, 0)
+	idle := shard.NewLog(1, 2, 1, 0, 0, 0)
+	vlen := int64(shard.ValueLen("k", false, []byte("x")))
+
+	_, err := appendN(w, idle, 300)
+	require.NoError(t, err)
+	_, err = appendN(w, a, 400)
+	require.NoError(t, err)
+	_, err = appendN(w, b, 299) // backlog 999
+	require.NoError(t, err)
+	for _, l := range []*shard.Log{a, b, idle} {
+		_, _, _, found := readStats(t, db, l)
+		require.False(t, found, "shard %d's counts written under the backlog", l.ID)
+	}
+
+	_, err = appendN(w, a, 1) // backlog 1000: a is rewritten
+	require.NoError(t, err)
+	bytes, records, through, found := readStats(t, db, a)
+	require.True(t, found)
+	require.EqualValues(t, 401, through)
+	require.EqualValues(t, 401, records)
+	require.Equal(t, 401*vlen, bytes)
+	for _, l := range []*shard.Log{b, idle} {
+		_, _, _, found := readStats(t, db, l)
+		require.False(t, found, "shard %d was not in the commit", l.ID)
+	}
+
+	// The backlog is b's and idle's 599 now: b's next records stay out.
+	_, err = appendN(w, b, 100)
+	require.NoError(t, err)
+	_, _, _, found = readStats(t, db, b)
+	require.False(t, found)
+	// Reaching it again rewrites b (StatsEvery behind), not idle.
+	_, err = appendN(w, b, 301)
+	require.NoError(t, err)
+	_, records, through, found = readStats(t, db, b)
+	require.True(t, found)
+	require.EqualValues(t, 700, through)
+	require.EqualValues(t, 700, records)
+	_, _, _, found = readStats(t, db, idle)
+	require.False(t, found)
+
+	// A trim rewrites at once, under the backlog too.
+	r := shard.GetRequest()
+	r.Trims = append(r.Trims, shard.Trim{Log: idle, To: 11, Bytes: 10 * vlen, Records: 10})
+	require.NoError(t, w.Commit(r))
+	shard.PutRequest(r)
+	_, records, through, found = readStats(t, db, idle)
+	require.True(t, found)
+	require.EqualValues(t, 300, through)
+	require.EqualValues(t, 290, records)
 }
 
 // TestWriterKeyOrder: a commit's records go into the batch in key order
