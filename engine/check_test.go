@@ -99,19 +99,19 @@ func newFixture(t *testing.T) fixture {
 	return fixture{dir: dir, total: 4500 + 100 + 200 + 50 + 20, clk: clk}
 }
 
-// ssts returns the fixture's sstable paths, largest first (session 1's,
-// with most of stream "a", comes first).
+// ssts returns the paths of the fixture's sstables of records (one per
+// session: the engine keeps records in tables of their own), largest
+// first (session 1's, with most of stream "a", comes first).
 func ssts(t *testing.T, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "*.sst"))
-	require.NoError(t, err)
+	m := recordTables(t, dir)
 	size := func(p string) int64 {
 		fi, err := os.Stat(p)
 		require.NoError(t, err)
 		return fi.Size()
 	}
 	slices.SortFunc(m, func(a, b string) int { return int(size(b) - size(a)) })
-	require.Len(t, m, 3, "the fixture should have three sstables")
+	require.Len(t, m, 3, "the fixture should have three sstables of records")
 	return m
 }
 

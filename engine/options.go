@@ -104,8 +104,10 @@ type Options struct {
 	// Pebble, if set, replaces the profile's Pebble options: a clone of
 	// it is used as is, and Profile is ignored (start from
 	// PebbleOptions(profile) to tune a profile). kvstream always sets FS,
-	// FormatMajorVersion and Logger on the clone; every other field is the
-	// caller's. A Cache set here stays the caller's to Unref.
+	// FormatMajorVersion and Logger on the clone, and
+	// Experimental.SpanPolicyFunc if it is nil (see PebbleOptions); every
+	// other field is the caller's. A Cache set here stays the caller's to
+	// Unref.
 	Pebble *pebble.Options
 
 	// MinFreeBytes is the space the data directory's filesystem must keep
@@ -241,8 +243,34 @@ func PebbleOptions(p Profile) *pebble.Options {
 	}
 	po.FormatMajorVersion = pebble.FormatNewest
 	po.Logger = quietLogger{}
+	po.Experimental.SpanPolicyFunc = splitRecordTables
 	return po
 }
+
+// splitRecordTables is the engine's Pebble SpanPolicyFunc: every flush and
+// compaction output table ends where the records' key space starts or
+// ends, so the engine's other keys (metadata and the counter ceiling,
+// catalog, consumers, shard counts and trim points) never share a table
+// with records. A shard's records only ever grow at
+// its end, so tables of records rarely overlap older ones; one table
+// holding the last records and a rewritten counts key overlapped every
+// table flushed before it, and Pebble then compacted about 2.6 times the
+// bytes (kvstream bench putrecords, throughput profile).
+func splitRecordTables(start []byte) (pebble.SpanPolicy, []byte, error) {
+	switch {
+	case len(start) == 0 || start[0] < shard.PrefixRecords:
+		return pebble.SpanPolicy{}, recordsStart, nil
+	case start[0] == shard.PrefixRecords:
+		return pebble.SpanPolicy{}, recordsEnd, nil
+	}
+	return pebble.SpanPolicy{}, nil, nil
+}
+
+// recordsStart and recordsEnd bound the records' key space.
+var (
+	recordsStart = []byte{shard.PrefixRecords}
+	recordsEnd   = []byte{shard.PrefixRecords + 1}
+)
 
 // pebbleOptions builds Pebble's options from the profile, or from the
 // caller's Options.Pebble.
@@ -252,6 +280,9 @@ func (o *Options) pebbleOptions() *pebble.Options {
 		po = o.Pebble.Clone()
 		po.FormatMajorVersion = pebble.FormatNewest
 		po.Logger = quietLogger{}
+		if po.Experimental.SpanPolicyFunc == nil {
+			po.Experimental.SpanPolicyFunc = splitRecordTables
+		}
 	} else {
 		po = PebbleOptions(o.Profile)
 	}
