@@ -40,16 +40,8 @@ func TestRecordTablesHoldOnlyRecords(t *testing.T) {
 		require.NoError(t, db.Close()) // rewrites every shard's counts
 	}
 
-	po := engine.PebbleOptions(engine.ProfileSmall) // its quiet logger
-	defer po.Cache.Unref()
-	po.ReadOnly = true
-	pdb, err := pebble.Open(dir, po)
-	require.NoError(t, err)
-	defer pdb.Close()
-	levels, err := pdb.SSTables()
-	require.NoError(t, err)
 	var records, others int
-	for level, tables := range levels {
+	for level, tables := range sstables(t, dir) {
 		for _, tab := range tables {
 			lo, hi := tab.Smallest.UserKey[0], tab.Largest.UserKey[0]
 			isRecords := lo == shard.PrefixRecords
@@ -66,9 +58,9 @@ func TestRecordTablesHoldOnlyRecords(t *testing.T) {
 	require.Positive(t, others)
 }
 
-// recordTables returns the paths of dir's sstables that hold records (a
-// closed data directory, opened read-only).
-func recordTables(t *testing.T, dir string) []string {
+// sstables lists the sstables of a closed data directory by level,
+// opening it read-only.
+func sstables(t *testing.T, dir string) [][]pebble.SSTableInfo {
 	t.Helper()
 	po := engine.PebbleOptions(engine.ProfileSmall) // its quiet logger
 	defer po.Cache.Unref()
@@ -78,8 +70,15 @@ func recordTables(t *testing.T, dir string) []string {
 	defer pdb.Close()
 	levels, err := pdb.SSTables()
 	require.NoError(t, err)
+	return levels
+}
+
+// recordTables returns the paths of dir's sstables that hold records (a
+// closed data directory).
+func recordTables(t *testing.T, dir string) []string {
+	t.Helper()
 	var out []string
-	for _, tables := range levels {
+	for _, tables := range sstables(t, dir) {
 		for _, tab := range tables {
 			if tab.Smallest.UserKey[0] == shard.PrefixRecords {
 				out = append(out, filepath.Join(dir, tab.FileNum.String()+".sst"))
