@@ -41,6 +41,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kvstream/kvstream/internal/procstat"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/shard"
@@ -287,14 +289,7 @@ func startMeter() meter {
 	runtime.GC()
 	debug.FreeOSMemory()
 	err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	return meter{reset: err == nil, cpu: cpuTime()}
-}
-
-// cpuTime returns the process' user plus system CPU time in nanoseconds
-// (0 where the platform does not say; see processUsage).
-func cpuTime() int64 {
-	cpu, _ := processUsage()
-	return cpu
+	return meter{reset: err == nil, cpu: procstat.CPU()}
 }
 
 // peak returns the peak RSS since start, and whether it is cumulative.
@@ -313,7 +308,7 @@ func (m meter) peak() (int64, bool) {
 			}
 		}
 	}
-	_, maxRSS := processUsage()
+	_, maxRSS := procstat.Usage()
 	return maxRSS, true
 }
 
@@ -322,7 +317,7 @@ func (m meter) peak() (int64, bool) {
 // store is closed and flushed (diskPerRecord).
 func (m *Measurement) chargeBackground(rss meter) {
 	if m.Records > 0 {
-		m.CPUPerRecord = time.Duration((cpuTime() - rss.cpu) / m.Records)
+		m.CPUPerRecord = time.Duration((procstat.CPU() - rss.cpu) / m.Records)
 	}
 }
 
@@ -363,7 +358,7 @@ func (m *Measurement) finish(lat *latencies, rss meter) {
 	}
 	m.PeakRSS, m.PeakRSSCumulative = rss.peak()
 	if m.Records > 0 {
-		m.CPUPerRecord = time.Duration((cpuTime() - rss.cpu) / m.Records)
+		m.CPUPerRecord = time.Duration((procstat.CPU() - rss.cpu) / m.Records)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kvstream/kvstream/internal/procstat"
+
 	"github.com/kvstream/kvstream/engine"
 )
 
@@ -242,7 +244,7 @@ func warmRead(b *testing.B, want int64, read func() (int64, error)) {
 		b.Fatalf("read %d records (want %d): %v", n, want, err)
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := procstat.CPU()
 	var n int64
 	for b.Loop() {
 		got, err := read()
@@ -252,5 +254,5 @@ func warmRead(b *testing.B, want int64, read func() (int64, error)) {
 		n += got
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/rec")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/rec")
+	b.ReportMetric(float64(procstat.CPU()-cpu0)/float64(n), "cpu-ns/rec")
 }

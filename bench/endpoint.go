@@ -21,6 +21,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kvstream/kvstream/internal/procstat"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -611,7 +613,7 @@ func (b *EndpointBench) startPhase(ctx context.Context, s *endpointSide, prog *p
 	if s.metrics {
 		p.serverCPU, _ = scrapeCPU(ctx, s.url)
 	}
-	p.cpu = cpuTime()
+	p.cpu = procstat.CPU()
 	p.start = time.Now()
 	p.deadline = p.start.Add(b.cfg.Duration)
 	p.ctx, p.cancel = context.WithDeadline(ctx, p.deadline.Add(time.Minute)) // a stuck call cannot hang the run
@@ -648,7 +650,7 @@ func (p *phaseRun) addLatencies(ds []time.Duration) {
 // finish stops the phase and returns its measurement.
 func (p *phaseRun) finish(outer context.Context) EndpointMeasurement {
 	elapsed := time.Since(p.start)
-	cpu := cpuTime() - p.cpu
+	cpu := procstat.CPU() - p.cpu
 	close(p.stopProg)
 	<-p.progDone
 	p.cancel()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstream/kvstream/internal/procstat"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/shard"
@@ -99,10 +101,10 @@ func runPutPath(b *testing.B, batch, goroutines int, batches [][]engine.Entry, p
 		left -= n
 		return n
 	}
-	cpu := processCPU()
+	cpu := procstat.CPU()
 	defer func() {
 		if b.N > 0 {
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/rec")
+			b.ReportMetric(float64(procstat.CPU()-cpu)/float64(b.N), "cpu-ns/rec")
 		}
 	}()
 	var wg sync.WaitGroup

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstream/kvstream/internal/procstat"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -44,7 +46,7 @@ func BenchmarkNewClientRoundTrip(b *testing.B) {
 			s := &scope{TB: b}
 			var untilRead time.Duration
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := procstat.CPU()
 			for b.Loop() {
 				start := time.Now()
 				kc := kvstreamtest.NewClient(s, opts...)
@@ -58,7 +60,7 @@ func BenchmarkNewClientRoundTrip(b *testing.B) {
 				s.end()
 			}
 			b.ReportMetric(float64(untilRead.Microseconds())/1000/float64(b.N), "setup+rt-ms")
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms")
+			b.ReportMetric(float64(procstat.CPU()-cpu0)/1e6/float64(b.N), "cpu-ms")
 		})
 	}
 }
@@ -104,11 +106,11 @@ func BenchmarkCall(b *testing.B) {
 				}
 				it := iterator(b, kc, "s", "shardId-000000000000", types.ShardIteratorTypeTrimHorizon)
 				b.ReportAllocs()
-				cpu0 := cpuTime()
+				cpu0 := procstat.CPU()
 				for b.Loop() {
 					c.call(b, kc, it)
 				}
-				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs")
+				b.ReportMetric(float64(procstat.CPU()-cpu0)/1e3/float64(b.N), "cpu-µs")
 			})
 		}
 	}

@@ -16,9 +16,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/kvstream/kvstream/internal/procstat"
 
 	"github.com/kvstream/kvstream/engine"
 )
@@ -54,7 +54,7 @@ func BenchmarkServerCPUPerRecord(b *testing.B) {
 		}
 		batches := benchBatches(cpuBenchBatches)
 		var next atomic.Int64
-		cpu0 := processCPU()
+		cpu0 := procstat.CPU()
 		b.ResetTimer()
 		var wg sync.WaitGroup
 		for range cpuBenchWorkers {
@@ -83,7 +83,7 @@ func BenchmarkServerCPUPerRecord(b *testing.B) {
 		}
 		wg.Wait()
 		b.StopTimer()
-		engineCPU = float64(processCPU()-cpu0) / float64(b.N*benchBatch)
+		engineCPU = float64(procstat.CPU()-cpu0) / float64(b.N*benchBatch)
 		b.ReportMetric(engineCPU, "cpu-ns/record")
 		b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
 	})
@@ -96,7 +96,7 @@ func BenchmarkServerCPUPerRecord(b *testing.B) {
 		cmd.Env = append(os.Environ(), cpuBenchClientEnv+"="+env.hs.Listener.Addr().String()+","+strconv.Itoa(b.N))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		cpu0 := processCPU()
+		cpu0 := procstat.CPU()
 		b.ResetTimer()
 		if err := cmd.Run(); err != nil {
 			b.Fatalf("client: %v\n%s", err, out.Bytes())
@@ -105,7 +105,7 @@ func BenchmarkServerCPUPerRecord(b *testing.B) {
 		if !bytes.Contains(out.Bytes(), []byte("cpu-bench-client: done")) {
 			b.Fatalf("client did not finish:\n%s", out.Bytes())
 		}
-		cpu := float64(processCPU()-cpu0) / float64(b.N*benchBatch)
+		cpu := float64(procstat.CPU()-cpu0) / float64(b.N*benchBatch)
 		b.ReportMetric(cpu, "cpu-ns/record")
 		b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
 		if engineCPU > 0 {
@@ -202,14 +202,4 @@ func TestCPUBenchClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("cpu-bench-client: done")
-}
-
-// processCPU returns this process' user plus system CPU time in
-// nanoseconds.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Nanoseconds()
 }

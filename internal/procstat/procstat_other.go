@@ -1,7 +1,7 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly || windows)
 
-package bench
+package procstat
 
-// processUsage reports nothing on platforms without getrusage or the
+// Usage reports nothing on platforms without getrusage or the
 // Windows calls: CPU per record and peak RSS print as zero there.
-func processUsage() (cpuNanos, maxRSS int64) { return 0, 0 }
+func Usage() (cpuNanos, maxRSS int64) { return 0, 0 }

@@ -1,6 +1,6 @@
 //go:build windows
 
-package bench
+package procstat
 
 import (
 	"syscall"
@@ -23,10 +23,10 @@ type processMemoryCounters struct {
 
 var procGetProcessMemoryInfo = syscall.NewLazyDLL("kernel32.dll").NewProc("K32GetProcessMemoryInfo")
 
-// processUsage returns the process' user plus kernel CPU time in
+// Usage returns the process' user plus kernel CPU time in
 // nanoseconds (GetProcessTimes) and its peak working set so far in bytes
 // (K32GetProcessMemoryInfo), or zeros for what Windows does not report.
-func processUsage() (cpuNanos, maxRSS int64) {
+func Usage() (cpuNanos, maxRSS int64) {
 	h, err := syscall.GetCurrentProcess()
 	if err != nil {
 		return 0, 0

@@ -1,16 +1,16 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package bench
+package procstat
 
 import (
 	"runtime"
 	"syscall"
 )
 
-// processUsage returns the process' user plus system CPU time in
+// Usage returns the process' user plus system CPU time in
 // nanoseconds and its peak resident set so far in bytes (getrusage), or
 // zeros if the call fails.
-func processUsage() (cpuNanos, maxRSS int64) {
+func Usage() (cpuNanos, maxRSS int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, 0
