@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -141,18 +140,7 @@ func TestCPUBenchClient(t *testing.T) {
 	}
 	var reqs [][]byte
 	for _, batch := range benchBatches(cpuBenchBatches) {
-		body := []byte(`{"Records":[`)
-		for i, e := range batch {
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = append(body, `{"Data":"`...)
-			body = base64.StdEncoding.AppendEncode(body, e.Data)
-			body = append(body, `","PartitionKey":"`...)
-			body = append(body, e.PartitionKey...)
-			body = append(body, `"}`...)
-		}
-		body = append(body, `],"StreamName":"bench"}`...)
+		body := putRecordsBody(batch)
 		head := "POST / HTTP/1.1\r\nHost: " + string(addr) + "\r\n" +
 			"Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: " + targetPrefix + "PutRecords\r\n" +
 			"X-Amz-Date: 20250101T000000Z\r\n" +
