@@ -14,12 +14,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvstream/kvstream/engine"
 	"github.com/stretchr/testify/require"
 )
 
-// ballastPath is the engine's ballast file relative to a data directory
-// (engine.BallastName in auxiliary/; dirtest cannot import the engine).
-var ballastPath = filepath.Join("auxiliary", "EMERGENCY_BALLAST")
+// ballastPath is the engine's ballast file relative to a data directory.
+var ballastPath = filepath.Join(engine.BallastDir, engine.BallastName)
 
 // Hash hashes everything about the tree under dir that a write could
 // change: every entry's path (relative to dir), type, mode, size,
