@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/internal/dirtest"
 	"github.com/stretchr/testify/require"
 )
@@ -48,4 +49,30 @@ func TestHashExcept(t *testing.T) {
 	require.NotEqual(t, dirtest.Hash(t, dir), h)
 	require.NoError(t, os.WriteFile(lock, []byte("x"), 0o644))
 	require.NotEqual(t, h, dirtest.HashExcept(t, dir, "LOCK"), "the content still counts")
+}
+
+// TestHashBallast: the engine's ballast counts by path, mode, size and
+// time, not content; another file of the same size and time still counts
+// by content.
+func TestHashBallast(t *testing.T) {
+	dir := t.TempDir()
+	aux := filepath.Join(dir, engine.BallastDir)
+	require.NoError(t, os.Mkdir(aux, 0o755))
+	ballast := filepath.Join(aux, engine.BallastName)
+	other := filepath.Join(aux, "other")
+	at := time.Unix(100, 0)
+	write := func(p, content string) {
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		require.NoError(t, os.Chtimes(p, at, at))
+	}
+	write(ballast, "0000")
+	write(other, "0000")
+	h := dirtest.Hash(t, dir)
+	write(ballast, "1111")
+	require.Equal(t, h, dirtest.Hash(t, dir), "the ballast's content is not hashed")
+	write(ballast, "11111")
+	require.NotEqual(t, h, dirtest.Hash(t, dir), "its size is")
+	h = dirtest.Hash(t, dir)
+	write(other, "1111")
+	require.NotEqual(t, h, dirtest.Hash(t, dir), "another file's content is")
 }
