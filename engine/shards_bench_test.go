@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/kvstream/kvstream/engine"
 	"github.com/kvstream/kvstream/shard"
 	"github.com/stretchr/testify/require"
@@ -189,4 +190,45 @@ func BenchmarkOpenShards(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/open")
 		})
 	}
+}
+
+// BenchmarkOpenAfterCrash measures Open of a data directory whose last
+// session ended without Close, after 1,000,000 records
+// (KVSTREAM_OPEN_BENCH_RECORDS) in a 4-shard stream: the records the
+// persisted shard counts leave out (up to about shard.StatsBacklog) are
+// counted by reading them, and the WAL is replayed. In memory
+// (vfs.NewCrashableMem), so it measures CPU, not the disk; the clean
+// case is BenchmarkOpenShards.
+func BenchmarkOpenAfterCrash(b *testing.B) {
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("KVSTREAM_OPEN_BENCH_RECORDS")); err == nil && v > 0 {
+		total = v
+	}
+	batches := randomBatches(64)
+	mem := vfs.NewCrashableMem()
+	opts := &engine.Options{FS: mem, Profile: engine.ProfileThroughput}
+	db, err := engine.Open("db", opts)
+	require.NoError(b, err)
+	require.NoError(b, db.CreateStream("s", engine.StreamConfig{ShardCount: 4}))
+	for i := 0; i*500 < total; i++ {
+		_, err := db.PutRecords(context.Background(), "s", batches[i%len(batches)])
+		require.NoError(b, err)
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // what a kill -9 here leaves
+	require.NoError(b, db.Close())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		o := *opts
+		o.FS = crashed.CrashClone(vfs.CrashCloneCfg{})
+		b.StartTimer()
+		db, err := engine.Open("db", &o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		require.NoError(b, db.Close())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/open")
 }
