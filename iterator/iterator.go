@@ -35,21 +35,27 @@ type Iterator struct {
 
 	// cur is the record decoded last (has: there is one): Next's current
 	// record, from which Record builds the shard.Record, and the position
-	// a corruption error reports as the last good record.
+	// a corruption error reports as the last good record. Its value v is
+	// borrowed from Pebble and its fields are kept as offsets into it
+	// (shard.SplitValue), so a step stores one pointer, not one per field
+	// (each costs a write barrier while the GC runs).
 	cur struct {
-		has  bool
-		c    uint64
-		ms   int64
-		ehk  *shard.HashKey
-		data []byte
+		has             bool
+		c               uint64
+		ms              int64
+		v               []byte
+		pk, pkEnd, data int
 	}
 
-	// pk is the current record's partition key, borrowed from Pebble;
-	// Record turns it into rec.PartitionKey on first use (pkSet), reusing
-	// lastPK when the key repeats, so readers that copy the key anyway
-	// (ReadPage) allocate nothing per record. New keys are copied into
-	// pkSlab, a chunk shared by the keys of many records (see ownKey).
-	pk     []byte
+	// ehk is the current record's explicit hash key, made by Record on
+	// first use (nil until then, and for records without one).
+	ehk *shard.HashKey
+
+	// Record turns the current record's partition key into
+	// rec.PartitionKey on first use (pkSet), reusing lastPK when the key
+	// repeats, so readers that copy the key anyway (ReadPage) allocate
+	// nothing per record. New keys are copied into pkSlab, a chunk shared
+	// by the keys of many records (see ownKey).
 	pkSet  bool
 	lastPK string
 	pkSlab []byte
@@ -207,14 +213,18 @@ func (it *Iterator) decode() bool {
 		it.setErr(err)
 		return false
 	}
-	d, vok := shard.DecodeValue(v)
+	ms, pk, pkEnd, data, vok := shard.SplitValue(v)
 	if !ok || !vok {
 		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
 			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
 		return false
 	}
-	it.cur.has, it.cur.c, it.cur.ms, it.cur.ehk, it.cur.data = true, c, d.ArrivalMs, d.ExplicitHashKey, d.Data
-	it.pk, it.pkSet = d.PartitionKey, false
+	cur := &it.cur
+	cur.has, cur.c, cur.ms, cur.v, cur.pk, cur.pkEnd, cur.data = true, c, ms, v, pk, pkEnd, data
+	if it.ehk != nil {
+		it.ehk = nil
+	}
+	it.pkSet = false
 	it.next = c + 1
 	return true
 }
@@ -226,22 +236,34 @@ func (it *Iterator) decode() bool {
 // of at most pkSlabSize bytes with the keys of neighbouring records, so
 // keeping one key can keep that much memory.
 func (it *Iterator) Record() shard.Record {
-	if !it.cur.has {
+	cur := &it.cur
+	if !cur.has {
 		return shard.Record{}
 	}
 	if !it.pkSet {
-		it.pkSet = true
-		if string(it.pk) != it.lastPK {
-			it.lastPK = it.ownKey(it.pk)
-		}
+		it.setKey()
 	}
+	v := cur.v
 	return shard.Record{
 		ShardID:         it.log.ID,
-		SequenceNumber:  it.log.Seq(it.cur.c, it.cur.ms),
+		SequenceNumber:  it.log.Seq(cur.c, cur.ms),
 		PartitionKey:    it.lastPK,
-		ExplicitHashKey: it.cur.ehk,
-		Data:            it.cur.data,
-		Timestamp:       time.UnixMilli(it.cur.ms),
+		ExplicitHashKey: it.ehk,
+		Data:            v[cur.data:len(v):len(v)],
+		Timestamp:       time.UnixMilli(cur.ms),
+	}
+}
+
+// setKey makes lastPK the current record's partition key (and ehk its
+// explicit hash key, if it has one): the work Record does once per record.
+func (it *Iterator) setKey() {
+	cur := &it.cur
+	it.pkSet = true
+	if pk := cur.v[cur.pk:cur.pkEnd]; string(pk) != it.lastPK {
+		it.lastPK = it.ownKey(pk)
+	}
+	if cur.data > cur.pkEnd {
+		it.ehk = shard.ValueHashKey(cur.v, cur.pkEnd)
 	}
 }
 
@@ -359,7 +381,8 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		if !it.decode() {
 			break
 		}
-		c, pkb, data := it.cur.c, it.pk, it.cur.data
+		v := it.cur.v
+		c, pkb, data := it.cur.c, v[it.cur.pk:it.cur.pkEnd], v[it.cur.data:]
 		n := len(pkb) + len(data)
 		if size+n > maxBytes && len(recs) > 0 {
 			// Undo: leave this record for the next page.
@@ -389,7 +412,9 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		r.ShardID = it.log.ID
 		r.SequenceNumber = it.log.Seq(c, it.cur.ms)
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
-		r.ExplicitHashKey = it.cur.ehk
+		if it.cur.data > it.cur.pkEnd {
+			r.ExplicitHashKey = shard.ValueHashKey(v, it.cur.pkEnd)
+		}
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
 		r.Timestamp = time.UnixMilli(it.cur.ms)
 	}

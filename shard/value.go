@@ -72,29 +72,56 @@ type DecodedValue struct {
 
 // DecodeValue splits v; ok is false if v is malformed.
 func DecodeValue(v []byte) (d DecodedValue, ok bool) {
-	if len(v) < valueHeaderLen || v[8]&^valueFlagEHK != 0 {
+	ms, pk, pkEnd, data, ok := SplitValue(v)
+	if !ok {
 		return d, false
 	}
-	d.ArrivalMs = int64(binary.BigEndian.Uint64(v))
-	pkLen, n := binary.Uvarint(v[valueHeaderLen:])
-	if n <= 0 || pkLen > maxPartitionKey {
-		return d, false
+	d.ArrivalMs = ms
+	d.PartitionKey = v[pk:pkEnd:pkEnd]
+	if data > pkEnd {
+		d.ExplicitHashKey = ValueHashKey(v, pkEnd)
 	}
-	i := valueHeaderLen + n
-	if uint64(len(v)-i) < pkLen {
-		return d, false
-	}
-	d.PartitionKey = v[i : i+int(pkLen)]
-	i += int(pkLen)
-	if v[8]&valueFlagEHK != 0 {
-		if len(v)-i < 16 {
-			return d, false
-		}
-		d.ExplicitHashKey = &HashKey{Hi: binary.BigEndian.Uint64(v[i:]), Lo: binary.BigEndian.Uint64(v[i+8:])}
-		i += 16
-	}
-	d.Data = v[i:]
+	d.Data = v[data:len(v):len(v)]
 	return d, true
+}
+
+// SplitValue locates the fields of record value v without copying or
+// allocating: the partition key is v[pk:pkEnd] and the data v[data:];
+// data > pkEnd when there is an explicit hash key (ValueHashKey(v, pkEnd)
+// reads it). ok is false if v is malformed; it accepts exactly the values
+// DecodeValue accepts.
+func SplitValue(v []byte) (arrivalMs int64, pk, pkEnd, data int, ok bool) {
+	if len(v) < valueHeaderLen+1 || v[8]&^valueFlagEHK != 0 {
+		return 0, 0, 0, 0, false
+	}
+	var pkLen uint64
+	if b := v[valueHeaderLen]; b < 0x80 { // keys under 128 bytes: one byte
+		pkLen, pk = uint64(b), valueHeaderLen+1
+	} else {
+		l, n := binary.Uvarint(v[valueHeaderLen:])
+		if n <= 0 {
+			return 0, 0, 0, 0, false
+		}
+		pkLen, pk = l, valueHeaderLen+n
+	}
+	if pkLen > maxPartitionKey || uint64(len(v)-pk) < pkLen {
+		return 0, 0, 0, 0, false
+	}
+	pkEnd = pk + int(pkLen)
+	data = pkEnd
+	if v[8]&valueFlagEHK != 0 {
+		if len(v)-pkEnd < 16 {
+			return 0, 0, 0, 0, false
+		}
+		data += 16
+	}
+	return int64(binary.BigEndian.Uint64(v)), pk, pkEnd, data, true
+}
+
+// ValueHashKey returns the explicit hash key stored at v[at:at+16] (at is
+// the pkEnd SplitValue returned for a value with one).
+func ValueHashKey(v []byte, at int) *HashKey {
+	return &HashKey{Hi: binary.BigEndian.Uint64(v[at:]), Lo: binary.BigEndian.Uint64(v[at+8:])}
 }
 
 // Record is one record as readers see it. It is a plain value; Data is
