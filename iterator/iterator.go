@@ -47,17 +47,15 @@ type Iterator struct {
 		pk, pkEnd, data int
 	}
 
-	// ehk is the current record's explicit hash key, made by Record on
-	// first use (nil until then, and for records without one).
-	ehk *shard.HashKey
-
-	// Record turns the current record's partition key into
-	// rec.PartitionKey on first use (pkSet), reusing lastPK when the key
-	// repeats, so readers that copy the key anyway (ReadPage) allocate
-	// nothing per record. New keys are copied into pkSlab, a chunk shared
-	// by the keys of many records (see ownKey).
-	pkSet  bool
-	lastPK string
+	// rec is the current record as Record returns it, built from cur on
+	// Record's first call for the record (recSet) and then copied out: a
+	// block move the caller's reads of the result can forward from, where
+	// field-by-field stores of a returned struct stall them, and Record
+	// inlines. rec.PartitionKey is copied into pkSlab, a chunk shared by
+	// the keys of many records (see ownKey), so a record costs no
+	// allocation of its own.
+	rec    shard.Record
+	recSet bool
 	pkSlab []byte
 }
 
@@ -221,10 +219,7 @@ func (it *Iterator) decode() bool {
 	}
 	cur := &it.cur
 	cur.has, cur.c, cur.ms, cur.v, cur.pk, cur.pkEnd, cur.data = true, c, ms, v, pk, pkEnd, data
-	if it.ehk != nil {
-		it.ehk = nil
-	}
-	it.pkSet = false
+	it.recSet = false
 	it.next = c + 1
 	return true
 }
@@ -236,35 +231,32 @@ func (it *Iterator) decode() bool {
 // of at most pkSlabSize bytes with the keys of neighbouring records, so
 // keeping one key can keep that much memory.
 func (it *Iterator) Record() shard.Record {
-	cur := &it.cur
-	if !cur.has {
-		return shard.Record{}
+	if !it.recSet {
+		it.build()
 	}
-	if !it.pkSet {
-		it.setKey()
-	}
-	v := cur.v
-	return shard.Record{
-		ShardID:         it.log.ID,
-		SequenceNumber:  it.log.Seq(cur.c, cur.ms),
-		PartitionKey:    it.lastPK,
-		ExplicitHashKey: it.ehk,
-		Data:            v[cur.data:len(v):len(v)],
-		Timestamp:       time.UnixMilli(cur.ms),
-	}
+	return it.rec
 }
 
-// setKey makes lastPK the current record's partition key (and ehk its
-// explicit hash key, if it has one): the work Record does once per record.
-func (it *Iterator) setKey() {
-	cur := &it.cur
-	it.pkSet = true
-	if pk := cur.v[cur.pk:cur.pkEnd]; string(pk) != it.lastPK {
-		it.lastPK = it.ownKey(pk)
+// build makes rec the current record (the zero Record if there is none):
+// the work Record does once per record.
+func (it *Iterator) build() {
+	it.recSet = true
+	cur, r := &it.cur, &it.rec
+	if !cur.has {
+		*r = shard.Record{}
+		return
 	}
+	v := cur.v
+	r.ShardID = it.log.ID
+	r.SequenceNumber = it.log.Seq(cur.c, cur.ms)
+	r.PartitionKey = it.ownKey(v[cur.pk:cur.pkEnd])
 	if cur.data > cur.pkEnd {
-		it.ehk = shard.ValueHashKey(cur.v, cur.pkEnd)
+		r.ExplicitHashKey = shard.ValueHashKey(v, cur.pkEnd)
+	} else if r.ExplicitHashKey != nil {
+		r.ExplicitHashKey = nil
 	}
+	r.Data = v[cur.data:len(v):len(v)]
+	r.Timestamp = time.UnixMilli(cur.ms)
 }
 
 // pkSlabSize is the size of the chunks ownKey copies partition keys into:

@@ -188,6 +188,28 @@ func FuzzParseShardID(f *testing.F) {
 	})
 }
 
+// checkSplitValue checks that SplitValue (the readers' decoder) accepts
+// exactly what DecodeValue accepts and locates the same fields.
+func checkSplitValue(t *testing.T, v []byte) {
+	t.Helper()
+	d, ok := shard.DecodeValue(v)
+	ms, pk, pkEnd, data, sok := shard.SplitValue(v)
+	if ok != sok {
+		t.Fatalf("SplitValue(%x) ok = %v, DecodeValue ok = %v", v, sok, ok)
+	}
+	if !ok {
+		return
+	}
+	var ehk *shard.HashKey
+	if data > pkEnd {
+		ehk = shard.ValueHashKey(v, pkEnd)
+	}
+	if ms != d.ArrivalMs || !bytes.Equal(v[pk:pkEnd], d.PartitionKey) || !bytes.Equal(v[data:], d.Data) ||
+		(ehk == nil) != (d.ExplicitHashKey == nil) || (ehk != nil && *ehk != *d.ExplicitHashKey) {
+		t.Fatalf("SplitValue(%x) = %d, %d:%d, %d, %v; DecodeValue gave %+v", v, ms, pk, pkEnd, data, ehk, d)
+	}
+}
+
 // FuzzDecodeValue checks the record value codec: DecodeValue never panics
 // on arbitrary bytes, what it accepts re-encodes to a value that decodes
 // to the same fields, ValueArrival agrees with it, and PutValue/DecodeValue
@@ -203,6 +225,7 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 2, 0}, int64(0), "k", true, uint64(1<<64-1), uint64(1<<64-1), []byte{0})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, int64(5), "\xff", false, uint64(0), uint64(0), []byte(nil))
 	f.Fuzz(func(t *testing.T, v []byte, ms int64, pk string, hasEHK bool, hi, lo uint64, data []byte) {
+		checkSplitValue(t, v)
 		if d, ok := shard.DecodeValue(v); ok {
 			if a, aok := shard.ValueArrival(v); !aok || a != d.ArrivalMs {
 				t.Fatalf("ValueArrival = %d, %v; DecodeValue says %d", a, aok, d.ArrivalMs)

@@ -72,16 +72,28 @@ type DecodedValue struct {
 
 // DecodeValue splits v; ok is false if v is malformed.
 func DecodeValue(v []byte) (d DecodedValue, ok bool) {
-	ms, pk, pkEnd, data, ok := SplitValue(v)
-	if !ok {
+	if len(v) < valueHeaderLen || v[8]&^valueFlagEHK != 0 {
 		return d, false
 	}
-	d.ArrivalMs = ms
-	d.PartitionKey = v[pk:pkEnd:pkEnd]
-	if data > pkEnd {
-		d.ExplicitHashKey = ValueHashKey(v, pkEnd)
+	d.ArrivalMs = int64(binary.BigEndian.Uint64(v))
+	pkLen, n := binary.Uvarint(v[valueHeaderLen:])
+	if n <= 0 || pkLen > maxPartitionKey {
+		return d, false
 	}
-	d.Data = v[data:len(v):len(v)]
+	i := valueHeaderLen + n
+	if uint64(len(v)-i) < pkLen {
+		return d, false
+	}
+	d.PartitionKey = v[i : i+int(pkLen)]
+	i += int(pkLen)
+	if v[8]&valueFlagEHK != 0 {
+		if len(v)-i < 16 {
+			return d, false
+		}
+		d.ExplicitHashKey = &HashKey{Hi: binary.BigEndian.Uint64(v[i:]), Lo: binary.BigEndian.Uint64(v[i+8:])}
+		i += 16
+	}
+	d.Data = v[i:]
 	return d, true
 }
 
