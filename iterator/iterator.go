@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -388,7 +389,7 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		}
 		if cap(arena)-len(arena) < n {
 			want := n * (cap(recs) - len(recs))
-			arena = make([]byte, 0, max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
+			arena = newArena(max(n, min(1<<20, max(4<<10, want), maxBytes-size+n)))
 		}
 		start := len(arena)
 		arena = append(arena, pkb...)
@@ -425,6 +426,20 @@ func pageCap(it *Iterator, first uint64, n, maxRecords, maxBytes int) int {
 		c = min(c, maxBytes/n+1)
 	}
 	return max(c, 1)
+}
+
+// newArena returns an empty slice with room for at least n bytes, whose
+// memory is not cleared first: strings.Builder.Grow allocates without
+// zeroing, and a page's arena is written before it is read. ReadPage
+// appends to it only within its capacity (a full arena is replaced, never
+// grown) and hands out slices whose capacity ends at their own bytes, so
+// none of the memory's old contents is ever reachable by a caller.
+func newArena(n int) []byte {
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteByte(0) // so the buffer's address is that of its first byte
+	p := unsafe.StringData(b.String())
+	return unsafe.Slice(p, b.Cap())[:0]
 }
 
 func closeQuiet(p *pebble.Iterator) *pebble.Iterator {
