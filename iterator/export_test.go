@@ -2,3 +2,7 @@ package iterator
 
 // EncodeV1 encodes t in the version 1 format, for tests of old tokens.
 func (c *Codec) EncodeV1(t Token) string { return c.encodeV1(t) }
+
+// SetGateOnWait sets the hook Close calls when it starts waiting for busy
+// gated Iterators.
+func SetGateOnWait(g *Gate, f func(n int)) { g.onWait = f }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -24,7 +25,8 @@ import (
 // error (the engine's ErrClosed) once its DB closes, and never touches a
 // closed Pebble.
 type Iterator struct {
-	gate   *Gate // nil: not gated
+	gate   *Gate        // nil: not gated
+	state  atomic.Int32 // gated: stateIdle, stateBusy, … (see Gate)
 	r      pebble.Reader
 	log    *shard.Log
 	cutoff func() int64 // oldest retained arrival (Unix ms)
@@ -78,25 +80,6 @@ func (it *Iterator) Next() bool {
 		return false
 	}
 	return it.decode()
-}
-
-// enter starts a use of Pebble: it enters the gate of a gated iterator,
-// recording the gate's error if it is closed.
-func (it *Iterator) enter() bool {
-	if it.gate == nil {
-		return true
-	}
-	ok, err := it.gate.Enter()
-	if !ok && it.err == nil {
-		it.err = err
-	}
-	return ok
-}
-
-func (it *Iterator) leave() {
-	if it.gate != nil {
-		it.gate.Leave()
-	}
 }
 
 // advance positions the Pebble iterator at the next visible record and
@@ -333,20 +316,20 @@ func (it *Iterator) All() iter.Seq[shard.Record] {
 // it).
 func (it *Iterator) Close() error {
 	if !it.enter() {
-		// The gate closed first and released the Pebble iterator.
+		// Closed before, or the gate closed first and released the
+		// Pebble iterator.
 		it.done = true
 		return nil
 	}
-	defer it.leave()
-	if it.gate != nil {
-		it.gate.forget(it)
-	}
 	it.done = true
-	if it.pit == nil {
-		return nil
+	var err error
+	if it.pit != nil {
+		err = it.pit.Close()
+		it.pit = nil
 	}
-	err := it.pit.Close()
-	it.pit = nil
+	if it.gate != nil {
+		it.closeGated() // instead of leave: the Iterator is gone
+	}
 	if err == nil || it.err != nil {
 		return nil // nothing new: Err already reports the iterator's error
 	}
