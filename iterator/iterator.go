@@ -189,23 +189,37 @@ func (it *Iterator) setErr(err error) {
 // and pk (borrowed from Pebble: PartitionKey waits in pk until Record
 // needs it), and advances it.next past it. Errors go to it.err.
 func (it *Iterator) decode() bool {
-	_, _, c, ok := shard.DecodeRecordKey(it.pit.Key())
-	v, err := it.pit.ValueAndErr()
-	if err != nil {
-		it.setErr(err)
-		return false
-	}
-	ms, pk, pkEnd, data, vok := shard.SplitValue(v)
-	if !ok || !vok {
-		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
-			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
+	_, _, v, pk, pkEnd, data, ok := it.split()
+	if !ok {
 		return false
 	}
 	cur := &it.cur
-	cur.has, cur.c, cur.ms, cur.v, cur.pk, cur.pkEnd, cur.data = true, c, ms, v, pk, pkEnd, data
+	cur.v, cur.pk, cur.pkEnd, cur.data = v, pk, pkEnd, data
 	it.recSet = false
-	it.next = c + 1
 	return true
+}
+
+// split decodes the record at the Pebble iterator's position as decode
+// does, setting cur's counter and arrival and advancing it.next past it,
+// and returns its value and the offsets of its fields (see
+// shard.SplitValue) without storing them. Errors go to it.err.
+func (it *Iterator) split() (c uint64, ms int64, v []byte, pk, pkEnd, data int, ok bool) {
+	_, _, c, kok := shard.DecodeRecordKey(it.pit.Key())
+	v, err := it.pit.ValueAndErr()
+	if err != nil {
+		it.setErr(err)
+		return 0, 0, nil, 0, 0, 0, false
+	}
+	ms, pk, pkEnd, data, vok := shard.SplitValue(v)
+	if !kok || !vok {
+		it.setErr(&shard.CorruptionError{Stream: it.log.StreamName, StreamID: it.log.Stream, Shard: it.log.ID, Counter: c,
+			Cause: fmt.Errorf("record %d (key %x) does not decode", c, it.pit.Key())})
+		return 0, 0, nil, 0, 0, 0, false
+	}
+	cur := &it.cur
+	cur.has, cur.c, cur.ms = true, c, ms
+	it.next = c + 1
+	return c, ms, v, pk, pkEnd, data, true
 }
 
 // Record returns the current record. Its Data is valid until the next
@@ -226,7 +240,7 @@ func (it *Iterator) Record() shard.Record {
 func (it *Iterator) build() {
 	it.recSet = true
 	cur, r := &it.cur, &it.rec
-	if !cur.has {
+	if !cur.has || cur.v == nil {
 		*r = shard.Record{}
 		return
 	}
@@ -344,7 +358,8 @@ func (it *Iterator) Close() error {
 // (4 KiB to 1 MiB), so a page costs a few allocations, not one per
 // record; each record is decoded straight into its slot of the page. It
 // returns the records and whether the page stopped at a limit (more may
-// be visible).
+// be visible). It leaves it without a current record (Record returns the
+// zero Record).
 func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	if !it.enter() {
 		return nil, false
@@ -353,12 +368,13 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 	var recs []shard.Record
 	var arena []byte
 	size := 0
+	it.cur.v, it.recSet = nil, false // no current record for Record
 	for len(recs) < maxRecords && it.advance() {
-		if !it.decode() {
+		c, ms, v, pk0, pkEnd, d0, ok := it.split()
+		if !ok {
 			break
 		}
-		v := it.cur.v
-		c, pkb, data := it.cur.c, v[it.cur.pk:it.cur.pkEnd], v[it.cur.data:]
+		pkb, data := v[pk0:pkEnd], v[d0:]
 		n := len(pkb) + len(data)
 		if size+n > maxBytes && len(recs) > 0 {
 			// Undo: leave this record for the next page.
@@ -386,13 +402,13 @@ func ReadPage(it *Iterator, maxRecords, maxBytes int) ([]shard.Record, bool) {
 		}
 		r := &recs[len(recs)-1]
 		r.ShardID = it.log.ID
-		r.SequenceNumber = it.log.Seq(c, it.cur.ms)
+		r.SequenceNumber = it.log.Seq(c, ms)
 		r.PartitionKey = unsafe.String(unsafe.SliceData(pk), len(pk))
-		if it.cur.data > it.cur.pkEnd {
-			r.ExplicitHashKey = shard.ValueHashKey(v, it.cur.pkEnd)
+		if d0 > pkEnd {
+			r.ExplicitHashKey = shard.ValueHashKey(v, pkEnd)
 		}
 		r.Data = arena[start+len(pk) : len(arena) : len(arena)]
-		r.Timestamp = time.UnixMilli(it.cur.ms)
+		r.Timestamp = time.UnixMilli(ms)
 	}
 	return recs, len(recs) == maxRecords
 }
