@@ -59,7 +59,8 @@ type Iterator struct {
 	// allocation of its own.
 	rec    shard.Record
 	recSet bool
-	pkSlab []byte
+	pkSlab []byte // pkSlab[:pkUsed] holds keys handed out
+	pkUsed int
 }
 
 // New returns an Iterator over l starting at counter next. cutoff, if not
@@ -268,12 +269,11 @@ func (it *Iterator) ownKey(b []byte) string {
 	if len(b) > pkSlabSize/16 {
 		return string(b)
 	}
-	if cap(it.pkSlab)-len(it.pkSlab) < len(b) {
-		it.pkSlab = make([]byte, 0, pkSlabSize)
+	if len(it.pkSlab)-it.pkUsed < len(b) {
+		it.pkSlab, it.pkUsed = make([]byte, pkSlabSize), 0
 	}
-	start := len(it.pkSlab)
-	it.pkSlab = append(it.pkSlab, b...)
-	k := it.pkSlab[start:]
+	k := it.pkSlab[it.pkUsed : it.pkUsed+copy(it.pkSlab[it.pkUsed:], b)]
+	it.pkUsed += len(k)
 	return unsafe.String(unsafe.SliceData(k), len(k))
 }
 
