@@ -84,7 +84,7 @@ func (it *Iterator) Next() bool {
 }
 
 // advance positions the Pebble iterator at the next visible record and
-// reports whether there is one; loadInto then decodes it.
+// reports whether there is one; decode then decodes it.
 func (it *Iterator) advance() bool {
 	if it.err != nil || it.done {
 		return false
@@ -187,8 +187,8 @@ func (it *Iterator) setErr(err error) {
 }
 
 // decode decodes the record at the Pebble iterator's position into cur
-// and pk (borrowed from Pebble: PartitionKey waits in pk until Record
-// needs it), and advances it.next past it. Errors go to it.err.
+// (its value borrowed from Pebble; Record builds the shard.Record from it
+// when asked), and advances it.next past it. Errors go to it.err.
 func (it *Iterator) decode() bool {
 	_, _, v, pk, pkEnd, data, ok := it.split()
 	if !ok {
