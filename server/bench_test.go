@@ -237,14 +237,18 @@ func BenchmarkDecodePutRecordsCBOR(b *testing.B) {
 }
 
 // BenchmarkAppendPutRecordsJSON measures encoding a 500-record
-// PutRecords response.
+// PutRecords response, numbered as the engine numbers one batch: each
+// shard's records get consecutive counters.
 func BenchmarkAppendPutRecordsJSON(b *testing.B) {
 	results := make([]engine.PutResult, benchBatch)
+	var counters [benchShards]uint64
 	for i := range results {
-		results[i].ShardID = engine.ShardID(i % benchShards)
+		sh := i % benchShards
+		counters[sh]++
+		results[i].ShardID = engine.ShardID(sh)
 		results[i].SequenceNumber.ShardCreated = 1_700_000_000
-		results[i].SequenceNumber.Shard = uint32(i % benchShards)
-		results[i].SequenceNumber.Counter = uint64(1_000_000 + i)
+		results[i].SequenceNumber.Shard = uint32(sh)
+		results[i].SequenceNumber.Counter = 1_000_000 + counters[sh]
 		results[i].SequenceNumber.Written = 1_700_000_100
 	}
 	var dst []byte

@@ -687,6 +687,7 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 	dst = append(dst, `{"FailedRecordCount":`...)
 	dst = strconv.AppendInt(dst, int64(failed), 10)
 	dst = append(dst, `,"Records":[`...)
+	var seqs seqDigits
 	fi := 0
 	for i, r := range results {
 		if i > 0 {
@@ -703,7 +704,7 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 			continue
 		}
 		dst = append(dst, `{"SequenceNumber":"`...)
-		dst = r.SequenceNumber.AppendTo(dst)
+		dst = seqs.appendSeq(dst, r.SequenceNumber)
 		dst = append(dst, `","ShardId":"`...)
 		dst = appendShardID(dst, r.ShardID)
 		dst = append(dst, `"}`...)
@@ -716,11 +717,12 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 // appendGetRecordsJSON appends GetRecords' JSON response body.
 func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	dst = append(dst, `{"Records":[`...)
+	var seqs seqDigits
 	for i := range out.Records {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendRecordJSON(dst, &out.Records[i])
+		dst = appendRecordJSON(dst, &out.Records[i], &seqs)
 	}
 	dst = append(dst, ']')
 	if out.NextShardIterator != "" {
@@ -733,10 +735,11 @@ func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	return append(dst, '}')
 }
 
-// appendRecordJSON appends one record as the Record shape.
-func appendRecordJSON(dst []byte, r *engine.Record) []byte {
+// appendRecordJSON appends one record as the Record shape, its sequence
+// number printed through seqs.
+func appendRecordJSON(dst []byte, r *engine.Record, seqs *seqDigits) []byte {
 	dst = append(dst, `{"SequenceNumber":"`...)
-	dst = r.SequenceNumber.AppendTo(dst)
+	dst = seqs.appendSeq(dst, r.SequenceNumber)
 	dst = append(dst, `","ApproximateArrivalTimestamp":`...)
 	dst = appendEpochSeconds(dst, r.Timestamp)
 	dst = append(dst, `,"Data":"`...)
