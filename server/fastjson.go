@@ -134,6 +134,17 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 		return nil, false
 	}
 	v = s.b[s.i : s.i+n]
+	if !plainString(v) {
+		return nil, false
+	}
+	s.i += n + 1
+	return v, true
+}
+
+// plainString reports whether v, the raw bytes between a JSON string's
+// quotes, needs no unescaping: no escapes, no control characters, valid
+// UTF-8. It checks 8 bytes at a time (plainASCII8).
+func plainString(v []byte) bool {
 	ascii := true
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
@@ -142,22 +153,18 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 		case wordNonASCII:
 			ascii = false
 		default:
-			return nil, false
+			return false
 		}
 	}
 	for _, c := range v[i:] {
 		switch {
 		case c == '\\' || c < 0x20:
-			return nil, false
+			return false
 		case c >= 0x80:
 			ascii = false
 		}
 	}
-	if !ascii && !utf8.Valid(v) {
-		return nil, false
-	}
-	s.i += n + 1
-	return v, true
+	return ascii || utf8.Valid(v)
 }
 
 // What plainASCII8 finds in 8 bytes of a JSON string.
@@ -353,13 +360,14 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		b.arena = make([]byte, 0, len(s.b)*3/4)
 	}
 	for {
-		if !s.consume('{') {
-			return nil, false
-		}
 		var e engine.Entry
 		var f entryFlags
 		var pk, ehk keySpan
-		if !s.consume('}') {
+		if s.sdkEntry(b, &e, &pk) {
+			f = hasData | hasPartitionKey
+		} else if !s.consume('{') {
+			return nil, false
+		} else if !s.consume('}') {
 			for {
 				key, ok := s.entryMember()
 				if !ok {
@@ -433,6 +441,53 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		}
 		return spans, true
 	}
+}
+
+// sdkEntry decodes one entry written exactly as aws-sdk-go-v2 writes it,
+// {"Data":"…","PartitionKey":"…"} with no whitespace, into e and pk (its
+// data into b.arena, its key into b.keys), reporting whether it did. On
+// false, nothing was consumed or kept, and the general path reads the
+// entry; both decode an entry they both accept the same way.
+func (s *jsonScanner) sdkEntry(b *putBatch, e *engine.Entry, pk *keySpan) bool {
+	const open, mid, end = `{"Data":"`, `","PartitionKey":"`, `"}`
+	rest := s.b[s.i:]
+	if !bytes.HasPrefix(rest, []byte(open)) {
+		return false
+	}
+	rest = rest[len(open):]
+	n := bytes.IndexByte(rest, '"')
+	if n < 0 {
+		return false
+	}
+	data := rest[:n]
+	rest = rest[n:]
+	if !bytes.HasPrefix(rest, []byte(mid)) {
+		return false
+	}
+	rest = rest[len(mid):]
+	m := bytes.IndexByte(rest, '"')
+	if m < 0 || !bytes.HasPrefix(rest[m:], []byte(end)) {
+		return false
+	}
+	key := rest[:m]
+	if !plainString(key) {
+		return false
+	}
+	off := len(b.arena)
+	need := base64.StdEncoding.DecodedLen(len(data))
+	if cap(b.arena)-off < need {
+		return false
+	}
+	dn, err := decodeBase64(b.arena[off:off+need], data)
+	if err != nil {
+		return false
+	}
+	b.arena = b.arena[:off+dn]
+	e.Data = b.arena[off : off+dn : off+dn]
+	*pk = keySpan{int32(len(b.keys)), int32(m)}
+	b.keys = append(b.keys, key...)
+	s.i += len(open) + n + len(mid) + m + len(end)
+	return true
 }
 
 // The members of a PutRecords entry, as entryMember reports them.
