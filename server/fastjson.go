@@ -167,6 +167,25 @@ func plainString(v []byte) bool {
 	return ascii || utf8.Valid(v)
 }
 
+// plainJSON8 reports whether the 8 bytes of x are all printable ASCII
+// other than '"' and '\\' (SWAR, as plainASCII8).
+func plainJSON8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - 0x20*ones) & ^x & highs
+	bs := x ^ '\\'*ones
+	backslash := (bs - ones) & ^bs & highs
+	q := x ^ '"'*ones
+	quote := (q - ones) & ^q & highs
+	return (control|backslash|quote|x&highs) == 0
+}
+
+// load64 returns s[i:i+8] as a little-endian word (one load).
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
 // What plainASCII8 finds in 8 bytes of a JSON string.
 const (
 	wordPlain    = iota // printable ASCII other than '\'
@@ -640,8 +659,16 @@ func slowBase64(dst, src []byte) (int, error) {
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	// Printable ASCII other than '"' and '\\' is copied as it is, eight
+	// bytes at a time up to the first byte that is not.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if !plainJSON8(load64(s, i)) {
+			break
+		}
+	}
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for ; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
 			continue

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -297,6 +298,52 @@ func TestDecodePutRecordsSDKEntry(t *testing.T) {
 			var slow putBatch
 			slow.fromInput(&in)
 			require.True(t, sameBatch(&fast, &slow), "%q:\nfast %+v\nslow %+v", body, fast, slow)
+		}
+	}
+}
+
+// appendJSONString's eight-byte fast path writes what the byte-by-byte
+// escaping writes: strings of every length up to 40 with one character
+// that needs more than a copy at every position.
+func TestAppendJSONStringFastPath(t *testing.T) {
+	// slow is appendJSONString's escaping, one rune at a time.
+	slow := func(s string) string {
+		var b strings.Builder
+		b.WriteByte('"')
+		for i := 0; i < len(s); {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				b.WriteString(`\ufffd`)
+			case r == '"' || r == '\\':
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			case r == '\n':
+				b.WriteString(`\n`)
+			case r == '\r':
+				b.WriteString(`\r`)
+			case r == '\t':
+				b.WriteString(`\t`)
+			case r < 0x20:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			case r == '\u2028' || r == '\u2029':
+				fmt.Fprintf(&b, `\u%04x`, r)
+			default:
+				b.WriteString(s[i : i+size])
+			}
+			i += size
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	for n := range 41 {
+		for pos := range n + 1 {
+			for _, odd := range []string{"", `"`, `\`, "\x00", "\x1f", "\n", "\x7f", "é", "\xff", "\u2028", "😀", "<>&"} {
+				s := strings.Repeat("k", pos) + odd + strings.Repeat("k", n-pos)
+				if got, want := string(appendJSONString([]byte("x"), s)), "x"+slow(s); got != want {
+					t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+				}
+			}
 		}
 	}
 }
