@@ -176,7 +176,7 @@ func plainJSON8(x uint64) bool {
 	backslash := (bs - ones) & ^bs & highs
 	q := x ^ '"'*ones
 	quote := (q - ones) & ^q & highs
-	return (control|backslash|quote|x&highs) == 0
+	return (control | backslash | quote | x&highs) == 0
 }
 
 // load64 returns s[i:i+8] as a little-endian word (one load).
