@@ -140,8 +140,8 @@ type eventBuilder struct {
 	buf []byte
 	out []byte
 	n   int
-	// seqs prints the records' sequence numbers, across events.
-	seqs seqDigits
+	// rc prints the records' sequence numbers and times, across events.
+	rc recordCache
 }
 
 // reset starts a new event.
@@ -159,9 +159,9 @@ func (b *eventBuilder) add(r *engine.Record) {
 		if b.n > 0 {
 			b.buf = append(b.buf, ',')
 		}
-		b.buf = appendRecordJSON(b.buf, r, &b.seqs)
+		b.buf = appendRecordJSON(b.buf, r, &b.rc)
 	} else {
-		b.buf = appendRecordCBOR(b.buf, r, &b.seqs)
+		b.buf = appendRecordCBOR(b.buf, r, &b.rc.seqs)
 	}
 	b.n++
 }

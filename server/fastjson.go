@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -799,12 +800,12 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 // appendGetRecordsJSON appends GetRecords' JSON response body.
 func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	dst = append(dst, `{"Records":[`...)
-	var seqs seqDigits
+	var rc recordCache
 	for i := range out.Records {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendRecordJSON(dst, &out.Records[i], &seqs)
+		dst = appendRecordJSON(dst, &out.Records[i], &rc)
 	}
 	dst = append(dst, ']')
 	if out.NextShardIterator != "" {
@@ -817,18 +818,67 @@ func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	return append(dst, '}')
 }
 
-// appendRecordJSON appends one record as the Record shape, its sequence
-// number printed through seqs.
-func appendRecordJSON(dst []byte, r *engine.Record, seqs *seqDigits) []byte {
+// recordCache is what consecutive records of a response share: their
+// sequence numbers' runs and often their arrival second. The zero value is
+// ready to use.
+type recordCache struct {
+	seqs    seqDigits
+	sec     int64 // the second secText holds, if secLen > 0
+	secText [20]byte
+	secLen  int
+}
+
+// appendRecordJSON appends one record as the Record shape, printing its
+// sequence number and arrival time through rc.
+func appendRecordJSON(dst []byte, r *engine.Record, rc *recordCache) []byte {
 	dst = append(dst, `{"SequenceNumber":"`...)
-	dst = seqs.appendSeq(dst, r.SequenceNumber)
+	dst = rc.seqs.appendSeq(dst, r.SequenceNumber)
 	dst = append(dst, `","ApproximateArrivalTimestamp":`...)
-	dst = appendEpochSeconds(dst, r.Timestamp)
+	if ms := r.Timestamp.UnixMilli(); ms >= 0 { // as appendEpochSeconds
+		if sec := ms / 1000; rc.secLen == 0 || sec != rc.sec {
+			rc.sec, rc.secLen = sec, len(strconv.AppendInt(rc.secText[:0], sec, 10))
+		}
+		frac := ms % 1000
+		dst = append(dst, rc.secText[:rc.secLen]...)
+		dst = append(dst, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	} else {
+		dst = appendEpochSeconds(dst, r.Timestamp)
+	}
 	dst = append(dst, `,"Data":"`...)
-	dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+	dst = appendBase64(dst, r.Data)
 	dst = append(dst, `","PartitionKey":`...)
 	dst = appendJSONString(dst, r.PartitionKey)
 	return append(dst, '}')
+}
+
+// base64Pairs[v] is the two standard base64 characters of the 12-bit
+// value v, the first in the low byte.
+var base64Pairs = func() (t [1 << 12]uint16) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for v := range t {
+		t[v] = uint16(alphabet[v>>6]) | uint16(alphabet[v&63])<<8
+	}
+	return t
+}()
+
+// appendBase64 appends the standard base64 encoding of src, as
+// base64.StdEncoding.AppendEncode does: six bytes at a time into eight
+// characters through base64Pairs, the last few bytes (and their padding)
+// by the standard encoder.
+func appendBase64(dst, src []byte) []byte {
+	off, n := len(dst), base64.StdEncoding.EncodedLen(len(src))
+	dst = slices.Grow(dst, n)[:off+n]
+	out := dst[off:]
+	i, o := 0, 0
+	// Each step reads 8 bytes and encodes the first 6.
+	for ; i+8 <= len(src); i, o = i+6, o+8 {
+		u := binary.BigEndian.Uint64(src[i:])
+		c := uint64(base64Pairs[u>>52]) | uint64(base64Pairs[u>>40&0xfff])<<16 |
+			uint64(base64Pairs[u>>28&0xfff])<<32 | uint64(base64Pairs[u>>16&0xfff])<<48
+		binary.LittleEndian.PutUint64(out[o:], c)
+	}
+	base64.StdEncoding.Encode(out[o:], src[i:]) // i is a multiple of 3
+	return dst
 }
 
 // appendChildShardsJSON appends `,"ChildShards":[…]`, or nothing when cs

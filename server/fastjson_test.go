@@ -347,3 +347,19 @@ func TestAppendJSONStringFastPath(t *testing.T) {
 		}
 	}
 }
+
+// appendBase64 writes what base64.StdEncoding.AppendEncode writes, for
+// every length up to 300.
+func TestAppendBase64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for n := range 301 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(rng.Uint32())
+		}
+		want := base64.StdEncoding.AppendEncode([]byte("x"), src)
+		if got := appendBase64([]byte("x"), src); string(got) != string(want) {
+			t.Fatalf("%d bytes: got %s, want %s", n, got, want)
+		}
+	}
+}
