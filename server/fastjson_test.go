@@ -363,3 +363,24 @@ func TestAppendBase64(t *testing.T) {
 		}
 	}
 }
+
+// request.built keeps a response built in the scratch buffer's spare room
+// where it is, and copies one that outgrew it into the buffer.
+func TestRequestBuilt(t *testing.T) {
+	rq := &request{scratch: new(bytes.Buffer)}
+	rq.scratch.Grow(64)
+	in := append(rq.scratch.AvailableBuffer(), "fits"...)
+	got := rq.built(in)
+	require.Equal(t, "fits", string(got))
+	require.Same(t, &in[0], &got[0])
+	require.Zero(t, rq.scratch.Len())
+
+	big := append(rq.scratch.AvailableBuffer(), strings.Repeat("x", 100)...)
+	got = rq.built(big)
+	require.Equal(t, strings.Repeat("x", 100), string(got))
+	require.Equal(t, 100, rq.scratch.Len())
+	require.NotSame(t, &big[0], &got[0])
+
+	rq.scratch.Reset()
+	require.Empty(t, rq.built(rq.scratch.AvailableBuffer()))
+}
