@@ -765,6 +765,29 @@ func plainJSONString(s string) bool {
 	return true
 }
 
+// putRecordsJSONSize is about the length of appendPutRecordsJSON's
+// output, at least it for entries that did not fail (111 bytes each with a
+// shard id of up to 12 digits), so the response is built in one buffer
+// rather than grown into it.
+func putRecordsJSONSize(results []engine.PutResult, failures []putRecordsResultEntry) int {
+	n := 64 + 111*len(results)
+	for _, f := range failures {
+		n += len(f.ErrorCode) + len(f.ErrorMessage)
+	}
+	return n
+}
+
+// getRecordsJSONSize is about the length of appendGetRecordsJSON's output,
+// at least it for records whose partition keys need no escaping.
+func getRecordsJSONSize(out *engine.GetRecordsOutput) int {
+	n := 64 + len(out.NextShardIterator) + 256*len(out.ChildShards)
+	for i := range out.Records {
+		r := &out.Records[i]
+		n += 160 + base64.StdEncoding.EncodedLen(len(r.Data)) + len(r.PartitionKey)
+	}
+	return n
+}
+
 // appendPutRecordsJSON encodes a PutRecords response.
 func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, failures []putRecordsResultEntry, encType string) []byte {
 	dst = append(dst, `{"FailedRecordCount":`...)

@@ -384,3 +384,23 @@ func TestRequestBuilt(t *testing.T) {
 	rq.scratch.Reset()
 	require.Empty(t, rq.built(rq.scratch.AvailableBuffer()))
 }
+
+// The response size estimates cover the responses (no buffer growth while
+// encoding) for plain partition keys.
+func TestResponseJSONSizes(t *testing.T) {
+	results := make([]engine.PutResult, 500)
+	for i := range results {
+		results[i] = engine.PutResult{ShardID: engine.ShardID(999_999_999_999 - i),
+			SequenceNumber: engine.SequenceNumber{ShardCreated: 1<<36 - 1, Shard: ^uint32(0), Counter: maxCounter - uint64(i), Written: 1<<36 - 1}}
+	}
+	require.LessOrEqual(t, len(appendPutRecordsJSON(nil, 0, results, nil, "NONE")), putRecordsJSONSize(results, nil))
+	var out engine.GetRecordsOutput
+	for i := range 1000 {
+		out.Records = append(out.Records, engine.Record{
+			SequenceNumber: engine.SequenceNumber{ShardCreated: 1<<36 - 1, Shard: ^uint32(0), Counter: maxCounter - uint64(i), Written: 1<<36 - 1},
+			Timestamp:      time.UnixMilli(1<<53 - 1), Data: make([]byte, i%300), PartitionKey: strings.Repeat("k", i%257)})
+	}
+	out.NextShardIterator = strings.Repeat("A", 400)
+	out.MillisBehindLatest = 1<<63 - 1
+	require.LessOrEqual(t, len(appendGetRecordsJSON(nil, &out)), getRecordsJSONSize(&out))
+}

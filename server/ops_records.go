@@ -381,6 +381,7 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	s.countPut(len(results)-len(failures), okBytes, len(failures))
 	encType := s.enc.get(s, name)
 	if rq.codec == codecJSON {
+		rq.scratch.Grow(putRecordsJSONSize(results, failures))
 		return rq.built(appendPutRecordsJSON(rq.scratch.AvailableBuffer(), len(failures), results, failures, encType)), nil
 	}
 	out := putRecordsOutput{FailedRecordCount: len(failures), Records: make([]putRecordsResultEntry, len(results)), EncryptionType: encType}
@@ -583,6 +584,7 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))
 	if rq.codec == codecJSON {
+		rq.scratch.Grow(getRecordsJSONSize(&res))
 		return rq.built(appendGetRecordsJSON(rq.scratch.AvailableBuffer(), &res)), nil
 	}
 	out := getRecordsOutput{

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/kvstream/kvstream/engine"
-	"github.com/kvstream/kvstream/shard"
 )
 
 // pow80Digits is 2^80.
@@ -40,7 +39,7 @@ func TestSeqDigitsMatchesAppendTo(t *testing.T) {
 		return engine.SequenceNumber{
 			ShardCreated: rng.Uint64() & secsMask,
 			Shard:        rng.Uint32N(20),
-			Counter:      rng.Uint64N(shard.MaxCounter),
+			Counter:      rng.Uint64N(maxCounter),
 			Written:      rng.Uint64() & secsMask,
 		}
 	}
@@ -55,7 +54,7 @@ func TestSeqDigitsMatchesAppendTo(t *testing.T) {
 		case 0:
 			runs[i].Counter = rng.Uint64N(1000)
 		case 1:
-			runs[i].Counter = shard.MaxCounter - rng.Uint64N(1000)
+			runs[i].Counter = maxCounter - rng.Uint64N(1000)
 		}
 	}
 	for range 300_000 {
@@ -133,3 +132,6 @@ func BenchmarkSeqDigits(b *testing.B) {
 		buf = c.appendSeq(buf[:0], n)
 	}
 }
+
+// maxCounter is the engine's largest counter (shard.MaxCounter).
+const maxCounter = 1<<63 - 1
