@@ -158,9 +158,10 @@ func (bg *background) options() *engine.Options {
 }
 
 // settle returns once no flush or compaction has run or started for
-// settleQuiet.
+// settleQuiet (or after a minute, so a Pebble that keeps compacting cannot
+// hang the benchmark).
 func (bg *background) settle() {
-	for {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		n := bg.started.Load()
 		time.Sleep(settleQuiet)
 		if bg.running.Load() == 0 && bg.started.Load() == n {
