@@ -35,17 +35,38 @@ func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, e
 // entries still succeed, as Kinesis' partial-success PutRecords does.
 // ctx and ErrDiskFull are as for PutRecord.
 func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
-	if len(entries) == 0 {
-		return nil, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
-	}
-	if len(entries) > db.opts.MaxPutRecordsEntries {
-		return nil, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
-	}
-	results := make([]PutResult, len(entries))
-	if err := db.put(ctx, name, entries, results, true); err != nil {
+	results, err := db.PutRecordsTo(ctx, name, entries, nil)
+	if err != nil {
 		return nil, err
 	}
 	return results, nil
+}
+
+// PutRecordsTo is PutRecords appending the results, in input order, to
+// dst and returning the extended slice; on a request-level error it
+// returns dst unchanged and the error. A caller that passes the previous
+// call's results[:0] reuses their memory: a call then allocates nothing
+// in the engine, where PutRecords allocates a fresh slice per call (about
+// 28 KB for 500 entries), which costs the put path about as much CPU as
+// routing the records does, in first writes to new memory and garbage
+// collection (kvstream bench putrecords reuses its results this way).
+// The engine keeps no reference to dst.
+func (db *DB) PutRecordsTo(ctx context.Context, name string, entries []Entry, dst []PutResult) ([]PutResult, error) {
+	if len(entries) == 0 {
+		return dst, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
+	}
+	if len(entries) > db.opts.MaxPutRecordsEntries {
+		return dst, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
+	}
+	n := len(dst)
+	out := slices.Grow(dst, len(entries))[:n+len(entries)]
+	results := out[n:]
+	clear(results)
+	if err := db.put(ctx, name, entries, results, true); err != nil {
+		clear(results)
+		return dst, err
+	}
+	return out, nil
 }
 
 // put validates, routes, admits and commits entries, filling results
