@@ -59,9 +59,15 @@ func (db *DB) PutRecordsTo(ctx context.Context, name string, entries []Entry, ds
 		return dst, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
 	}
 	n := len(dst)
-	out := slices.Grow(dst, len(entries))[:n+len(entries)]
+	var out []PutResult
+	if cap(dst)-n >= len(entries) {
+		out = dst[:n+len(entries)]
+		clear(out[n:])
+	} else {
+		out = make([]PutResult, n+len(entries))
+		copy(out, dst)
+	}
 	results := out[n:]
-	clear(results)
 	if err := db.put(ctx, name, entries, results, true); err != nil {
 		clear(results)
 		return dst, err
@@ -194,27 +200,28 @@ func (db *DB) waitWrites(ctx context.Context, routed []shard.Append, entries []E
 // shared hold and req now belong to a goroutine that releases them when
 // the commit completes, and the caller must release neither.
 func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req *shard.Request, results []PutResult, waited bool) (handedOff bool, err error) {
-	routed := req.Appends
-	bulk := db.admitBulk(s, routed, entries)
-	var pending int64
-	j := 0
-	for i := range routed {
-		l := routed[i].Log
-		results[i].ShardID = l.ID
-		if results[i].Err != nil {
-			continue
+	if routed := req.Appends; !admitsAll(s, routed, waited) {
+		bulk := db.admitBulk(s, routed, entries)
+		var pending int64
+		j := 0
+		for i := range routed {
+			l := routed[i].Log
+			results[i].ShardID = l.ID
+			if results[i].Err != nil {
+				continue
+			}
+			if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
+				results[i].Err = err
+				continue
+			}
+			if j != i {
+				routed[j] = routed[i]
+			}
+			j++
 		}
-		if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
-			results[i].Err = err
-			continue
-		}
-		if j != i {
-			routed[j] = routed[i]
-		}
-		j++
+		clear(routed[j:])
+		req.Appends = routed[:j]
 	}
-	clear(routed[j:])
-	req.Appends = routed[:j]
 	if hooks.beforePutCommit != nil {
 		hooks.beforePutCommit()
 	}
@@ -235,16 +242,34 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req 
 			return false, err
 		}
 	}
-	j = 0
+	j := 0
 	for i := range results {
 		if results[i].Err != nil {
 			continue
 		}
 		a := &req.Appends[j]
 		j++
+		results[i].ShardID = a.Log.ID
 		results[i].SequenceNumber = a.Log.Seq(a.Counter, a.ArrivalMs)
 	}
 	return false, nil
+}
+
+// admitsAll reports whether every routed entry is admitted without a
+// check, so commitLocked can skip admission: no entry failed while
+// waiting for throughput, the stream has no size bound that rejects new
+// records (MaxBytes with DiscardNew) and no routed shard is throttled.
+// The caller holds s.mu shared.
+func admitsAll(s *stream, routed []shard.Append, waited bool) bool {
+	if waited || s.meta.MaxBytes > 0 && s.meta.Discard == DiscardNew {
+		return false
+	}
+	for i := range routed {
+		if routed[i].Log.Throttle() != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // admitWrite applies the stream's size bound and the shard's write
