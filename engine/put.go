@@ -47,10 +47,12 @@ func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]P
 // returns dst unchanged and the error. A caller that passes the previous
 // call's results[:0] reuses their memory: a call then allocates nothing
 // in the engine, where PutRecords allocates a fresh slice per call (about
-// 28 KB for 500 entries), which costs the put path about as much CPU as
-// routing the records does, in first writes to new memory and garbage
-// collection (kvstream bench putrecords reuses its results this way).
-// The engine keeps no reference to dst.
+// 28 KB for 500 entries). Writing fresh memory (page faults) and
+// collecting it cost about 40 ns per record in a CPU profile of
+// BenchmarkPutPath; routing a record costs about 20.
+// kvstream bench putrecords reuses its results this way. The engine
+// keeps no reference to dst. Safe for concurrent use, as PutRecords, on
+// distinct dst slices.
 func (db *DB) PutRecordsTo(ctx context.Context, name string, entries []Entry, dst []PutResult) ([]PutResult, error) {
 	if len(entries) == 0 {
 		return dst, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
