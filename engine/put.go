@@ -35,17 +35,46 @@ func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, e
 // entries still succeed, as Kinesis' partial-success PutRecords does.
 // ctx and ErrDiskFull are as for PutRecord.
 func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
-	if len(entries) == 0 {
-		return nil, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
-	}
-	if len(entries) > db.opts.MaxPutRecordsEntries {
-		return nil, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
-	}
-	results := make([]PutResult, len(entries))
-	if err := db.put(ctx, name, entries, results, true); err != nil {
+	results, err := db.PutRecordsTo(ctx, name, entries, nil)
+	if err != nil {
 		return nil, err
 	}
 	return results, nil
+}
+
+// PutRecordsTo is PutRecords appending the results, in input order, to
+// dst and returning the extended slice; on a request-level error it
+// returns dst unchanged and the error. A caller that passes the previous
+// call's results[:0] reuses their memory: a call then allocates nothing
+// in the engine, where PutRecords allocates a fresh slice per call (about
+// 28 KB for 500 entries). Writing fresh memory (page faults) and
+// collecting it cost about 40 ns per record in a CPU profile of
+// BenchmarkPutPath; routing a record costs about 20.
+// kvstream bench putrecords reuses its results this way. The engine
+// keeps no reference to dst. Safe for concurrent use, as PutRecords, on
+// distinct dst slices.
+func (db *DB) PutRecordsTo(ctx context.Context, name string, entries []Entry, dst []PutResult) ([]PutResult, error) {
+	if len(entries) == 0 {
+		return dst, validationf("Records must contain 1 to %d entries (it has 0)", db.opts.MaxPutRecordsEntries)
+	}
+	if len(entries) > db.opts.MaxPutRecordsEntries {
+		return dst, validationf("Records has %d entries, more than the limit of %d", len(entries), db.opts.MaxPutRecordsEntries)
+	}
+	n := len(dst)
+	var out []PutResult
+	if cap(dst)-n >= len(entries) {
+		out = dst[:n+len(entries)]
+		clear(out[n:])
+	} else {
+		out = make([]PutResult, n+len(entries))
+		copy(out, dst)
+	}
+	results := out[n:]
+	if err := db.put(ctx, name, entries, results, true); err != nil {
+		clear(results)
+		return dst, err
+	}
+	return out, nil
 }
 
 // put validates, routes, admits and commits entries, filling results
@@ -173,27 +202,28 @@ func (db *DB) waitWrites(ctx context.Context, routed []shard.Append, entries []E
 // shared hold and req now belong to a goroutine that releases them when
 // the commit completes, and the caller must release neither.
 func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req *shard.Request, results []PutResult, waited bool) (handedOff bool, err error) {
-	routed := req.Appends
-	bulk := db.admitBulk(s, routed, entries)
-	var pending int64
-	j := 0
-	for i := range routed {
-		l := routed[i].Log
-		results[i].ShardID = l.ID
-		if results[i].Err != nil {
-			continue
+	if routed := req.Appends; !admitsAll(s, routed, waited) {
+		bulk := db.admitBulk(s, routed, entries)
+		var pending int64
+		j := 0
+		for i := range routed {
+			l := routed[i].Log
+			results[i].ShardID = l.ID
+			if results[i].Err != nil {
+				continue
+			}
+			if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
+				results[i].Err = err
+				continue
+			}
+			if j != i {
+				routed[j] = routed[i]
+			}
+			j++
 		}
-		if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
-			results[i].Err = err
-			continue
-		}
-		if j != i {
-			routed[j] = routed[i]
-		}
-		j++
+		clear(routed[j:])
+		req.Appends = routed[:j]
 	}
-	clear(routed[j:])
-	req.Appends = routed[:j]
 	if hooks.beforePutCommit != nil {
 		hooks.beforePutCommit()
 	}
@@ -214,16 +244,34 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req 
 			return false, err
 		}
 	}
-	j = 0
+	j := 0
 	for i := range results {
 		if results[i].Err != nil {
 			continue
 		}
 		a := &req.Appends[j]
 		j++
+		results[i].ShardID = a.Log.ID
 		results[i].SequenceNumber = a.Log.Seq(a.Counter, a.ArrivalMs)
 	}
 	return false, nil
+}
+
+// admitsAll reports whether every routed entry is admitted without a
+// check, so commitLocked can skip admission: no entry failed while
+// waiting for throughput, the stream has no size bound that rejects new
+// records (MaxBytes with DiscardNew) and no routed shard is throttled.
+// The caller holds s.mu shared.
+func admitsAll(s *stream, routed []shard.Append, waited bool) bool {
+	if waited || s.meta.MaxBytes > 0 && s.meta.Discard == DiscardNew {
+		return false
+	}
+	for i := range routed {
+		if routed[i].Log.Throttle() != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // admitWrite applies the stream's size bound and the shard's write

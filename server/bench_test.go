@@ -237,14 +237,18 @@ func BenchmarkDecodePutRecordsCBOR(b *testing.B) {
 }
 
 // BenchmarkAppendPutRecordsJSON measures encoding a 500-record
-// PutRecords response.
+// PutRecords response, numbered as the engine numbers one batch: each
+// shard's records get consecutive counters.
 func BenchmarkAppendPutRecordsJSON(b *testing.B) {
 	results := make([]engine.PutResult, benchBatch)
+	var counters [benchShards]uint64
 	for i := range results {
-		results[i].ShardID = engine.ShardID(i % benchShards)
+		sh := i % benchShards
+		counters[sh]++
+		results[i].ShardID = engine.ShardID(sh)
 		results[i].SequenceNumber.ShardCreated = 1_700_000_000
-		results[i].SequenceNumber.Shard = uint32(i % benchShards)
-		results[i].SequenceNumber.Counter = uint64(1_000_000 + i)
+		results[i].SequenceNumber.Shard = uint32(sh)
+		results[i].SequenceNumber.Counter = 1_000_000 + counters[sh]
 		results[i].SequenceNumber.Written = 1_700_000_100
 	}
 	var dst []byte
@@ -290,4 +294,29 @@ func BenchmarkDecodePutRecordJSON(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkAppendGetRecordsJSON measures encoding a GetRecords page of
+// 10,000 records of 100 B (one shard's consecutive records, as the engine
+// returns them).
+func BenchmarkAppendGetRecordsJSON(b *testing.B) {
+	var out engine.GetRecordsOutput
+	for _, batch := range benchBatches(20) {
+		for _, e := range batch {
+			n := len(out.Records)
+			out.Records = append(out.Records, engine.Record{
+				SequenceNumber: engine.SequenceNumber{ShardCreated: 1_700_000_000, Shard: 1, Counter: uint64(1_000_000 + n), Written: uint64(1_700_000_100 + n/4000)},
+				Timestamp:      time.UnixMilli(int64(1_700_000_100_000 + n/4)),
+				Data:           e.Data,
+				PartitionKey:   e.PartitionKey,
+			})
+		}
+	}
+	out.NextShardIterator = "AAAAAAAAAAGr2xHHwvGTkx2GxDsXeBRVbFwBn9rhMuyfq4kw"
+	var dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = appendGetRecordsJSON(dst[:0], &out)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(out.Records)), "ns/record")
 }

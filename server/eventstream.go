@@ -140,6 +140,8 @@ type eventBuilder struct {
 	buf []byte
 	out []byte
 	n   int
+	// rc prints the records' sequence numbers and times, across events.
+	rc recordCache
 }
 
 // reset starts a new event.
@@ -157,9 +159,9 @@ func (b *eventBuilder) add(r *engine.Record) {
 		if b.n > 0 {
 			b.buf = append(b.buf, ',')
 		}
-		b.buf = appendRecordJSON(b.buf, r)
+		b.buf = appendRecordJSON(b.buf, r, &b.rc)
 	} else {
-		b.buf = appendRecordCBOR(b.buf, r)
+		b.buf = appendRecordCBOR(b.buf, r, &b.rc.seqs)
 	}
 	b.n++
 }
@@ -236,12 +238,13 @@ func (b *eventBuilder) finish(cont *engine.SequenceNumber, millisBehind int64, c
 }
 
 // appendRecordCBOR appends one record as a CBOR map of the Record shape
-// (the timestamp as tag 1 + epoch milliseconds, as the Java SDKs read it).
-func appendRecordCBOR(dst []byte, r *engine.Record) []byte {
+// (the timestamp as tag 1 + epoch milliseconds, as the Java SDKs read it),
+// its sequence number printed through seqs.
+func appendRecordCBOR(dst []byte, r *engine.Record, seqs *seqDigits) []byte {
 	dst = appendCBORHead(dst, 5, 4)
 	dst = appendCBORText(dst, "SequenceNumber")
 	var seq [64]byte
-	s := r.SequenceNumber.AppendTo(seq[:0])
+	s := seqs.appendSeq(seq[:0], r.SequenceNumber)
 	dst = appendCBORHead(dst, 3, uint64(len(s)))
 	dst = append(dst, s...)
 	dst = appendCBORText(dst, "ApproximateArrivalTimestamp")

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -134,6 +135,17 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 		return nil, false
 	}
 	v = s.b[s.i : s.i+n]
+	if !plainString(v) {
+		return nil, false
+	}
+	s.i += n + 1
+	return v, true
+}
+
+// plainString reports whether v, the raw bytes between a JSON string's
+// quotes, needs no unescaping: no escapes, no control characters, valid
+// UTF-8. It checks 8 bytes at a time (plainASCII8).
+func plainString(v []byte) bool {
 	ascii := true
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
@@ -142,22 +154,37 @@ func (s *jsonScanner) str() (v []byte, ok bool) {
 		case wordNonASCII:
 			ascii = false
 		default:
-			return nil, false
+			return false
 		}
 	}
 	for _, c := range v[i:] {
 		switch {
 		case c == '\\' || c < 0x20:
-			return nil, false
+			return false
 		case c >= 0x80:
 			ascii = false
 		}
 	}
-	if !ascii && !utf8.Valid(v) {
-		return nil, false
-	}
-	s.i += n + 1
-	return v, true
+	return ascii || utf8.Valid(v)
+}
+
+// plainJSON8 reports whether the 8 bytes of x are all printable ASCII
+// other than '"' and '\\' (SWAR, as plainASCII8).
+func plainJSON8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - 0x20*ones) & ^x & highs
+	bs := x ^ '\\'*ones
+	backslash := (bs - ones) & ^bs & highs
+	q := x ^ '"'*ones
+	quote := (q - ones) & ^q & highs
+	return (control | backslash | quote | x&highs) == 0
+}
+
+// load64 returns s[i:i+8] as a little-endian word (one load).
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
 
 // What plainASCII8 finds in 8 bytes of a JSON string.
@@ -353,13 +380,14 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		b.arena = make([]byte, 0, len(s.b)*3/4)
 	}
 	for {
-		if !s.consume('{') {
-			return nil, false
-		}
 		var e engine.Entry
 		var f entryFlags
 		var pk, ehk keySpan
-		if !s.consume('}') {
+		if s.sdkEntry(b, &e, &pk) {
+			f = hasData | hasPartitionKey
+		} else if !s.consume('{') {
+			return nil, false
+		} else if !s.consume('}') {
 			for {
 				key, ok := s.entryMember()
 				if !ok {
@@ -433,6 +461,53 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 		}
 		return spans, true
 	}
+}
+
+// sdkEntry decodes one entry written exactly as aws-sdk-go-v2 writes it,
+// {"Data":"…","PartitionKey":"…"} with no whitespace, into e and pk (its
+// data into b.arena, its key into b.keys), reporting whether it did. On
+// false, nothing was consumed or kept, and the general path reads the
+// entry; both decode an entry they both accept the same way.
+func (s *jsonScanner) sdkEntry(b *putBatch, e *engine.Entry, pk *keySpan) bool {
+	const open, mid, end = `{"Data":"`, `","PartitionKey":"`, `"}`
+	rest := s.b[s.i:]
+	if !bytes.HasPrefix(rest, []byte(open)) {
+		return false
+	}
+	rest = rest[len(open):]
+	n := bytes.IndexByte(rest, '"')
+	if n < 0 {
+		return false
+	}
+	data := rest[:n]
+	rest = rest[n:]
+	if !bytes.HasPrefix(rest, []byte(mid)) {
+		return false
+	}
+	rest = rest[len(mid):]
+	m := bytes.IndexByte(rest, '"')
+	if m < 0 || !bytes.HasPrefix(rest[m:], []byte(end)) {
+		return false
+	}
+	key := rest[:m]
+	if !plainString(key) {
+		return false
+	}
+	off := len(b.arena)
+	need := base64.StdEncoding.DecodedLen(len(data))
+	if cap(b.arena)-off < need {
+		return false
+	}
+	dn, err := decodeBase64(b.arena[off:off+need], data)
+	if err != nil {
+		return false
+	}
+	b.arena = b.arena[:off+dn]
+	e.Data = b.arena[off : off+dn : off+dn]
+	*pk = keySpan{int32(len(b.keys)), int32(m)}
+	b.keys = append(b.keys, key...)
+	s.i += len(open) + n + len(mid) + m + len(end)
+	return true
 }
 
 // The members of a PutRecords entry, as entryMember reports them.
@@ -585,8 +660,16 @@ func slowBase64(dst, src []byte) (int, error) {
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	// Printable ASCII other than '"' and '\\' is copied as it is, eight
+	// bytes at a time up to the first byte that is not.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if !plainJSON8(load64(s, i)) {
+			break
+		}
+	}
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for ; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
 			continue
@@ -682,11 +765,35 @@ func plainJSONString(s string) bool {
 	return true
 }
 
+// putRecordsJSONSize is about the length of appendPutRecordsJSON's
+// output, at least it for entries that did not fail (111 bytes each with a
+// shard id of up to 12 digits), so the response is built in one buffer
+// rather than grown into it.
+func putRecordsJSONSize(results []engine.PutResult, failures []putRecordsResultEntry) int {
+	n := 64 + 111*len(results)
+	for _, f := range failures {
+		n += len(f.ErrorCode) + len(f.ErrorMessage)
+	}
+	return n
+}
+
+// getRecordsJSONSize is about the length of appendGetRecordsJSON's output,
+// at least it for records whose partition keys need no escaping.
+func getRecordsJSONSize(out *engine.GetRecordsOutput) int {
+	n := 64 + len(out.NextShardIterator) + 256*len(out.ChildShards)
+	for i := range out.Records {
+		r := &out.Records[i]
+		n += 160 + base64.StdEncoding.EncodedLen(len(r.Data)) + len(r.PartitionKey)
+	}
+	return n
+}
+
 // appendPutRecordsJSON encodes a PutRecords response.
 func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, failures []putRecordsResultEntry, encType string) []byte {
 	dst = append(dst, `{"FailedRecordCount":`...)
 	dst = strconv.AppendInt(dst, int64(failed), 10)
 	dst = append(dst, `,"Records":[`...)
+	var seqs seqDigits
 	fi := 0
 	for i, r := range results {
 		if i > 0 {
@@ -703,7 +810,7 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 			continue
 		}
 		dst = append(dst, `{"SequenceNumber":"`...)
-		dst = r.SequenceNumber.AppendTo(dst)
+		dst = seqs.appendSeq(dst, r.SequenceNumber)
 		dst = append(dst, `","ShardId":"`...)
 		dst = appendShardID(dst, r.ShardID)
 		dst = append(dst, `"}`...)
@@ -716,11 +823,12 @@ func appendPutRecordsJSON(dst []byte, failed int, results []engine.PutResult, fa
 // appendGetRecordsJSON appends GetRecords' JSON response body.
 func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	dst = append(dst, `{"Records":[`...)
+	var rc recordCache
 	for i := range out.Records {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendRecordJSON(dst, &out.Records[i])
+		dst = appendRecordJSON(dst, &out.Records[i], &rc)
 	}
 	dst = append(dst, ']')
 	if out.NextShardIterator != "" {
@@ -733,17 +841,67 @@ func appendGetRecordsJSON(dst []byte, out *engine.GetRecordsOutput) []byte {
 	return append(dst, '}')
 }
 
-// appendRecordJSON appends one record as the Record shape.
-func appendRecordJSON(dst []byte, r *engine.Record) []byte {
+// recordCache is what consecutive records of a response share: their
+// sequence numbers' runs and often their arrival second. The zero value is
+// ready to use.
+type recordCache struct {
+	seqs    seqDigits
+	sec     int64 // the second secText holds, if secLen > 0
+	secText [20]byte
+	secLen  int
+}
+
+// appendRecordJSON appends one record as the Record shape, printing its
+// sequence number and arrival time through rc.
+func appendRecordJSON(dst []byte, r *engine.Record, rc *recordCache) []byte {
 	dst = append(dst, `{"SequenceNumber":"`...)
-	dst = r.SequenceNumber.AppendTo(dst)
+	dst = rc.seqs.appendSeq(dst, r.SequenceNumber)
 	dst = append(dst, `","ApproximateArrivalTimestamp":`...)
-	dst = appendEpochSeconds(dst, r.Timestamp)
+	if ms := r.Timestamp.UnixMilli(); ms >= 0 { // as appendEpochSeconds
+		if sec := ms / 1000; rc.secLen == 0 || sec != rc.sec {
+			rc.sec, rc.secLen = sec, len(strconv.AppendInt(rc.secText[:0], sec, 10))
+		}
+		frac := ms % 1000
+		dst = append(dst, rc.secText[:rc.secLen]...)
+		dst = append(dst, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	} else {
+		dst = appendEpochSeconds(dst, r.Timestamp)
+	}
 	dst = append(dst, `,"Data":"`...)
-	dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+	dst = appendBase64(dst, r.Data)
 	dst = append(dst, `","PartitionKey":`...)
 	dst = appendJSONString(dst, r.PartitionKey)
 	return append(dst, '}')
+}
+
+// base64Pairs[v] is the two standard base64 characters of the 12-bit
+// value v, the first in the low byte.
+var base64Pairs = func() (t [1 << 12]uint16) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for v := range t {
+		t[v] = uint16(alphabet[v>>6]) | uint16(alphabet[v&63])<<8
+	}
+	return t
+}()
+
+// appendBase64 appends the standard base64 encoding of src, as
+// base64.StdEncoding.AppendEncode does: six bytes at a time into eight
+// characters through base64Pairs, the last few bytes (and their padding)
+// by the standard encoder.
+func appendBase64(dst, src []byte) []byte {
+	off, n := len(dst), base64.StdEncoding.EncodedLen(len(src))
+	dst = slices.Grow(dst, n)[:off+n]
+	out := dst[off:]
+	i, o := 0, 0
+	// Each step reads 8 bytes and encodes the first 6.
+	for ; i+8 <= len(src); i, o = i+6, o+8 {
+		u := binary.BigEndian.Uint64(src[i:])
+		c := uint64(base64Pairs[u>>52]) | uint64(base64Pairs[u>>40&0xfff])<<16 |
+			uint64(base64Pairs[u>>28&0xfff])<<32 | uint64(base64Pairs[u>>16&0xfff])<<48
+		binary.LittleEndian.PutUint64(out[o:], c)
+	}
+	base64.StdEncoding.Encode(out[o:], src[i:]) // i is a multiple of 3
+	return dst
 }
 
 // appendChildShardsJSON appends `,"ChildShards":[…]`, or nothing when cs

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -245,4 +246,161 @@ func TestScannerStr(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sdkEntry takes the entries aws-sdk-go-v2 writes, and PutRecords bodies
+// whose entries it takes, refuses or leaves to the member-by-member path
+// decode as encoding/json decodes them.
+func TestDecodePutRecordsSDKEntry(t *testing.T) {
+	sdk := `{"Data":"aGVsbG8=","PartitionKey":"k1"}`
+	sc := jsonScanner{b: []byte(sdk + `,`)}
+	b := putBatch{arena: make([]byte, 0, 64)}
+	var e engine.Entry
+	var pk keySpan
+	require.True(t, sc.sdkEntry(&b, &e, &pk))
+	require.Equal(t, "hello", string(e.Data))
+	require.Equal(t, "k1", string(b.keys[pk.off:pk.off+pk.n]))
+	require.Equal(t, len(sdk), sc.i)
+
+	for _, entry := range []string{
+		sdk,
+		`{"Data":"aGVsbG8=","PartitionKey":"k1","ExplicitHashKey":"7"}`,
+		`{"PartitionKey":"k1","Data":"aGVsbG8="}`,
+		`{ "Data":"aGVsbG8=","PartitionKey":"k1"}`,
+		`{"Data":"aGVsbG8=", "PartitionKey":"k1"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k1" }`,
+		`{"Data":"","PartitionKey":""}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"ké"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k\xff"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k\"1"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k\u0031"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k` + "\x01" + `"}`,
+		`{"Data":"aGVsbG8","PartitionKey":"k1"}`,
+		`{"Data":"aGVsbG9=","PartitionKey":"k1"}`,
+		`{"Data":"aGVs` + "\n" + `bG8=","PartitionKey":"k1"}`,
+		`{"Data":"aGVs\/bG8=","PartitionKey":"k1"}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k1","Data":"aGVsbG8="}`,
+		`{"Data":"aGVsbG8=","PartitionKey":"k1"`,
+		`{"Data":"aGVsbG8=","PartitionKey":null}`,
+		`{"Data":"aGVsbG8=","PartitionKey":1}`,
+	} {
+		for _, body := range []string{
+			`{"Records":[` + entry + `],"StreamName":"s"}`,
+			`{"Records":[` + sdk + `,` + entry + `,` + sdk + `],"StreamName":"s"}`,
+		} {
+			var fast putBatch
+			var in putRecordsInput
+			aerr := codecJSON.decode([]byte(body), &in)
+			if !decodePutRecordsJSON([]byte(body), &fast) {
+				continue // the handler decodes it with codecJSON
+			}
+			require.Nil(t, aerr, "fast decoder accepted %q", body)
+			var slow putBatch
+			slow.fromInput(&in)
+			require.True(t, sameBatch(&fast, &slow), "%q:\nfast %+v\nslow %+v", body, fast, slow)
+		}
+	}
+}
+
+// appendJSONString's eight-byte fast path writes what the byte-by-byte
+// escaping writes: strings of every length up to 40 with one character
+// that needs more than a copy at every position.
+func TestAppendJSONStringFastPath(t *testing.T) {
+	// slow is appendJSONString's escaping, one rune at a time.
+	slow := func(s string) string {
+		var b strings.Builder
+		b.WriteByte('"')
+		for i := 0; i < len(s); {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				b.WriteString(`\ufffd`)
+			case r == '"' || r == '\\':
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			case r == '\n':
+				b.WriteString(`\n`)
+			case r == '\r':
+				b.WriteString(`\r`)
+			case r == '\t':
+				b.WriteString(`\t`)
+			case r < 0x20:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			case r == '\u2028' || r == '\u2029':
+				fmt.Fprintf(&b, `\u%04x`, r)
+			default:
+				b.WriteString(s[i : i+size])
+			}
+			i += size
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	for n := range 41 {
+		for pos := range n + 1 {
+			for _, odd := range []string{"", `"`, `\`, "\x00", "\x1f", "\n", "\x7f", "é", "\xff", "\u2028", "😀", "<>&"} {
+				s := strings.Repeat("k", pos) + odd + strings.Repeat("k", n-pos)
+				if got, want := string(appendJSONString([]byte("x"), s)), "x"+slow(s); got != want {
+					t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// appendBase64 writes what base64.StdEncoding.AppendEncode writes, for
+// every length up to 300.
+func TestAppendBase64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for n := range 301 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(rng.Uint32())
+		}
+		want := base64.StdEncoding.AppendEncode([]byte("x"), src)
+		if got := appendBase64([]byte("x"), src); string(got) != string(want) {
+			t.Fatalf("%d bytes: got %s, want %s", n, got, want)
+		}
+	}
+}
+
+// request.built keeps a response built in the scratch buffer's spare room
+// where it is, and copies one that outgrew it into the buffer.
+func TestRequestBuilt(t *testing.T) {
+	rq := &request{scratch: new(bytes.Buffer)}
+	rq.scratch.Grow(64)
+	in := append(rq.scratch.AvailableBuffer(), "fits"...)
+	got := rq.built(in)
+	require.Equal(t, "fits", string(got))
+	require.Same(t, &in[0], &got[0])
+	require.Zero(t, rq.scratch.Len())
+
+	big := append(rq.scratch.AvailableBuffer(), strings.Repeat("x", 100)...)
+	got = rq.built(big)
+	require.Equal(t, strings.Repeat("x", 100), string(got))
+	require.Equal(t, 100, rq.scratch.Len())
+	require.NotSame(t, &big[0], &got[0])
+
+	rq.scratch.Reset()
+	require.Empty(t, rq.built(rq.scratch.AvailableBuffer()))
+}
+
+// The response size estimates cover the responses (no buffer growth while
+// encoding) for plain partition keys.
+func TestResponseJSONSizes(t *testing.T) {
+	results := make([]engine.PutResult, 500)
+	for i := range results {
+		results[i] = engine.PutResult{ShardID: engine.ShardID(999_999_999_999 - i),
+			SequenceNumber: engine.SequenceNumber{ShardCreated: 1<<36 - 1, Shard: ^uint32(0), Counter: maxCounter - uint64(i), Written: 1<<36 - 1}}
+	}
+	require.LessOrEqual(t, len(appendPutRecordsJSON(nil, 0, results, nil, "NONE")), putRecordsJSONSize(results, nil))
+	var out engine.GetRecordsOutput
+	for i := range 1000 {
+		out.Records = append(out.Records, engine.Record{
+			SequenceNumber: engine.SequenceNumber{ShardCreated: 1<<36 - 1, Shard: ^uint32(0), Counter: maxCounter - uint64(i), Written: 1<<36 - 1},
+			Timestamp:      time.UnixMilli(1<<53 - 1), Data: make([]byte, i%300), PartitionKey: strings.Repeat("k", i%257)})
+	}
+	out.NextShardIterator = strings.Repeat("A", 400)
+	out.MillisBehindLatest = 1<<63 - 1
+	require.LessOrEqual(t, len(appendGetRecordsJSON(nil, &out)), getRecordsJSONSize(&out))
 }

@@ -36,6 +36,18 @@ type request struct {
 // rawBody is a response already encoded in the request's codec.
 type rawBody []byte
 
+// built returns a response an op appended to rq.scratch.AvailableBuffer()
+// as it is when it fit there (it stays in the scratch buffer's spare room
+// until the response is written), and otherwise after copying it into
+// the scratch buffer, so that the pooled buffer grows to fit the next one.
+func (rq *request) built(dst []byte) rawBody {
+	if avail := rq.scratch.AvailableBuffer(); len(dst) <= cap(avail) && (len(dst) == 0 || &dst[0] == &avail[:1][0]) {
+		return dst
+	}
+	rq.scratch.Write(dst)
+	return rawBody(rq.scratch.Bytes())
+}
+
 // opFunc serves one operation. It returns the response struct (nil for
 // an empty body, rawBody for a pre-encoded one) or the error to answer.
 type opFunc func(s *Server, rq *request) (any, *apiError)

@@ -381,9 +381,8 @@ func (s *Server) putRecords(rq *request) (any, *apiError) {
 	s.countPut(len(results)-len(failures), okBytes, len(failures))
 	encType := s.enc.get(s, name)
 	if rq.codec == codecJSON {
-		dst := appendPutRecordsJSON(rq.scratch.AvailableBuffer(), len(failures), results, failures, encType)
-		rq.scratch.Write(dst)
-		return rawBody(rq.scratch.Bytes()), nil
+		rq.scratch.Grow(putRecordsJSONSize(results, failures))
+		return rq.built(appendPutRecordsJSON(rq.scratch.AvailableBuffer(), len(failures), results, failures, encType)), nil
 	}
 	out := putRecordsOutput{FailedRecordCount: len(failures), Records: make([]putRecordsResultEntry, len(results)), EncryptionType: encType}
 	fi := 0
@@ -585,9 +584,8 @@ func (s *Server) getRecords(rq *request) (any, *apiError) {
 	s.metrics.recordsOut.Add(float64(len(res.Records)))
 	s.metrics.bytesOut.Add(float64(bytes))
 	if rq.codec == codecJSON {
-		dst := appendGetRecordsJSON(rq.scratch.AvailableBuffer(), &res)
-		rq.scratch.Write(dst)
-		return rawBody(rq.scratch.Bytes()), nil
+		rq.scratch.Grow(getRecordsJSONSize(&res))
+		return rq.built(appendGetRecordsJSON(rq.scratch.AvailableBuffer(), &res)), nil
 	}
 	out := getRecordsOutput{
 		Records:            make([]recordOut, len(res.Records)),

@@ -250,9 +250,11 @@ func (w *Writer) run() {
 		for start := 0; start < len(pending); {
 			end, size := start, 0
 			for end < len(pending) && (end == start || size < w.maxBatchBytes) {
-				for i := range pending[end].Appends {
-					a := &pending[end].Appends[i]
-					size += len(a.Data) + len(a.PartitionKey) + 64
+				if end+1 < len(pending) { // the last one's size decides nothing
+					for i := range pending[end].Appends {
+						a := &pending[end].Appends[i]
+						size += len(a.Data) + len(a.PartitionKey) + 64
+					}
 				}
 				end++
 			}
@@ -424,16 +426,23 @@ func (w *Writer) commit(batch *pebble.Batch, reqs []*Request) {
 			t.pos++
 		}
 	}
-	for _, a := range w.order {
-		l := a.Log
-		t := &w.seen[l.wslot]
-		vlen := ValueLen(a.PartitionKey, a.ExplicitHashKey != nil, a.Data)
-		op := batch.SetDeferred(RecordKeyLen, vlen)
-		PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
-		PutValue(op.Value, a.ArrivalMs, a.PartitionKey, a.ExplicitHashKey, a.Data)
-		op.Finish()
-		t.bytes += int64(vlen)
-		t.records++
+	// Shard by shard: each Log's records are a run of w.order.
+	pos = 0
+	for _, k := range w.keys {
+		t := &w.seen[k.slot]
+		l := t.log
+		var bytes int64
+		for _, a := range w.order[pos : pos+t.appends] {
+			vlen := ValueLen(a.PartitionKey, a.ExplicitHashKey != nil, a.Data)
+			op := batch.SetDeferred(RecordKeyLen, vlen)
+			PutRecordKey(op.Key, l.Stream, uint32(l.ID), a.Counter)
+			PutValue(op.Value, a.ArrivalMs, a.PartitionKey, a.ExplicitHashKey, a.Data)
+			op.Finish()
+			bytes += int64(vlen)
+		}
+		pos += t.appends
+		t.bytes += bytes
+		t.records += int64(t.appends)
 	}
 	release()
 	// The shard's counts are rewritten when the commit trims it, and
