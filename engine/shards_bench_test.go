@@ -160,34 +160,15 @@ func BenchmarkPutRecordsShards(b *testing.B) {
 // (KVSTREAM_OPEN_BENCH_RECORDS), closed cleanly. Target (issue 17): 2048
 // shards open in < 200 ms.
 func BenchmarkOpenShards(b *testing.B) {
-	total := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("KVSTREAM_OPEN_BENCH_RECORDS")); err == nil && v > 0 {
-		total = v
-	}
-	batches := randomBatches(64)
 	for _, n := range benchShardCounts {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			dir := b.TempDir()
 			opts := &engine.Options{NoSync: true, Profile: engine.ProfileThroughput}
 			db, err := engine.Open(dir, opts)
 			require.NoError(b, err)
-			require.NoError(b, db.CreateStream("s", engine.StreamConfig{ShardCount: n}))
-			for i := 0; i*500 < total; i++ {
-				_, err := db.PutRecords(context.Background(), "s", batches[i%len(batches)])
-				require.NoError(b, err)
-			}
+			fillOpenBench(b, db, n)
 			require.NoError(b, db.Close())
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				db, err := engine.Open(dir, opts)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				require.NoError(b, db.Close())
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/open")
+			benchmarkOpens(b, dir, func() *engine.Options { return opts })
 		})
 	}
 }
@@ -200,29 +181,45 @@ func BenchmarkOpenShards(b *testing.B) {
 // (vfs.NewCrashableMem), so it measures CPU, not the disk; the clean
 // case is BenchmarkOpenShards.
 func BenchmarkOpenAfterCrash(b *testing.B) {
-	total := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("KVSTREAM_OPEN_BENCH_RECORDS")); err == nil && v > 0 {
-		total = v
-	}
-	batches := randomBatches(64)
 	mem := vfs.NewCrashableMem()
 	opts := &engine.Options{FS: mem, Profile: engine.ProfileThroughput}
 	db, err := engine.Open("db", opts)
 	require.NoError(b, err)
-	require.NoError(b, db.CreateStream("s", engine.StreamConfig{ShardCount: 4}))
+	fillOpenBench(b, db, 4)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // what a kill -9 here leaves
+	require.NoError(b, db.Close())
+	benchmarkOpens(b, "db", func() *engine.Options {
+		o := *opts
+		o.FS = crashed.CrashClone(vfs.CrashCloneCfg{})
+		return &o
+	})
+}
+
+// fillOpenBench creates stream "s" of shards shards in db and puts
+// 1,000,000 records of random keys (KVSTREAM_OPEN_BENCH_RECORDS) into it.
+func fillOpenBench(b *testing.B, db *engine.DB, shards int) {
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("KVSTREAM_OPEN_BENCH_RECORDS")); err == nil && v > 0 {
+		total = v
+	}
+	require.NoError(b, db.CreateStream("s", engine.StreamConfig{ShardCount: shards}))
+	batches := randomBatches(64)
 	for i := 0; i*500 < total; i++ {
 		_, err := db.PutRecords(context.Background(), "s", batches[i%len(batches)])
 		require.NoError(b, err)
 	}
-	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // what a kill -9 here leaves
-	require.NoError(b, db.Close())
+}
+
+// benchmarkOpens times b.N Opens of dir, each with the options opts
+// returns (made outside the timer), and reports ms/open; Close is not
+// timed.
+func benchmarkOpens(b *testing.B, dir string, opts func() *engine.Options) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		o := *opts
-		o.FS = crashed.CrashClone(vfs.CrashCloneCfg{})
+		o := opts()
 		b.StartTimer()
-		db, err := engine.Open("db", &o)
+		db, err := engine.Open(dir, o)
 		if err != nil {
 			b.Fatal(err)
 		}
