@@ -35,11 +35,7 @@ func (db *DB) PutRecord(ctx context.Context, name string, e Entry) (PutResult, e
 // entries still succeed, as Kinesis' partial-success PutRecords does.
 // ctx and ErrDiskFull are as for PutRecord.
 func (db *DB) PutRecords(ctx context.Context, name string, entries []Entry) ([]PutResult, error) {
-	results, err := db.PutRecordsTo(ctx, name, entries, nil)
-	if err != nil {
-		return nil, err
-	}
-	return results, nil
+	return db.PutRecordsTo(ctx, name, entries, nil) // nil on an error
 }
 
 // PutRecordsTo is PutRecords appending the results, in input order, to
@@ -208,12 +204,11 @@ func (db *DB) commitLocked(ctx context.Context, s *stream, entries []Entry, req 
 		j := 0
 		for i := range routed {
 			l := routed[i].Log
-			results[i].ShardID = l.ID
-			if results[i].Err != nil {
-				continue
+			if results[i].Err == nil {
+				results[i].Err = db.admitWrite(s, l, &entries[i], &pending, bulk, waited)
 			}
-			if err := db.admitWrite(s, l, &entries[i], &pending, bulk, waited); err != nil {
-				results[i].Err = err
+			if results[i].Err != nil {
+				results[i].ShardID = l.ID // the admitted get theirs with their sequence numbers
 				continue
 			}
 			if j != i {

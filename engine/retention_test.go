@@ -100,6 +100,29 @@ func TestMaxBytesDiscardPolicies(t *testing.T) {
 	require.LessOrEqual(t, d.Bytes, int64(2000))
 }
 
+// TestPutRecordsRefusedEntryNamesShard: an entry refused by its shard's
+// write throttle still reports the shard it was routed to.
+func TestPutRecordsRefusedEntryNamesShard(t *testing.T) {
+	clk := newStepClock()
+	db := openClocked(t, t.TempDir(), clk)
+	defer db.Close()
+	require.NoError(t, db.CreateStream("s", engine.StreamConfig{ShardCount: 2, Limits: engine.Limits{WriteRecordsPerSec: 2}}))
+	entries := make([]engine.Entry, 4)
+	for i := range entries {
+		entries[i] = engine.Entry{PartitionKey: "k", ExplicitHashKey: "340282366920938463463374607431768211455", Data: []byte{byte(i)}}
+	}
+	res, err := db.PutRecords(context.Background(), "s", entries)
+	require.NoError(t, err)
+	for i, r := range res {
+		require.Equal(t, engine.ShardID(1), r.ShardID, i)
+		if i < 2 {
+			require.NoError(t, r.Err, i)
+		} else {
+			require.ErrorIs(t, r.Err, engine.ErrThroughputExceeded, i)
+		}
+	}
+}
+
 func TestWriteThrottleExactlyAtLimit(t *testing.T) {
 	clk := newStepClock()
 	db := openClocked(t, t.TempDir(), clk)

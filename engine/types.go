@@ -251,6 +251,7 @@ type Entry struct {
 
 // PutResult is the outcome of one entry.
 type PutResult struct {
+	// ShardID is the shard the entry was routed to, also when Err is set.
 	ShardID        ShardID
 	SequenceNumber SequenceNumber
 	// Err is set when this entry alone failed (PutRecords only): a
