@@ -41,10 +41,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kvstream/kvstream/internal/procstat"
-
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/procstat"
 	"github.com/kvstream/kvstream/shard"
 )
 

@@ -7,9 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kvstream/kvstream/internal/procstat"
-
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/procstat"
 )
 
 // The benchmarks run the library workloads at their default sizes (the

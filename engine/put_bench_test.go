@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvstream/kvstream/internal/procstat"
-
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/kvstream/kvstream/engine"
+	"github.com/kvstream/kvstream/internal/procstat"
 	"github.com/kvstream/kvstream/shard"
 	"github.com/stretchr/testify/require"
 )

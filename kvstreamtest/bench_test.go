@@ -5,11 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvstream/kvstream/internal/procstat"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/kvstream/kvstream/internal/procstat"
 	"github.com/kvstream/kvstream/kvstreamtest"
 )
 
