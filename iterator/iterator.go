@@ -301,14 +301,20 @@ func (it *Iterator) Wait(ctx context.Context) error {
 	if !it.enter() {
 		return nil // the DB closed: Next reports it
 	}
+	it.release()
+	return it.log.Wait(ctx, it.next-1)
+}
+
+// release is Wait's call: it closes the Pebble iterator, inside the gate.
+func (it *Iterator) release() {
+	defer it.leave()
+	callHook()
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
 			it.setErr(err)
 		}
 		it.pit = nil
 	}
-	it.leave()
-	return it.log.Wait(ctx, it.next-1)
 }
 
 // All returns the remaining visible records as a range-over-func
@@ -335,6 +341,11 @@ func (it *Iterator) Close() error {
 		it.done = true
 		return nil
 	}
+	// A no-op once closeGated has ended the call; if a panic cuts the
+	// call short, it ends it, so the gate's Close does not wait for it
+	// forever.
+	defer it.leave()
+	callHook()
 	it.done = true
 	var err error
 	if it.pit != nil {
