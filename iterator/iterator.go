@@ -36,14 +36,14 @@ type Iterator struct {
 	err  error
 	done bool
 
-	// cur is the record decoded last (has: there is one): Next's current
-	// record, from which Record builds the shard.Record, and the position
-	// a corruption error reports as the last good record. Its value v is
+	// cur is the record decoded last (c 0: none; counters start at 1):
+	// its counter and arrival are the position a corruption error reports
+	// as the last good record, and while v is set (Next's current record)
+	// Record builds the shard.Record from it. Its value v is
 	// borrowed from Pebble and its fields are kept as offsets into it
 	// (shard.SplitValue), so a step stores one pointer, not one per field
 	// (each costs a write barrier while the GC runs).
 	cur struct {
-		has             bool
 		c               uint64
 		ms              int64
 		v               []byte
@@ -180,7 +180,7 @@ func (it *Iterator) setErr(err error) {
 	}
 	err = shard.ReadError(it.log, it.next, err)
 	var ce *shard.CorruptionError
-	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.has && it.cur.c < ce.Counter {
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.c != 0 && it.cur.c < ce.Counter {
 		ce.After = it.log.Seq(it.cur.c, it.cur.ms)
 	}
 	it.err = err
@@ -218,7 +218,7 @@ func (it *Iterator) split() (c uint64, ms int64, v []byte, pk, pkEnd, data int, 
 		return 0, 0, nil, 0, 0, 0, false
 	}
 	cur := &it.cur
-	cur.has, cur.c, cur.ms = true, c, ms
+	cur.c, cur.ms = c, ms
 	it.next = c + 1
 	return c, ms, v, pk, pkEnd, data, true
 }
@@ -241,7 +241,7 @@ func (it *Iterator) Record() shard.Record {
 func (it *Iterator) build() {
 	it.recSet = true
 	cur, r := &it.cur, &it.rec
-	if !cur.has || cur.v == nil {
+	if cur.v == nil {
 		*r = shard.Record{}
 		return
 	}
