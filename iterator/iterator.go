@@ -259,7 +259,7 @@ func (it *Iterator) build() {
 }
 
 // pkSlabSize is the size of the chunks ownKey copies partition keys into:
-// one allocation per about 200 keys of 16 bytes instead of one per key.
+// one allocation per 256 keys of 16 bytes instead of one per key.
 const pkSlabSize = 4 << 10
 
 // ownKey returns b as a string the iterator never writes to again. Short
