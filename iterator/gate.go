@@ -42,6 +42,17 @@ type Gate struct {
 	onWait func(n int)
 }
 
+// testCallHook, if set (tests, before the Iterators it concerns are
+// used), runs inside the calls of Iterator.Close and Iterator.Wait, after
+// they enter the gate.
+var testCallHook func()
+
+func callHook() {
+	if testCallHook != nil {
+		testCallHook()
+	}
+}
+
 // States of a gated Iterator (Iterator.state).
 const (
 	stateIdle   int32 = iota // between calls; Close may release it
@@ -174,7 +185,10 @@ func (it *Iterator) released() bool {
 
 // leave ends a call started by a successful enter. If Close is waiting
 // for the call, it closes the Pebble iterator now (Close still holds the
-// DB open) and hands the result to Close.
+// DB open) and hands the result to Close. After closeGated (the call
+// already ended for good) it does nothing. Calls defer it, so a panic
+// inside one does not leave the Iterator busy and the gate's Close
+// waiting for it forever.
 func (it *Iterator) leave() {
 	if it.gate != nil && !it.state.CompareAndSwap(stateBusy, stateIdle) {
 		it.handOver()
@@ -182,6 +196,9 @@ func (it *Iterator) leave() {
 }
 
 func (it *Iterator) handOver() {
+	if it.state.Load() == stateGone {
+		return // closeGated ended the call
+	}
 	var err error
 	if it.pit != nil {
 		err = it.pit.Close()
@@ -194,8 +211,9 @@ func (it *Iterator) handOver() {
 }
 
 // closeGated ends a gated Iterator for good from its own Close, inside a
-// call (between enter and leave): the Iterator is gone, so Close never
-// touches it again; if Close was waiting for this call, it is told.
+// call (after enter; the leave Close defers then does nothing): the
+// Iterator is gone, so Close never touches it again; if Close was
+// waiting for this call, it is told.
 func (it *Iterator) closeGated() {
 	if !it.state.CompareAndSwap(stateBusy, stateGone) {
 		// stateWanted: Close waits for this call; the Pebble iterator

@@ -189,3 +189,86 @@ func TestGateCloseRacingIterators(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// An Iterator closing itself while the gate closes: Close finds its call
+// in flight, waits for it, and the call (which closes its own Pebble
+// iterator) tells Close it is done.
+func TestGateCloseWaitsForIteratorClose(t *testing.T) {
+	pdb, l := gateDB(t, 10)
+	var g iterator.Gate
+	it := g.New(pdb, l, 1, nil)
+	require.True(t, it.Next()) // holds an open Pebble iterator
+
+	inCall, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { iterator.SetCallHook(nil) })
+	iterator.SetCallHook(func() {
+		close(inCall)
+		<-release
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- it.Close() }()
+	<-inCall
+
+	waiting := make(chan int, 1)
+	iterator.SetGateOnWait(&g, func(n int) { waiting <- n })
+	done := make(chan error, 1)
+	go func() { done <- g.Close(errGateClosed) }()
+	require.Equal(t, 1, guarded(t, waiting, "Close did not see the closing Iterator"))
+	close(release)
+	require.NoError(t, guarded(t, closed, "Iterator.Close"))
+	require.NoError(t, guarded(t, done, "Close: the closing Iterator never told it it was done"))
+	require.NoError(t, pdb.Close(), "the Iterator closed its Pebble iterator")
+	require.NoError(t, it.Err())
+	require.False(t, it.Next())
+	require.NoError(t, it.Close())
+}
+
+// A panic inside a call of a gated Iterator (here from its cutoff
+// function, or inside Wait and Close) ends the call: the gate's Close
+// does not wait for it forever, and closes the Pebble iterator the call
+// left open.
+func TestGateCloseAfterPanicInCall(t *testing.T) {
+	mustPanic := func(f func()) {
+		t.Helper()
+		defer func() { require.NotNil(t, recover(), "the call did not panic") }()
+		f()
+	}
+	for _, call := range []string{"Next", "Wait", "Close"} {
+		t.Run(call, func(t *testing.T) {
+			pdb, l := gateDB(t, 10)
+			var g iterator.Gate
+			panicky := false
+			it := g.New(pdb, l, 1, func() int64 {
+				if panicky {
+					panic("cutoff")
+				}
+				return 0
+			})
+			require.True(t, it.Next()) // holds an open Pebble iterator
+			switch call {
+			case "Next":
+				require.NoError(t, it.Wait(t.Context())) // the next Next reopens, calling cutoff
+				panicky = true
+				mustPanic(func() { it.Next() })
+			default:
+				t.Cleanup(func() { iterator.SetCallHook(nil) })
+				iterator.SetCallHook(func() { panic("hook") })
+				mustPanic(func() {
+					if call == "Wait" {
+						_ = it.Wait(t.Context())
+					} else {
+						_ = it.Close()
+					}
+				})
+				iterator.SetCallHook(nil)
+			}
+			done := make(chan error, 1)
+			go func() { done <- g.Close(errGateClosed) }()
+			require.NoError(t, guarded(t, done, "Close waits for a call a panic ended"))
+			require.NoError(t, pdb.Close(), "Close closed the Pebble iterator the call left open")
+			require.False(t, it.Next())
+			require.ErrorIs(t, it.Err(), errGateClosed)
+			require.NoError(t, it.Close())
+		})
+	}
+}

@@ -36,14 +36,14 @@ type Iterator struct {
 	err  error
 	done bool
 
-	// cur is the record decoded last (has: there is one): Next's current
-	// record, from which Record builds the shard.Record, and the position
-	// a corruption error reports as the last good record. Its value v is
+	// cur is the record decoded last (c 0: none; counters start at 1):
+	// its counter and arrival are the position a corruption error reports
+	// as the last good record, and while v is set (Next's current record)
+	// Record builds the shard.Record from it. Its value v is
 	// borrowed from Pebble and its fields are kept as offsets into it
 	// (shard.SplitValue), so a step stores one pointer, not one per field
 	// (each costs a write barrier while the GC runs).
 	cur struct {
-		has             bool
 		c               uint64
 		ms              int64
 		v               []byte
@@ -180,7 +180,7 @@ func (it *Iterator) setErr(err error) {
 	}
 	err = shard.ReadError(it.log, it.next, err)
 	var ce *shard.CorruptionError
-	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.has && it.cur.c < ce.Counter {
+	if errors.As(err, &ce) && ce.After.Counter == 0 && it.cur.c != 0 && it.cur.c < ce.Counter {
 		ce.After = it.log.Seq(it.cur.c, it.cur.ms)
 	}
 	it.err = err
@@ -218,7 +218,7 @@ func (it *Iterator) split() (c uint64, ms int64, v []byte, pk, pkEnd, data int, 
 		return 0, 0, nil, 0, 0, 0, false
 	}
 	cur := &it.cur
-	cur.has, cur.c, cur.ms = true, c, ms
+	cur.c, cur.ms = c, ms
 	it.next = c + 1
 	return c, ms, v, pk, pkEnd, data, true
 }
@@ -241,7 +241,7 @@ func (it *Iterator) Record() shard.Record {
 func (it *Iterator) build() {
 	it.recSet = true
 	cur, r := &it.cur, &it.rec
-	if !cur.has || cur.v == nil {
+	if cur.v == nil {
 		*r = shard.Record{}
 		return
 	}
@@ -259,7 +259,7 @@ func (it *Iterator) build() {
 }
 
 // pkSlabSize is the size of the chunks ownKey copies partition keys into:
-// one allocation per about 200 keys of 16 bytes instead of one per key.
+// one allocation per 256 keys of 16 bytes instead of one per key.
 const pkSlabSize = 4 << 10
 
 // ownKey returns b as a string the iterator never writes to again. Short
@@ -301,14 +301,20 @@ func (it *Iterator) Wait(ctx context.Context) error {
 	if !it.enter() {
 		return nil // the DB closed: Next reports it
 	}
+	it.release()
+	return it.log.Wait(ctx, it.next-1)
+}
+
+// release is Wait's call: it closes the Pebble iterator, inside the gate.
+func (it *Iterator) release() {
+	defer it.leave()
+	callHook()
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
 			it.setErr(err)
 		}
 		it.pit = nil
 	}
-	it.leave()
-	return it.log.Wait(ctx, it.next-1)
 }
 
 // All returns the remaining visible records as a range-over-func
@@ -335,6 +341,11 @@ func (it *Iterator) Close() error {
 		it.done = true
 		return nil
 	}
+	// A no-op once closeGated has ended the call; if a panic cuts the
+	// call short, it ends it, so the gate's Close does not wait for it
+	// forever.
+	defer it.leave()
+	callHook()
 	it.done = true
 	var err error
 	if it.pit != nil {

@@ -147,3 +147,20 @@ func TestTokenExpiry(t *testing.T) {
 	_, err = c.Decode(s, issued-time.Hour.Milliseconds())
 	require.NoError(t, err)
 }
+
+// encoding/base64 skips CR and LF even in Strict mode, so a valid token
+// with one inserted anywhere would decode as the token itself; Decode
+// must reject it (a token has exactly one encoding).
+func TestTokenWithLineBreaks(t *testing.T) {
+	c := iterator.NewCodec(secret(0), 5*time.Minute)
+	tok := iterator.Token{Stream: 7, Shard: 3, Next: 12345, IssuedMs: 1_750_000_000_000, Name: "s"}
+	s := c.Encode(tok)
+	for _, br := range []string{"\r", "\n", "\r\n"} {
+		for _, i := range []int{0, 1, len(s) / 2, len(s) - 1, len(s)} {
+			b := s[:i] + br + s[i:]
+			_, err := c.Decode(b, tok.IssuedMs)
+			require.ErrorIs(t, err, shard.ErrInvalidArgument, "%q at %d", br, i)
+			require.Empty(t, c.StreamName(b), "%q at %d", br, i)
+		}
+	}
+}

@@ -210,6 +210,24 @@ func checkSplitValue(t *testing.T, v []byte) {
 	}
 }
 
+// TestValueKeyLimit pins the partition key limit both decoders enforce:
+// a key of 1<<16 bytes decodes, one byte more does not, though its bytes
+// are all there (random inputs almost never reach these lengths).
+func TestValueKeyLimit(t *testing.T) {
+	for n, want := range map[int]bool{1 << 16: true, 1<<16 + 1: false} {
+		pk := string(bytes.Repeat([]byte{'k'}, n))
+		v := make([]byte, shard.ValueLen(pk, false, []byte("d")))
+		shard.PutValue(v, 7, pk, nil, []byte("d"))
+		if _, ok := shard.DecodeValue(v); ok != want {
+			t.Fatalf("DecodeValue of a %d-byte key: ok = %v", n, ok)
+		}
+		if _, _, _, _, ok := shard.SplitValue(v); ok != want {
+			t.Fatalf("SplitValue of a %d-byte key: ok = %v", n, ok)
+		}
+		checkSplitValue(t, v)
+	}
+}
+
 // FuzzDecodeValue checks the record value codec: DecodeValue never panics
 // on arbitrary bytes, what it accepts re-encodes to a value that decodes
 // to the same fields, ValueArrival agrees with it, and PutValue/DecodeValue
