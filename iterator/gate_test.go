@@ -272,3 +272,34 @@ func TestGateCloseAfterPanicInCall(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordAfterWait: Wait closes the Pebble iterator the current record
+// was read from, so it builds the record and copies its Data first; Record
+// after Wait returns the same record from memory the Iterator owns,
+// whether or not Record was called before Wait.
+func TestRecordAfterWait(t *testing.T) {
+	pdb, l := gateDB(t, 3)
+	defer pdb.Close()
+	var g iterator.Gate
+	defer g.Close(errGateClosed)
+
+	it := g.New(pdb, l, 1, nil)
+	require.True(t, it.Next())
+	before := it.Record()
+	require.NoError(t, it.Wait(t.Context())) // records 2 and 3 are visible: returns at once
+	after := it.Record()
+	require.Equal(t, before.SequenceNumber, after.SequenceNumber)
+	require.Equal(t, "key-1", after.PartitionKey)
+	require.Equal(t, []byte("data-1"), after.Data)
+	require.NotSame(t, &before.Data[0], &after.Data[0], "Data still borrowed from Pebble after Wait")
+	require.Equal(t, len(after.Data), cap(after.Data))
+
+	require.True(t, it.Next()) // the next record is read again after Wait
+	require.NoError(t, it.Wait(t.Context()))
+	r := it.Record() // never asked for before Wait
+	require.Equal(t, "key-2", r.PartitionKey)
+	require.Equal(t, []byte("data-2"), r.Data)
+	require.True(t, it.Next())
+	require.Equal(t, "key-3", it.Record().PartitionKey)
+	require.NoError(t, it.Close())
+}

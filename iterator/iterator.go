@@ -1,10 +1,12 @@
 package iterator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -224,7 +226,9 @@ func (it *Iterator) split() (c uint64, ms int64, v []byte, pk, pkEnd, data int, 
 }
 
 // Record returns the current record. Its Data is valid until the next
-// call to Next or Close.
+// call to Next, Wait or Close, and until the DB closes; Record called
+// after Wait returns a copy that stays valid. Do not call it after the DB
+// closed: the record is built from Pebble's memory on the first call.
 //
 // Its PartitionKey is the caller's to keep, but may share one allocation
 // of at most pkSlabSize bytes with the keys of neighbouring records, so
@@ -306,9 +310,18 @@ func (it *Iterator) Wait(ctx context.Context) error {
 }
 
 // release is Wait's call: it closes the Pebble iterator, inside the gate.
+// The current record is built and its Data copied first, so Record stays
+// valid after Wait without reading memory Pebble has released.
 func (it *Iterator) release() {
 	defer it.leave()
 	callHook()
+	if it.cur.v != nil {
+		if !it.recSet {
+			it.build()
+		}
+		it.rec.Data = slices.Clip(bytes.Clone(it.rec.Data))
+		it.cur.v = nil
+	}
 	if it.pit != nil {
 		if err := it.pit.Close(); err != nil && it.err == nil {
 			it.setErr(err)
