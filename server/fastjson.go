@@ -171,13 +171,24 @@ func plainString(v []byte) bool {
 // plainJSON8 reports whether the 8 bytes of x are all printable ASCII
 // other than '"' and '\\' (SWAR, as plainASCII8).
 func plainJSON8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	control := (x - 0x20*ones) & ^x & highs
-	bs := x ^ '\\'*ones
-	backslash := (bs - ones) & ^bs & highs
-	q := x ^ '"'*ones
-	quote := (q - ones) & ^q & highs
-	return (control | backslash | quote | x&highs) == 0
+	return escaped8(x)|byteIs8(x, '"')|x&swarHighs == 0
+}
+
+// SWAR tests on the 8 bytes of a word: each result has a byte's high bit
+// set for the bytes that match, and is exact about whether any byte does
+// (a borrow may mark a byte above one that matches, never one alone).
+const swarOnes, swarHighs = 0x0101010101010101, 0x8080808080808080
+
+// escaped8 finds the bytes a JSON string cannot hold as they are: a
+// control character (< 0x20) or '\\'. ('"' ends the string.)
+func escaped8(x uint64) uint64 {
+	return (x-0x20*swarOnes)&^x&swarHighs | byteIs8(x, '\\')
+}
+
+// byteIs8 finds the bytes equal to c.
+func byteIs8(x uint64, c byte) uint64 {
+	y := x ^ uint64(c)*swarOnes
+	return (y - swarOnes) &^ y & swarHighs
 }
 
 // load64 returns s[i:i+8] as a little-endian word (one load).
@@ -194,17 +205,12 @@ const (
 	wordEscaped         // a control character (< 0x20) or '\'
 )
 
-// plainASCII8 classifies the 8 bytes of x (SWAR: each test below is
-// exact about whether any byte matches, though not about which).
+// plainASCII8 classifies the 8 bytes of x (SWAR, escaped8).
 func plainASCII8(x uint64) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	control := (x - 0x20*ones) & ^x & highs // a byte < 0x20
-	bs := x ^ '\\'*ones
-	backslash := (bs - ones) & ^bs & highs // a byte == '\'
 	switch {
-	case control|backslash != 0:
+	case escaped8(x) != 0:
 		return wordEscaped
-	case x&highs != 0:
+	case x&swarHighs != 0:
 		return wordNonASCII
 	}
 	return wordPlain
