@@ -414,33 +414,21 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 						return nil, false
 					}
 					f |= hasData
-					off := len(b.arena)
-					need := base64.StdEncoding.DecodedLen(len(v))
-					if cap(b.arena)-off < need {
-						return nil, false // cannot happen: the arena covers the body
-					}
-					// Strict, as AWS: non-canonical base64 ("+/+=") is
-					// left to the slow path, which words the error.
-					n, err := decodeBase64(b.arena[off:off+need], v)
-					if err != nil {
+					if e.Data, ok = b.addData(v); !ok {
 						return nil, false
 					}
-					b.arena = b.arena[:off+n]
-					e.Data = b.arena[off : off+n : off+n]
 				case memberPartitionKey:
 					if f&hasPartitionKey != 0 {
 						return nil, false
 					}
 					f |= hasPartitionKey
-					pk = keySpan{int32(len(b.keys)), int32(len(v))}
-					b.keys = append(b.keys, v...)
+					pk = b.addKey(v)
 				case memberExplicitHashKey:
 					if f&hasExplicitHashKey != 0 {
 						return nil, false
 					}
 					f |= hasExplicitHashKey
-					ehk = keySpan{int32(len(b.keys)), int32(len(v))}
-					b.keys = append(b.keys, v...)
+					ehk = b.addKey(v)
 				default:
 					return nil, false
 				}
@@ -499,21 +487,40 @@ func (s *jsonScanner) sdkEntry(b *putBatch, e *engine.Entry, pk *keySpan) bool {
 	if !plainString(key) {
 		return false
 	}
-	off := len(b.arena)
-	need := base64.StdEncoding.DecodedLen(len(data))
-	if cap(b.arena)-off < need {
+	v, ok := b.addData(data)
+	if !ok {
 		return false
 	}
-	dn, err := decodeBase64(b.arena[off:off+need], data)
-	if err != nil {
-		return false
-	}
-	b.arena = b.arena[:off+dn]
-	e.Data = b.arena[off : off+dn : off+dn]
-	*pk = keySpan{int32(len(b.keys)), int32(m)}
-	b.keys = append(b.keys, key...)
+	e.Data = v
+	*pk = b.addKey(key)
 	s.i += len(open) + n + len(mid) + m + len(end)
 	return true
+}
+
+// addData decodes the base64 text v into b.arena and returns the bytes
+// (their capacity clipped), or false when v is not strict base64 or does
+// not fit the arena's spare room (which cannot happen: the arena covers
+// the body). Strict, as AWS: non-canonical base64 ("+/+=") is left to the
+// slow path, which words the error.
+func (b *putBatch) addData(v []byte) ([]byte, bool) {
+	off := len(b.arena)
+	need := base64.StdEncoding.DecodedLen(len(v))
+	if cap(b.arena)-off < need {
+		return nil, false
+	}
+	n, err := decodeBase64(b.arena[off:off+need], v)
+	if err != nil {
+		return nil, false
+	}
+	b.arena = b.arena[:off+n]
+	return b.arena[off : off+n : off+n], true
+}
+
+// addKey appends a partition or hash key to b.keys and returns its span.
+func (b *putBatch) addKey(v []byte) keySpan {
+	sp := keySpan{int32(len(b.keys)), int32(len(v))}
+	b.keys = append(b.keys, v...)
+	return sp
 }
 
 // The members of a PutRecords entry, as entryMember reports them.
