@@ -796,9 +796,10 @@ func (r *subscriptions) close() {
 
 // Close ends every running SubscribeToShard subscription (their clients
 // see the stream end and may subscribe again elsewhere) and refuses new
-// ones, and stops the server's timers. It does not close the DB. Serve calls it when it shuts down; call
-// it before http.Server.Shutdown when serving a Server yourself, or
-// Shutdown waits for the subscriptions to run out (up to 5 minutes).
+// ones, and stops the server's timers. It does not close the DB. Serve
+// calls it when it shuts down; call it before http.Server.Shutdown when
+// serving a Server yourself, or Shutdown waits for the subscriptions to
+// run out (up to 5 minutes).
 func (s *Server) Close() {
 	s.stopPending()
 	s.admit.close()

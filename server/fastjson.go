@@ -171,13 +171,24 @@ func plainString(v []byte) bool {
 // plainJSON8 reports whether the 8 bytes of x are all printable ASCII
 // other than '"' and '\\' (SWAR, as plainASCII8).
 func plainJSON8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	control := (x - 0x20*ones) & ^x & highs
-	bs := x ^ '\\'*ones
-	backslash := (bs - ones) & ^bs & highs
-	q := x ^ '"'*ones
-	quote := (q - ones) & ^q & highs
-	return (control | backslash | quote | x&highs) == 0
+	return escaped8(x)|byteIs8(x, '"')|x&swarHighs == 0
+}
+
+// SWAR tests on the 8 bytes of a word: each result has a byte's high bit
+// set for the bytes that match, and is exact about whether any byte does
+// (a borrow may mark a byte above one that matches, never one alone).
+const swarOnes, swarHighs = 0x0101010101010101, 0x8080808080808080
+
+// escaped8 finds the bytes a JSON string cannot hold as they are: a
+// control character (< 0x20) or '\\'. ('"' ends the string.)
+func escaped8(x uint64) uint64 {
+	return (x-0x20*swarOnes)&^x&swarHighs | byteIs8(x, '\\')
+}
+
+// byteIs8 finds the bytes equal to c.
+func byteIs8(x uint64, c byte) uint64 {
+	y := x ^ uint64(c)*swarOnes
+	return (y - swarOnes) &^ y & swarHighs
 }
 
 // load64 returns s[i:i+8] as a little-endian word (one load).
@@ -194,17 +205,12 @@ const (
 	wordEscaped         // a control character (< 0x20) or '\'
 )
 
-// plainASCII8 classifies the 8 bytes of x (SWAR: each test below is
-// exact about whether any byte matches, though not about which).
+// plainASCII8 classifies the 8 bytes of x (SWAR, escaped8).
 func plainASCII8(x uint64) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	control := (x - 0x20*ones) & ^x & highs // a byte < 0x20
-	bs := x ^ '\\'*ones
-	backslash := (bs - ones) & ^bs & highs // a byte == '\'
 	switch {
-	case control|backslash != 0:
+	case escaped8(x) != 0:
 		return wordEscaped
-	case x&highs != 0:
+	case x&swarHighs != 0:
 		return wordNonASCII
 	}
 	return wordPlain
@@ -408,33 +414,21 @@ func (s *jsonScanner) records(b *putBatch, spans []keySpan) ([]keySpan, bool) {
 						return nil, false
 					}
 					f |= hasData
-					off := len(b.arena)
-					need := base64.StdEncoding.DecodedLen(len(v))
-					if cap(b.arena)-off < need {
-						return nil, false // cannot happen: the arena covers the body
-					}
-					// Strict, as AWS: non-canonical base64 ("+/+=") is
-					// left to the slow path, which words the error.
-					n, err := decodeBase64(b.arena[off:off+need], v)
-					if err != nil {
+					if e.Data, ok = b.addData(v); !ok {
 						return nil, false
 					}
-					b.arena = b.arena[:off+n]
-					e.Data = b.arena[off : off+n : off+n]
 				case memberPartitionKey:
 					if f&hasPartitionKey != 0 {
 						return nil, false
 					}
 					f |= hasPartitionKey
-					pk = keySpan{int32(len(b.keys)), int32(len(v))}
-					b.keys = append(b.keys, v...)
+					pk = b.addKey(v)
 				case memberExplicitHashKey:
 					if f&hasExplicitHashKey != 0 {
 						return nil, false
 					}
 					f |= hasExplicitHashKey
-					ehk = keySpan{int32(len(b.keys)), int32(len(v))}
-					b.keys = append(b.keys, v...)
+					ehk = b.addKey(v)
 				default:
 					return nil, false
 				}
@@ -493,21 +487,40 @@ func (s *jsonScanner) sdkEntry(b *putBatch, e *engine.Entry, pk *keySpan) bool {
 	if !plainString(key) {
 		return false
 	}
-	off := len(b.arena)
-	need := base64.StdEncoding.DecodedLen(len(data))
-	if cap(b.arena)-off < need {
+	v, ok := b.addData(data)
+	if !ok {
 		return false
 	}
-	dn, err := decodeBase64(b.arena[off:off+need], data)
-	if err != nil {
-		return false
-	}
-	b.arena = b.arena[:off+dn]
-	e.Data = b.arena[off : off+dn : off+dn]
-	*pk = keySpan{int32(len(b.keys)), int32(m)}
-	b.keys = append(b.keys, key...)
+	e.Data = v
+	*pk = b.addKey(key)
 	s.i += len(open) + n + len(mid) + m + len(end)
 	return true
+}
+
+// addData decodes the base64 text v into b.arena and returns the bytes
+// (their capacity clipped), or false when v is not strict base64 or does
+// not fit the arena's spare room (which cannot happen: the arena covers
+// the body). Strict, as AWS: non-canonical base64 ("+/+=") is left to the
+// slow path, which words the error.
+func (b *putBatch) addData(v []byte) ([]byte, bool) {
+	off := len(b.arena)
+	need := base64.StdEncoding.DecodedLen(len(v))
+	if cap(b.arena)-off < need {
+		return nil, false
+	}
+	n, err := decodeBase64(b.arena[off:off+need], v)
+	if err != nil {
+		return nil, false
+	}
+	b.arena = b.arena[:off+n]
+	return b.arena[off : off+n : off+n], true
+}
+
+// addKey appends a partition or hash key to b.keys and returns its span.
+func (b *putBatch) addKey(v []byte) keySpan {
+	sp := keySpan{int32(len(b.keys)), int32(len(v))}
+	b.keys = append(b.keys, v...)
+	return sp
 }
 
 // The members of a PutRecords entry, as entryMember reports them.

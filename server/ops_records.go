@@ -87,9 +87,7 @@ func (s *Server) putRecord(rq *request) (any, *apiError) {
 	s.metrics.bytesIn.Add(float64(len(in.Data)))
 	encType := s.enc.get(s, name)
 	if rq.codec == codecJSON {
-		dst := appendPutRecordJSON(rq.scratch.AvailableBuffer(), &res, encType)
-		rq.scratch.Write(dst)
-		return rawBody(rq.scratch.Bytes()), nil
+		return rq.built(appendPutRecordJSON(rq.scratch.AvailableBuffer(), &res, encType)), nil
 	}
 	return putRecordOutput{ShardId: res.ShardID.String(), SequenceNumber: res.SequenceNumber.String(), EncryptionType: encType}, nil
 }

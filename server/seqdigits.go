@@ -75,15 +75,7 @@ func digitWords(s string) (w [seqDigitsLen / 8]uint64) {
 func (c *seqDigits) appendSeq(dst []byte, n engine.SequenceNumber) []byte {
 	s := &c.slots[n.Shard%seqDigitsSlots]
 	if s.ok && s.next(n) {
-		// Word by word, as next wrote them: a wider copy would read the
-		// words before their stores retire.
-		off := len(dst)
-		dst = append(dst, make([]byte, seqDigitsLen)...)
-		out := dst[off : off+seqDigitsLen : off+seqDigitsLen]
-		for k := 0; k < seqDigitsLen; k += 8 {
-			binary.LittleEndian.PutUint64(out[k:], binary.LittleEndian.Uint64(s.d[k:]))
-		}
-		return dst
+		return append(dst, s.d[:]...)
 	}
 	before := len(dst)
 	dst = n.AppendTo(dst)
