@@ -23,7 +23,7 @@ var errGateClosed = errors.New("gate closed")
 
 // gateDB is an in-memory Pebble holding n records of shard 0 of stream 1,
 // and its Log.
-func gateDB(t *testing.T, n int) (*pebble.DB, *shard.Log) {
+func gateDB(t testing.TB, n int) (*pebble.DB, *shard.Log) {
 	t.Helper()
 	pdb, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietPebble{}})
 	require.NoError(t, err)
